@@ -1,0 +1,401 @@
+"""Settings: the only module that reads the environment.
+
+One typed :class:`Settings` object, made of one section per subsystem, is built once at the entry
+point (CLI command, ASGI factory, worker start-up) and passed down. Every field declares the
+environment variable it is read from (``validation_alias``), its type, default and a
+``description``; ``stolentee config show`` prints them and a test fails when one is undocumented
+in the README.
+
+The seed report's variable names are kept (``DATABASE_URL``, ``REDIS_URL``, ``REMBG_ENDPOINT``,
+``REMOVEBG_API_KEY``, ``R2_*``); everything stolentee adds is prefixed ``STOLENTEE_``. Values are
+also read from a ``.env`` file in the working directory; real environment variables win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SECTION_CONFIG = SettingsConfigDict(
+    env_file=".env",
+    env_file_encoding="utf-8",
+    extra="ignore",
+    populate_by_name=True,
+    validate_default=True,
+)
+
+# The seed's pool sizes (section 2.3): ``max: isProduction ? 15 : 5``.
+POOL_MAX_PRODUCTION = 15
+POOL_MAX_DEVELOPMENT = 5
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class ServiceSettings(BaseSettings):
+    """The HTTP service process."""
+
+    model_config = _SECTION_CONFIG
+
+    env: Environment = Field(
+        Environment.DEVELOPMENT,
+        validation_alias="STOLENTEE_ENV",
+        description="`development` or `production`; production uses the larger database pool "
+        "and JSON logs by default.",
+    )
+    data_dir: Path = Field(
+        Path("var"),
+        validation_alias="STOLENTEE_DATA_DIR",
+        description="Directory for the embedded default: the SQLite database file and local "
+        "storage live here. Created on start-up.",
+    )
+    host: str = Field(
+        "127.0.0.1",
+        validation_alias="STOLENTEE_HOST",
+        description="Interface `stolentee serve` binds to (`0.0.0.0` in containers).",
+    )
+    port: int = Field(
+        8000,
+        ge=1,
+        le=65535,
+        validation_alias="PORT",
+        description="TCP port `stolentee serve` listens on (Railway and most PaaS set `PORT`).",
+    )
+    http_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        validation_alias="STOLENTEE_HTTP_WORKERS",
+        description="Number of uvicorn worker processes for `stolentee serve`.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info",
+        validation_alias="STOLENTEE_LOG_LEVEL",
+        description="Log level: debug, info, warning or error.",
+    )
+    log_format: Literal["auto", "text", "json"] = Field(
+        "auto",
+        validation_alias="STOLENTEE_LOG_FORMAT",
+        description="`text`, `json` (one object per line), or `auto`: json in production, text "
+        "otherwise.",
+    )
+    public_base_url: str = Field(
+        "",
+        validation_alias="STOLENTEE_PUBLIC_BASE_URL",
+        description="Absolute base URL of this service (e.g. `https://api.example.com`) used to "
+        "build links to files it serves; empty gives root-relative links (`/assets/...`).",
+    )
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+
+class DatabaseSettings(BaseSettings):
+    """SQLAlchemy engine and connection pool (seed section 2.3)."""
+
+    model_config = _SECTION_CONFIG
+
+    url: str | None = Field(
+        None,
+        validation_alias="DATABASE_URL",
+        description="SQLAlchemy URL of the database. Empty: SQLite file "
+        "`$STOLENTEE_DATA_DIR/stolentee.db`. `postgres://` and `postgresql://` URLs use psycopg 3.",
+    )
+    pool_max_connections: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        validation_alias="STOLENTEE_DB_POOL_MAX",
+        description="Most pooled connections per process. Empty: 15 in production, 5 in "
+        "development (seed 2.3).",
+    )
+    pool_idle_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        validation_alias="STOLENTEE_DB_POOL_IDLE_TIMEOUT_S",
+        description="A connection idle in the pool longer than this is closed (seed: 10 s).",
+    )
+    pool_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        validation_alias="STOLENTEE_DB_POOL_TIMEOUT_S",
+        description="How long a request waits for a free pooled connection before failing with "
+        "503 `database_busy`.",
+    )
+    statement_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        validation_alias="STOLENTEE_DB_STATEMENT_TIMEOUT_S",
+        description="PostgreSQL `statement_timeout` set on every pooled connection (seed: 30 s).",
+    )
+    query_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        validation_alias="STOLENTEE_DB_QUERY_TIMEOUT_S",
+        description="Application-level query timeout: a statement still running after this is "
+        "cancelled by the client (seed: 10 s). Applies to SQLite and PostgreSQL.",
+    )
+    connect_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        validation_alias="STOLENTEE_DB_CONNECT_TIMEOUT_S",
+        description="Timeout for opening a new database connection.",
+    )
+    auto_migrate: bool | None = Field(
+        None,
+        validation_alias="STOLENTEE_DB_AUTO_MIGRATE",
+        description="Apply pending migrations when the service starts. Empty: yes on SQLite, no "
+        "on PostgreSQL (run `stolentee db upgrade` when deploying).",
+    )
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def resolved_url(self) -> str:
+        """The URL with the defaults of :meth:`Settings._resolve` applied."""
+        if self.url is None:
+            raise RuntimeError("DatabaseSettings used outside Settings: url is unresolved")
+        return self.url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_url.startswith("sqlite")
+
+
+class StorageSettings(BaseSettings):
+    """Where uploads and assets are stored, and how their public URLs are built."""
+
+    model_config = _SECTION_CONFIG
+
+    backend: Literal["local"] = Field(
+        "local",
+        validation_alias="STORAGE_BACKEND",
+        description="Storage backend. `local`: files under `STOLENTEE_STORAGE_DIR`. "
+        "(`s3` arrives with the S3 storage issue.)",
+    )
+    local_dir: Path | None = Field(
+        None,
+        validation_alias="STOLENTEE_STORAGE_DIR",
+        description="Root directory of local storage. Empty: `$STOLENTEE_DATA_DIR/storage`.",
+    )
+    r2_endpoint: str = Field(
+        "",
+        validation_alias="R2_ENDPOINT",
+        description="Cloudflare R2 (S3 API) endpoint, e.g. `https://<account>.r2."
+        "cloudflarestorage.com`; read by the S3 backend.",
+    )
+    r2_access_key_id: SecretStr = Field(
+        SecretStr(""),
+        validation_alias="R2_ACCESS_KEY_ID",
+        description="R2 access key id (secret, masked in `config show`).",
+    )
+    r2_secret_access_key: SecretStr = Field(
+        SecretStr(""),
+        validation_alias="R2_SECRET_ACCESS_KEY",
+        description="R2 secret access key (secret, masked in `config show`).",
+    )
+    r2_bucket_name: str = Field(
+        "",
+        validation_alias="R2_BUCKET_NAME",
+        description="R2 bucket holding uploads and assets, e.g. `stolentee-assets`.",
+    )
+    r2_public_domain: str = Field(
+        "",
+        validation_alias="R2_PUBLIC_DOMAIN",
+        description="CDN domain serving the stored objects, e.g. `assets.example.com`. When set, "
+        "public URLs are `https://<domain>/<key>` instead of this service's `/uploads/` and "
+        "`/assets/` routes.",
+    )
+
+    @field_validator("r2_public_domain")
+    @classmethod
+    def _check_domain(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value:
+            return value
+        if "://" not in value:
+            value = "https://" + value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError("must be a domain such as assets.example.com or an https:// URL")
+        return value
+
+
+class QueueSettings(BaseSettings):
+    """Job queue transport."""
+
+    model_config = _SECTION_CONFIG
+
+    redis_url: SecretStr = Field(
+        SecretStr(""),
+        validation_alias="REDIS_URL",
+        description="Redis URL for the job queue at scale (`redis://host:6379/0`). Empty: the "
+        "embedded SQLite queue. Read by the jobs subsystem.",
+    )
+
+
+class RemovalSettings(BaseSettings):
+    """Background-removal providers."""
+
+    model_config = _SECTION_CONFIG
+
+    rembg_endpoint: str = Field(
+        "",
+        validation_alias="REMBG_ENDPOINT",
+        description="Base URL of a standalone stolentee removal service (seed: the rembg worker). "
+        "Empty: remove backgrounds in-process. Read by the removal provider chain.",
+    )
+    removebg_api_key: SecretStr = Field(
+        SecretStr(""),
+        validation_alias="REMOVEBG_API_KEY",
+        description="Remove.bg API key for the paid fallback (secret, masked in `config show`). "
+        "Empty: never call Remove.bg.",
+    )
+
+
+class Settings(BaseModel):
+    """All of stolentee's settings, one section per subsystem."""
+
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    removal: RemovalSettings = Field(default_factory=RemovalSettings)
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Settings:
+        """Fill in defaults that depend on other sections (paths under the data dir, pool size)."""
+        data_dir = self.service.data_dir
+        db = self.database
+        url = db.url or f"sqlite:///{(data_dir / 'stolentee.db').as_posix()}"
+        url = normalise_database_url(url)
+        pool_max = db.pool_max_connections or (
+            POOL_MAX_PRODUCTION if self.service.is_production else POOL_MAX_DEVELOPMENT
+        )
+        auto_migrate = db.auto_migrate if db.auto_migrate is not None else url.startswith("sqlite")
+        self.database = db.model_copy(
+            update={"url": url, "pool_max_connections": pool_max, "auto_migrate": auto_migrate}
+        )
+        if self.storage.local_dir is None:
+            self.storage = self.storage.model_copy(update={"local_dir": data_dir / "storage"})
+        return self
+
+    @property
+    def storage_dir(self) -> Path:
+        assert self.storage.local_dir is not None  # set by _resolve
+        return self.storage.local_dir
+
+    @property
+    def pool_max_connections(self) -> int:
+        assert self.database.pool_max_connections is not None  # set by _resolve
+        return self.database.pool_max_connections
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the URL spellings PaaS dashboards hand out and pick the psycopg 3 driver."""
+    url = url.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a URL (``scheme://user:***@host/...``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
+
+
+@dataclass(frozen=True, slots=True)
+class SettingDoc:
+    """One setting as documented: where it lives, which variable sets it, and what it does."""
+
+    section: str
+    field: str
+    env_var: str
+    type_name: str
+    default: str
+    description: str
+    secret: bool
+
+
+def _env_var(name: str, info: FieldInfo) -> str:
+    alias = info.validation_alias
+    if not isinstance(alias, str):
+        raise TypeError(f"setting {name!r} must declare its environment variable as a string")
+    return alias
+
+
+def _type_name(info: FieldInfo) -> str:
+    annotation = info.annotation
+    text = getattr(annotation, "__name__", None) or str(annotation)
+    return text.replace("typing.", "").replace("pathlib.", "")
+
+
+def iter_setting_docs() -> Iterator[SettingDoc]:
+    """Every setting of every section, in declaration order."""
+    for section_name, section_field in Settings.model_fields.items():
+        section_cls = section_field.annotation
+        assert isinstance(section_cls, type) and issubclass(section_cls, BaseSettings)
+        for name, info in section_cls.model_fields.items():
+            default = info.default
+            if isinstance(default, SecretStr):
+                default = default.get_secret_value()
+            yield SettingDoc(
+                section=section_name,
+                field=name,
+                env_var=_env_var(name, info),
+                type_name=_type_name(info),
+                default="" if default is None else str(default),
+                description=info.description or "",
+                secret=info.annotation is SecretStr,
+            )
+
+
+def effective_settings(settings: Settings) -> list[tuple[SettingDoc, str]]:
+    """Each setting with its effective value as text, secrets masked."""
+    rows: list[tuple[SettingDoc, str]] = []
+    for doc in iter_setting_docs():
+        value = getattr(getattr(settings, doc.section), doc.field)
+        if isinstance(value, SecretStr):
+            raw = value.get_secret_value()
+            text = mask_url(raw) if "://" in raw else ("***" if raw else "")
+        elif value is None:
+            text = ""
+        else:
+            text = str(value.value if isinstance(value, StrEnum) else value)
+            if doc.env_var == "DATABASE_URL":
+                text = mask_url(text)
+        rows.append((doc, text))
+    return rows

@@ -1,0 +1,134 @@
+"""The one exception tree of stolentee.
+
+Every error the service can report to a client derives from :class:`StolenteeError` and carries
+its HTTP status, a stable machine-readable ``code`` and a short human ``title``. The web layer
+(``api/errors.py``) is the only place that turns these into HTTP responses; domain packages raise
+them without knowing about HTTP frameworks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class StolenteeError(Exception):
+    """Root of every error stolentee raises on purpose."""
+
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        self.detail = detail or self.title
+        self.extra = extra
+        super().__init__(self.detail)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as one entry of the ``{"errors": [...]}`` response body."""
+        entry: dict[str, Any] = {"title": self.title, "code": self.code, "detail": self.detail}
+        if self.extra:
+            entry["meta"] = self.extra
+        return entry
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+class ConfigurationError(StolenteeError):
+    """The settings are invalid or inconsistent (raised at start-up, not per request)."""
+
+    code = "invalid_configuration"
+    title = "Invalid configuration"
+
+
+# --- client errors (4xx) -----------------------------------------------------------------------
+
+
+class ClientError(StolenteeError):
+    """Something the client sent is wrong; never a server fault."""
+
+    status_code = 400
+    code = "invalid_request"
+    title = "Invalid request"
+
+
+class InvalidKeyError(ClientError):
+    """A storage key is malformed or tries to escape the storage root."""
+
+    code = "invalid_key"
+    title = "Invalid storage key"
+
+
+class NotFoundError(ClientError):
+    status_code = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class ObjectNotFoundError(NotFoundError):
+    """No stored object under that key."""
+
+    code = "object_not_found"
+    title = "Object not found"
+
+
+class RangeNotSatisfiableError(ClientError):
+    status_code = 416
+    code = "range_not_satisfiable"
+    title = "Requested range not satisfiable"
+
+
+class MethodNotAllowedError(ClientError):
+    status_code = 405
+    code = "method_not_allowed"
+    title = "Method not allowed"
+
+
+class ConflictError(ClientError):
+    status_code = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class StorageConflictError(ConflictError):
+    """The key cannot be stored beside an existing key (for example ``a`` and ``a/b`` on disk)."""
+
+    code = "storage_key_conflict"
+    title = "Storage key conflict"
+
+
+# --- server-side failures (5xx) ----------------------------------------------------------------
+
+
+class ServiceUnavailableError(StolenteeError):
+    status_code = 503
+    code = "service_unavailable"
+    title = "Service unavailable"
+
+
+class DatabaseUnavailableError(ServiceUnavailableError):
+    code = "database_unavailable"
+    title = "Database unavailable"
+
+
+class DatabaseBusyError(ServiceUnavailableError):
+    """No pooled connection became free in time."""
+
+    code = "database_busy"
+    title = "Database busy"
+
+
+class QueryTimeoutError(StolenteeError):
+    """A query ran longer than the application-level query timeout and was cancelled."""
+
+    status_code = 504
+    code = "query_timeout"
+    title = "Database query timed out"
+
+
+class StorageError(StolenteeError):
+    """The storage backend failed (disk full, permission denied, remote error)."""
+
+    status_code = 502
+    code = "storage_error"
+    title = "Storage error"

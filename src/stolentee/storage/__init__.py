@@ -1,0 +1,1 @@
+"""Object storage: one contract (``base.py``), one module per backend."""

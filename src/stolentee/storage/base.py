@@ -1,0 +1,167 @@
+"""The storage contract shared by every backend (local disk, in-memory, S3-compatible).
+
+Keys are ``/``-separated relative paths such as ``uploads/2026/11/ab12.png`` or
+``assets/cutouts/<sha256>.png``; :func:`validate_key` is the single gate every backend applies.
+Each stored object carries its size, content type, sha256 and free-form string metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from stolentee.errors import InvalidKeyError
+
+MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
+MAX_SEGMENT_BYTES = 255  # the usual file-name limit of local file systems
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+DEFAULT_LIST_LIMIT = 1000
+CHUNK_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What a backend knows about one stored object."""
+
+    key: str
+    size: int
+    content_type: str
+    sha256: str
+    last_modified: datetime
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def etag(self) -> str:
+        """Strong HTTP entity tag: the content hash, quoted."""
+        return f'"{self.sha256}"'
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    """One page of a listing; pass ``next_start_after`` back to get the next page."""
+
+    objects: list[ObjectInfo]
+    next_start_after: str | None
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Contract of every storage backend. All methods validate ``key`` first."""
+
+    name: str
+
+    def put(
+        self,
+        key: str,
+        data: bytes | BinaryIO,
+        *,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Store ``data`` under ``key`` atomically, replacing any previous object."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """The whole object. Raises ``ObjectNotFoundError``."""
+        ...
+
+    def open_range(
+        self, key: str, start: int = 0, end: int | None = None
+    ) -> Iterator[bytes]:
+        """Stream bytes ``start`` to ``end`` inclusive (``None``: to the end) in chunks."""
+        ...
+
+    def head(self, key: str) -> ObjectInfo:
+        """The object's information without its bytes. Raises ``ObjectNotFoundError``."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def delete(self, key: str) -> bool:
+        """Remove the object; ``True`` when something was removed. Missing keys are no error."""
+        ...
+
+    def list(
+        self,
+        prefix: str = "",
+        *,
+        start_after: str | None = None,
+        limit: int = DEFAULT_LIST_LIMIT,
+    ) -> ListPage:
+        """Objects whose key starts with ``prefix``, in key order, after ``start_after``."""
+        ...
+
+    def iterate(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object under ``prefix``, in key order, paging internally."""
+        ...
+
+    def public_url(self, key: str) -> str:
+        """Where a browser fetches the object (CDN domain or this service's file routes)."""
+        ...
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative object key, else raise ``InvalidKeyError``.
+
+    Rejected: empty keys, absolute paths, ``.``/``..`` or empty segments, backslashes, NUL and
+    other control characters, keys over 1024 UTF-8 bytes and segments over 255 bytes.
+    """
+    if not isinstance(key, str) or not key:
+        raise InvalidKeyError("storage key must be a non-empty string")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
+        raise InvalidKeyError("storage key must not contain NUL or control characters")
+    if "\\" in key:
+        raise InvalidKeyError("storage key must not contain backslashes")
+    if key.startswith("/"):
+        raise InvalidKeyError("storage key must be relative (no leading '/')")
+    try:
+        encoded = key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidKeyError("storage key must be valid UTF-8 text") from exc
+    if len(encoded) > MAX_KEY_BYTES:
+        raise InvalidKeyError(f"storage key is longer than {MAX_KEY_BYTES} bytes")
+    for segment in key.split("/"):
+        if segment in ("", ".", ".."):
+            raise InvalidKeyError("storage key must not contain empty, '.' or '..' segments")
+        if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
+            raise InvalidKeyError(f"storage key segment is longer than {MAX_SEGMENT_BYTES} bytes")
+    return key
+
+
+def validate_prefix(prefix: str) -> str:
+    """A listing prefix: empty, or a key prefix that could only name keys :func:`validate_key` accepts."""
+    if prefix == "":
+        return prefix
+    validate_key(prefix.rstrip("/") or "x")
+    return prefix
+
+
+def guess_content_type(key: str) -> str:
+    guessed, _ = mimetypes.guess_type(key, strict=False)
+    return guessed or DEFAULT_CONTENT_TYPE
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
+    """Metadata keys are lower-case ASCII tokens, values printable ASCII (what S3 can carry)."""
+    if not metadata:
+        return {}
+    checked: dict[str, str] = {}
+    total = 0
+    for name, value in metadata.items():
+        if not name or not all(c.isascii() and (c.isalnum() or c in "-_") for c in name):
+            raise InvalidKeyError(f"metadata name {name!r} must be ASCII letters, digits, - or _")
+        if not isinstance(value, str) or not all(0x20 <= ord(c) < 0x7F for c in value):
+            raise InvalidKeyError(f"metadata value of {name!r} must be printable ASCII")
+        total += len(name) + len(value)
+        checked[name.lower()] = value
+    if total > 2048:
+        raise InvalidKeyError("metadata must total at most 2 KB (S3's limit)")
+    return checked
