@@ -209,22 +209,25 @@ class StorageSettings(BaseSettings):
         "",
         validation_alias="R2_ENDPOINT",
         description="Cloudflare R2 (S3 API) endpoint, e.g. `https://<account>.r2."
-        "cloudflarestorage.com`; read by the S3 backend.",
+        "cloudflarestorage.com`. Reserved: read once the S3 backend ships.",
     )
     r2_access_key_id: SecretStr = Field(
         SecretStr(""),
         validation_alias="R2_ACCESS_KEY_ID",
-        description="R2 access key id (secret, masked in `config show`).",
+        description="R2 access key id (secret, masked in `config show`). Reserved: read once "
+        "the S3 backend ships.",
     )
     r2_secret_access_key: SecretStr = Field(
         SecretStr(""),
         validation_alias="R2_SECRET_ACCESS_KEY",
-        description="R2 secret access key (secret, masked in `config show`).",
+        description="R2 secret access key (secret, masked in `config show`). Reserved: read "
+        "once the S3 backend ships.",
     )
     r2_bucket_name: str = Field(
         "",
         validation_alias="R2_BUCKET_NAME",
-        description="R2 bucket holding uploads and assets, e.g. `stolentee-assets`.",
+        description="R2 bucket holding uploads and assets, e.g. `stolentee-assets`. Reserved: "
+        "read once the S3 backend ships.",
     )
     r2_public_domain: str = Field(
         "",
@@ -257,7 +260,7 @@ class QueueSettings(BaseSettings):
         SecretStr(""),
         validation_alias="REDIS_URL",
         description="Redis URL for the job queue at scale (`redis://host:6379/0`). Empty: the "
-        "embedded SQLite queue. Read by the jobs subsystem.",
+        "embedded SQLite queue. Reserved: read once the job queue ships.",
     )
 
 
@@ -270,13 +273,13 @@ class RemovalSettings(BaseSettings):
         "",
         validation_alias="REMBG_ENDPOINT",
         description="Base URL of a standalone stolentee removal service (seed: the rembg worker). "
-        "Empty: remove backgrounds in-process. Read by the removal provider chain.",
+        "Empty: remove backgrounds in-process. Reserved: read once the provider chain ships.",
     )
     removebg_api_key: SecretStr = Field(
         SecretStr(""),
         validation_alias="REMOVEBG_API_KEY",
         description="Remove.bg API key for the paid fallback (secret, masked in `config show`). "
-        "Empty: never call Remove.bg.",
+        "Empty: never call Remove.bg. Reserved: read once the provider chain ships.",
     )
 
 

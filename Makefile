@@ -1,0 +1,38 @@
+# stolentee: one command per task. `make run` and `make test` set everything up on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test check lint format typecheck clean
+
+# The stamp is rebuilt when pyproject.toml changes, so `make run`/`make test` re-install then.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install stolentee with its dev extras
+
+run: $(STAMP)  ## start the API on the embedded default at http://127.0.0.1:8000
+	$(BIN)/stolentee serve
+
+test: $(STAMP)  ## run the whole test suite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test  ## every gate: ruff, ruff format --check, mypy, tests
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,3 @@
+from stolentee.cli import main
+
+main()

@@ -1,0 +1,45 @@
+"""FastAPI dependencies: hand the long-lived objects built in the lifespan to route handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from stolentee.config import Settings
+from stolentee.db.engine import Database
+from stolentee.storage.base import Storage
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything a request may need, built once per process by ``create_app``'s lifespan."""
+
+    settings: Settings
+    database: Database
+    storage: Storage
+    started_at: float  # time.monotonic() at start-up
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def get_settings(services: Annotated[Services, Depends(get_services)]) -> Settings:
+    return services.settings
+
+
+def get_database(services: Annotated[Services, Depends(get_services)]) -> Database:
+    return services.database
+
+
+def get_storage(services: Annotated[Services, Depends(get_services)]) -> Storage:
+    return services.storage
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+StorageDep = Annotated[Storage, Depends(get_storage)]

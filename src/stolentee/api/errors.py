@@ -1,0 +1,103 @@
+"""The one place that turns exceptions into HTTP responses.
+
+Every error body has Remove.bg's shape, so clients of its API understand ours too::
+
+    {"errors": [{"title": "...", "code": "...", "detail": "..."}]}
+
+Anything a client sent that we reject is a 4xx with a stable ``code``; an unexpected exception
+is logged with its traceback and answered with a bare 500 ``internal_error``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from stolentee.errors import ServiceUnavailableError, StolenteeError
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: ("invalid_request", "Invalid request"),
+    401: ("unauthorized", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    406: ("not_acceptable", "Not acceptable"),
+    413: ("file_too_large", "Request body too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+    429: ("rate_limit_exceeded", "Rate limit exceeded"),
+}
+
+
+def error_body(*entries: dict[str, Any]) -> dict[str, Any]:
+    return {"errors": list(entries)}
+
+
+def error_response(
+    status_code: int, *entries: dict[str, Any], headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(*entries), status_code=status_code, headers=headers)
+
+
+async def _stolentee_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StolenteeError)
+    if exc.status_code >= 500:
+        log.warning("%s %s failed: %s (%s)", request.method, request.url.path, exc.code, exc.detail)
+    headers = {"Retry-After": "5"} if isinstance(exc, ServiceUnavailableError) else None
+    return error_response(exc.status_code, exc.to_dict(), headers=headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    entries = []
+    for err in exc.errors():
+        location = ".".join(str(part) for part in err.get("loc", ()) if part != "body")
+        entries.append(
+            {
+                "title": "Invalid request",
+                "code": "invalid_request",
+                "detail": f"{location}: {err.get('msg', 'invalid value')}"
+                if location
+                else str(err.get("msg", "invalid value")),
+            }
+        )
+    return error_response(
+        400,
+        *(
+            entries
+            or [
+                {"title": "Invalid request", "code": "invalid_request", "detail": "invalid request"}
+            ]
+        ),
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+    detail = exc.detail if isinstance(exc.detail, str) else title
+    return error_response(
+        exc.status_code,
+        {"title": title, "code": code, "detail": detail},
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(
+        500, {"title": "Internal error", "code": "internal_error", "detail": "internal error"}
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StolenteeError, _stolentee_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,400 @@
+"""Database engine, connection pool with the seed's settings, and pool monitoring.
+
+Seed section 2.3: at most 15 pooled connections in production and 5 in development, idle
+connections closed after 10 s, PostgreSQL ``statement_timeout`` 30 s, application-level query
+timeout 10 s, and pool monitoring from the pool's events (connect, checkout, checkin,
+invalidate, close) with live figures total / idle / in use / waiting, logged on exhaustion.
+
+SQLite (the embedded default) runs in WAL mode with foreign keys on. PostgreSQL uses psycopg 3.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
+from sqlalchemy.util import queue as sqla_queue
+
+from stolentee.config import DatabaseSettings
+from stolentee.db.timeouts import Deadline, QueryWatchdog
+from stolentee.errors import (
+    DatabaseBusyError,
+    DatabaseUnavailableError,
+    QueryTimeoutError,
+)
+
+log = logging.getLogger(__name__)
+
+_IDLE_SINCE = "stolentee_idle_since"
+_DEADLINE = "stolentee_deadline"
+_EXHAUSTED_LOG_INTERVAL_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class PoolFigures:
+    """A snapshot of the pool: live figures and the event counters since start-up."""
+
+    max: int
+    total: int
+    idle: int
+    in_use: int
+    waiting: int
+    connects: int
+    checkouts: int
+    checkins: int
+    invalidations: int
+    closes: int
+    exhaustions: int
+    timeouts: int
+    idle_closed: int
+    queries_cancelled: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "max": self.max,
+            "total": self.total,
+            "idle": self.idle,
+            "inUse": self.in_use,
+            "waiting": self.waiting,
+            "connects": self.connects,
+            "checkouts": self.checkouts,
+            "checkins": self.checkins,
+            "invalidations": self.invalidations,
+            "closes": self.closes,
+            "exhaustions": self.exhaustions,
+            "timeouts": self.timeouts,
+            "idleClosed": self.idle_closed,
+            "queriesCancelled": self.queries_cancelled,
+        }
+
+
+class MonitoredQueuePool(QueuePool):
+    """A ``QueuePool`` that counts waiters, logs exhaustion and can close idle connections.
+
+    ``_do_get`` is the hook SQLAlchemy pool subclasses override; everything else uses the
+    public pool API or the pool's own queue, as ``QueuePool.dispose`` does.
+    """
+
+    def __init__(self, creator: Any, **kw: Any) -> None:
+        super().__init__(creator, **kw)
+        self._stats_lock = threading.Lock()
+        self.waiting = 0
+        self.exhaustions = 0
+        self.timeouts = 0
+        self.idle_closed = 0
+        self._last_exhausted_log = 0.0
+
+    @property
+    def capacity(self) -> int:
+        return self.size() + max(self._max_overflow, 0)
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        if self.checkedout() < self.capacity:
+            return super()._do_get()
+        with self._stats_lock:
+            self.waiting += 1
+            self.exhaustions += 1
+            now = time.monotonic()
+            should_log = now - self._last_exhausted_log >= _EXHAUSTED_LOG_INTERVAL_S
+            if should_log:
+                self._last_exhausted_log = now
+        if should_log:
+            log.warning(
+                "database pool exhausted: %d/%d connections in use, %d waiting",
+                self.checkedout(),
+                self.capacity,
+                self.waiting,
+            )
+        try:
+            return super()._do_get()
+        except sa_exc.TimeoutError as exc:
+            with self._stats_lock:
+                self.timeouts += 1
+            raise DatabaseBusyError(
+                f"no database connection became free within {self.timeout():g} s "
+                f"({self.capacity} in use)"
+            ) from exc
+        finally:
+            with self._stats_lock:
+                self.waiting -= 1
+
+    def close_idle(self, max_idle_s: float) -> int:
+        """Close pooled connections idle for longer than ``max_idle_s``; returns how many."""
+        now = time.monotonic()
+        keep: list[ConnectionPoolEntry] = []
+        closed = 0
+        while True:
+            try:
+                record = self._pool.get(False)
+            except sqla_queue.Empty:
+                break
+            idle_since = record.info.get(_IDLE_SINCE, now)
+            if now - idle_since > max_idle_s:
+                record.close()
+                self._dec_overflow()
+                closed += 1
+            else:
+                keep.append(record)
+        for record in keep:
+            self._do_return_conn(record)
+        if closed:
+            with self._stats_lock:
+                self.idle_closed += closed
+        return closed
+
+
+class PoolMonitor:
+    """Counters fed by the pool's events."""
+
+    def __init__(self, pool: MonitoredQueuePool) -> None:
+        self.pool = pool
+        self.connects = 0
+        self.checkouts = 0
+        self.checkins = 0
+        self.invalidations = 0
+        self.closes = 0
+        self._lock = threading.Lock()
+        event.listen(pool, "connect", self._on_connect)
+        event.listen(pool, "checkout", self._on_checkout)
+        event.listen(pool, "checkin", self._on_checkin)
+        event.listen(pool, "invalidate", self._on_invalidate)
+        event.listen(pool, "soft_invalidate", self._on_invalidate)
+        event.listen(pool, "close", self._on_close)
+        event.listen(pool, "close_detached", self._on_close_detached)
+
+    def _bump(self, name: str) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+    def _on_connect(self, dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+        self._bump("connects")
+
+    def _on_checkout(self, dbapi_conn: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+        self._bump("checkouts")
+
+    def _on_checkin(self, dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+        self._bump("checkins")
+
+    def _on_invalidate(self, dbapi_conn: Any, record: ConnectionPoolEntry, exc: Any) -> None:
+        self._bump("invalidations")
+        log.info("database connection invalidated: %s", exc)
+
+    def _on_close(self, dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+        self._bump("closes")
+
+    def _on_close_detached(self, dbapi_conn: Any) -> None:
+        self._bump("closes")
+
+
+class Database:
+    """The engine, its pool, a session factory and the pool's monitor, built once per process."""
+
+    def __init__(self, *, settings: DatabaseSettings, watchdog: bool = True) -> None:
+        self.settings = settings
+        self.url = make_url(settings.resolved_url)
+        self.pool_max = settings.pool_max_connections or 5
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.is_postgres = self.url.get_backend_name() == "postgresql"
+        if self.is_sqlite:
+            self._prepare_sqlite_dir()
+        self.engine: Engine = create_engine(
+            self.url,
+            poolclass=MonitoredQueuePool,
+            pool_size=self.pool_max,
+            max_overflow=0,
+            pool_timeout=settings.pool_timeout_s,
+            pool_use_lifo=True,  # idle connections sink to the bottom and get closed
+            pool_pre_ping=False,
+            connect_args=self._connect_args(),
+        )
+        pool = self.engine.pool
+        assert isinstance(pool, MonitoredQueuePool)
+        self.pool: MonitoredQueuePool = pool
+        self.monitor = PoolMonitor(pool)
+        self.watchdog = QueryWatchdog(timeout_s=settings.query_timeout_s) if watchdog else None
+        self._install_engine_events()
+        self.sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self._reaper_stop = threading.Event()
+        self._reaper: threading.Thread | None = None
+
+    # --- construction -------------------------------------------------------------------------
+
+    def _prepare_sqlite_dir(self) -> None:
+        database = self.url.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+    def _connect_args(self) -> dict[str, Any]:
+        s = self.settings
+        if self.is_sqlite:
+            return {"timeout": s.query_timeout_s, "check_same_thread": False}
+        if self.is_postgres:
+            options = [f"-c statement_timeout={int(s.statement_timeout_s * 1000)}"]
+            existing = self.url.query.get("options")
+            if isinstance(existing, str) and existing:
+                options.insert(0, existing)
+            return {
+                "connect_timeout": max(1, round(s.connect_timeout_s)),
+                "options": " ".join(options),
+                "application_name": "stolentee",
+            }
+        return {}
+
+    def _install_engine_events(self) -> None:
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _configure_sqlite)
+        event.listen(self.engine.pool, "checkout", self._recycle_if_idle_too_long)
+        if self.watchdog is not None:
+            event.listen(self.engine, "before_cursor_execute", self._arm_deadline)
+            event.listen(self.engine, "after_cursor_execute", self._disarm_deadline)
+        event.listen(self.engine, "handle_error", self._translate_error)
+
+    def _recycle_if_idle_too_long(
+        self, dbapi_conn: Any, record: ConnectionPoolEntry, proxy: Any
+    ) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if (
+            idle_since is not None
+            and time.monotonic() - idle_since > self.settings.pool_idle_timeout_s
+        ):
+            # Documented SQLAlchemy protocol: the pool reconnects this record and retries.
+            record.info[_IDLE_SINCE] = time.monotonic()
+            raise sa_exc.DisconnectionError("connection idle past the pool's idle timeout")
+
+    def _arm_deadline(
+        self, conn: Connection, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> None:
+        assert self.watchdog is not None
+        dbapi_conn = conn.connection.dbapi_connection
+        conn.info[_DEADLINE] = self.watchdog.register(_canceller(dbapi_conn))
+
+    def _disarm_deadline(
+        self, conn: Connection, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> None:
+        self._finish_deadline(conn)
+
+    def _finish_deadline(self, conn: Connection | None) -> Deadline | None:
+        if conn is None or self.watchdog is None:
+            return None
+        deadline: Deadline | None = conn.info.pop(_DEADLINE, None)
+        if deadline is not None:
+            self.watchdog.finish(deadline)
+        return deadline
+
+    def _translate_error(self, context: ExceptionContext) -> BaseException | None:
+        deadline = self._finish_deadline(context.connection)
+        if deadline is not None and deadline.fired:
+            return QueryTimeoutError(
+                f"query cancelled after the {self.settings.query_timeout_s:g} s query timeout"
+            )
+        if context.connection is None or context.is_disconnect:
+            reason = str(context.original_exception).strip().splitlines()
+            return DatabaseUnavailableError(
+                f"cannot reach the database: {reason[0] if reason else 'connection failed'}"
+            )
+        return None
+
+    # --- use ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in a transaction: committed on success, rolled back on error."""
+        with self.sessions.begin() as session:
+            yield session
+
+    def ping(self) -> float:
+        """Round-trip ``SELECT 1`` now; returns the latency in milliseconds."""
+        started = time.perf_counter()
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1")).scalar_one()
+        return (time.perf_counter() - started) * 1000.0
+
+    def figures(self) -> PoolFigures:
+        pool, monitor = self.pool, self.monitor
+        idle = pool.checkedin()
+        in_use = pool.checkedout()
+        return PoolFigures(
+            max=pool.capacity,
+            total=idle + in_use,
+            idle=idle,
+            in_use=in_use,
+            waiting=pool.waiting,
+            connects=monitor.connects,
+            checkouts=monitor.checkouts,
+            checkins=monitor.checkins,
+            invalidations=monitor.invalidations,
+            closes=monitor.closes,
+            exhaustions=pool.exhaustions,
+            timeouts=pool.timeouts,
+            idle_closed=pool.idle_closed,
+            queries_cancelled=self.watchdog.cancelled if self.watchdog else 0,
+        )
+
+    def close_idle(self) -> int:
+        """Close connections idle past ``pool_idle_timeout_s`` (the reaper calls this)."""
+        return self.pool.close_idle(self.settings.pool_idle_timeout_s)
+
+    def start_idle_reaper(self) -> None:
+        """Close idle connections in the background, checking every half idle timeout."""
+        if self._reaper is not None:
+            return
+        interval = max(0.05, self.settings.pool_idle_timeout_s / 2)
+
+        def run() -> None:
+            while not self._reaper_stop.wait(interval):
+                try:
+                    self.close_idle()
+                except Exception:
+                    log.exception("closing idle database connections failed")
+
+        self._reaper = threading.Thread(target=run, name="stolentee-pool-reaper", daemon=True)
+        self._reaper.start()
+
+    def dispose(self) -> None:
+        self._reaper_stop.set()
+        if self._reaper is not None:
+            self._reaper.join(timeout=5)
+            self._reaper = None
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        self.engine.dispose()
+
+
+def _configure_sqlite(dbapi_conn: sqlite3.Connection, record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def _canceller(dbapi_conn: Any) -> Callable[[], None]:
+    """How to interrupt the statement running on this DBAPI connection, from another thread."""
+    if isinstance(dbapi_conn, sqlite3.Connection):
+        return dbapi_conn.interrupt
+    cancel_safe = getattr(dbapi_conn, "cancel_safe", None)
+    if cancel_safe is not None:
+        return lambda: cancel_safe(timeout=5.0)
+    cancel: Callable[[], None] = dbapi_conn.cancel
+    return cancel

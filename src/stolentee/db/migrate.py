@@ -1,0 +1,46 @@
+"""Schema migrations (Alembic) driven from stolentee: ``stolentee db upgrade`` and start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from stolentee.db.engine import Database
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(database: Database) -> str | None:
+    with database.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(database: Database, revision: str = "head") -> str | None:
+    """Apply migrations up to ``revision`` in one transaction; returns the new revision."""
+    config = alembic_config()
+    with database.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+    return current_revision(database)
+
+
+def downgrade(database: Database, revision: str) -> str | None:
+    config = alembic_config()
+    with database.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+    return current_revision(database)

@@ -1,0 +1,105 @@
+"""Health endpoints: the seed's shapes, measured figures, and readiness on a dead database."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi.testclient import TestClient
+
+from stolentee.api.app import create_app
+
+from ..conftest import SettingsFactory
+
+
+def test_health_is_ok_with_timestamp(client: TestClient) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["timestamp"].endswith("Z")
+    datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00"))
+
+
+def test_health_does_not_touch_the_database(make_settings: SettingsFactory) -> None:
+    settings = make_settings(database={"url": "postgresql://nobody@127.0.0.1:1/none"})
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/livez").status_code == 200
+
+
+def test_detailed_health_shape_and_measured_values(client: TestClient) -> None:
+    response = client.get("/health/detailed")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] in ("healthy", "degraded")
+    assert body["uptime"] >= 0
+    assert 0 < body["memory"]["used"] < body["memory"]["total"]
+    assert len(body["cpu"]["loadAverage"]) == 3
+    database = body["database"]
+    assert database["status"] == "healthy"
+    assert database["backend"] == "sqlite"
+    assert isinstance(database["latency"], float) and database["latency"] >= 0
+    pool = database["pool"]
+    assert pool["max"] == 5
+    assert pool["total"] == pool["idle"] + pool["inUse"]
+    assert pool["waiting"] == 0
+    assert pool["checkouts"] >= 1  # the latency probe itself checked one out
+    infrastructure = body["infrastructure"]
+    assert infrastructure["r2Storage"] is False  # local storage is configured
+    # Not backed by any subsystem yet: reported as null, never invented.
+    assert infrastructure["rembgSelfHosted"] is None
+    assert infrastructure["estimatedMonthlySavings"] is None
+    assert infrastructure["costOptimized"] is None
+
+
+def test_detailed_health_counts_more_checkouts_each_time(client: TestClient) -> None:
+    first = client.get("/health/detailed").json()["database"]["pool"]["checkouts"]
+    second = client.get("/health/detailed").json()["database"]["pool"]["checkouts"]
+    assert second > first
+
+
+def test_readyz_passes_when_database_answers(client: TestClient) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/health+json")
+    body = response.json()
+    assert body["status"] == "pass"
+    check = body["checks"]["database:responseTime"][0]
+    assert check["status"] == "pass" and check["observedUnit"] == "ms"
+
+
+def test_readyz_fails_when_postgres_is_unreachable(make_settings: SettingsFactory) -> None:
+    settings = make_settings(
+        database={"url": "postgresql://nobody@127.0.0.1:1/none", "connect_timeout_s": 2}
+    )
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.headers["content-type"].startswith("application/health+json")
+        body = response.json()
+        assert body["status"] == "fail"
+        assert "cannot reach the database" in body["checks"]["database:responseTime"][0]["output"]
+
+        detailed = client.get("/health/detailed")
+        assert detailed.status_code == 503
+        assert detailed.json()["status"] == "unhealthy"
+        assert detailed.json()["database"]["status"] == "unhealthy"
+
+
+def test_readyz_passes_on_real_postgres(make_settings: SettingsFactory, postgres_url: str) -> None:
+    settings = make_settings(database={"url": postgres_url})
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/health/detailed").json()["database"]["backend"] == "postgresql"
+
+
+def test_unknown_route_is_json_404(client: TestClient) -> None:
+    response = client.get("/no/such/route")
+    assert response.status_code == 404
+    assert response.json()["errors"][0]["code"] == "not_found"
+
+
+def test_wrong_method_is_json_405(client: TestClient) -> None:
+    response = client.post("/health")
+    assert response.status_code == 405
+    assert response.json()["errors"][0]["code"] == "method_not_allowed"

@@ -1,0 +1,87 @@
+"""Shared fixtures: isolated settings, the test PostgreSQL URL, an app client."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stolentee.config import (
+    DatabaseSettings,
+    QueueSettings,
+    RemovalSettings,
+    ServiceSettings,
+    Settings,
+    StorageSettings,
+)
+
+# Variables a developer's shell may carry that must not leak into tests.
+_APP_VARS = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "REMBG_ENDPOINT",
+    "REMOVEBG_API_KEY",
+    "STORAGE_BACKEND",
+    "PORT",
+)
+
+POSTGRES_URL_VAR = "STOLENTEE_TEST_POSTGRES_URL"
+REDIS_URL_VAR = "STOLENTEE_TEST_REDIS_URL"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No stray .env file or app variable from the developer's shell reaches a test."""
+    for name in list(os.environ):
+        if name.startswith(("STOLENTEE_", "R2_")) and not name.startswith("STOLENTEE_TEST_"):
+            monkeypatch.delenv(name)
+    for name in _APP_VARS:
+        monkeypatch.delenv(name, raising=False)
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> SettingsFactory:
+    """Build Settings rooted in a temporary data dir; keyword overrides per section.
+
+    ``make_settings(database={"url": ...}, service={"env": "production"})``
+    """
+
+    def factory(**sections: dict[str, Any]) -> Settings:
+        service = {"data_dir": tmp_path / "data", **sections.pop("service", {})}
+        return Settings(
+            service=ServiceSettings(**service),
+            database=DatabaseSettings(**sections.pop("database", {})),
+            storage=StorageSettings(**sections.pop("storage", {})),
+            queue=QueueSettings(**sections.pop("queue", {})),
+            removal=RemovalSettings(**sections.pop("removal", {})),
+        )
+
+    return factory
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """URL of the real PostgreSQL test server (CI exports it; see .ci/run)."""
+    url = os.environ.get(POSTGRES_URL_VAR)
+    if not url:
+        pytest.skip(f"{POSTGRES_URL_VAR} is not set: no PostgreSQL server to test against")
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{(tmp_path / 'test.db').as_posix()}"
