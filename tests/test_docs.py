@@ -38,8 +38,12 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 def test_stolentee_commands_in_readme_exist() -> None:
     runner = CliRunner()
-    commands = set(re.findall(r"stolentee ((?:[a-z-]+)(?: [a-z-]+)?)", README))
-    assert commands
+    blocks = "\n".join(re.findall(r"```(?:sh)?\n(.*?)```", README, flags=re.DOTALL))
+    spans = "\n".join(re.findall(r"`(stolentee [^`]+)`", README))
+    commands = set(
+        re.findall(r"^stolentee ([a-z-]+(?: [a-z-]+)?)", blocks + "\n" + spans, re.MULTILINE)
+    )
+    assert len(commands) >= 5
     for command in sorted(commands):
         words = command.split()
         result = runner.invoke(app, [*words, "--help"])

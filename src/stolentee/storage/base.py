@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Protocol, runtime_checkable
+from urllib.parse import quote
 
-from stolentee.errors import InvalidKeyError
+from stolentee.errors import InvalidKeyError, RangeNotSatisfiableError
 
 MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
 MAX_SEGMENT_BYTES = 255  # the usual file-name limit of local file systems
@@ -69,9 +70,7 @@ class Storage(Protocol):
         """The whole object. Raises ``ObjectNotFoundError``."""
         ...
 
-    def open_range(
-        self, key: str, start: int = 0, end: int | None = None
-    ) -> Iterator[bytes]:
+    def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Stream bytes ``start`` to ``end`` inclusive (``None``: to the end) in chunks."""
         ...
 
@@ -133,20 +132,81 @@ def validate_key(key: str) -> str:
 
 
 def validate_prefix(prefix: str) -> str:
-    """A listing prefix: empty, or a key prefix that could only name keys :func:`validate_key` accepts."""
+    """A listing prefix: empty, or a prefix of keys that :func:`validate_key` accepts."""
     if prefix == "":
         return prefix
-    validate_key(prefix.rstrip("/") or "x")
+    # Some valid key starts with the prefix iff the prefix plus one more character is valid
+    # ("a/." may list "a/.hidden"; "../" and "a//" can list nothing valid).
+    validate_key(prefix + "x")
     return prefix
 
 
 def guess_content_type(key: str) -> str:
+    """The content type the key's extension suggests, ``application/octet-stream`` if none."""
     guessed, _ = mimetypes.guess_type(key, strict=False)
     return guessed or DEFAULT_CONTENT_TYPE
 
 
+def resolve_content_type(key: str, content_type: str | None) -> str:
+    """The content type to store: ``content_type`` when given (checked), else guessed from ``key``.
+
+    A content type ends up verbatim in HTTP headers, so it must be printable ASCII (no CR/LF).
+    """
+    if content_type is None or not content_type.strip():
+        return guess_content_type(key)
+    content_type = content_type.strip()
+    if len(content_type) > 255 or not all(0x20 <= ord(c) < 0x7F for c in content_type):
+        raise InvalidKeyError("content type must be at most 255 printable ASCII characters")
+    return content_type
+
+
 def sha256_hex(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
+
+
+def iter_chunks(
+    data: bytes | bytearray | memoryview | BinaryIO, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[bytes]:
+    """The bytes of ``data`` in chunks of at most ``chunk_bytes``, reading a stream as it goes."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        view = memoryview(data).cast("B")
+        for offset in range(0, len(view), chunk_bytes):
+            yield bytes(view[offset : offset + chunk_bytes])
+        return
+    while True:
+        chunk = data.read(chunk_bytes)
+        if not chunk:
+            return
+        yield bytes(chunk)
+
+
+def resolve_range(size: int, start: int, end: int | None) -> tuple[int, int]:
+    """Check the inclusive byte range ``start``..``end`` of an object of ``size`` bytes.
+
+    ``end=None`` means the last byte. Returns ``(start, end)``; for the whole of an empty object
+    (``start=0, end=None, size=0``) that is ``(0, -1)``, an empty range. Anything else outside
+    ``0 <= start <= end < size`` raises ``RangeNotSatisfiableError``.
+    """
+    last = size - 1 if end is None else end
+    if size == 0 and start == 0 and end is None:
+        return 0, -1
+    if start < 0 or last < start or last >= size:
+        raise RangeNotSatisfiableError(
+            f"byte range {start}-{'' if end is None else end} is outside an object of {size} bytes"
+        )
+    return start, last
+
+
+def public_url_for(key: str, *, public_domain: str, public_base_url: str) -> str:
+    """The public URL of ``key``, shared by every backend.
+
+    ``{public_domain}/{key}`` when a CDN domain is configured (already normalised to
+    ``https://assets.example.com``), else this service's file routes under ``public_base_url``
+    (root-relative ``/uploads/...`` when that is empty). The key is percent-quoted, ``/`` kept.
+    """
+    base = public_domain or public_base_url
+    return f"{base.rstrip('/')}/{quote(validate_key(key), safe='/')}"
 
 
 def check_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
