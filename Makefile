@@ -11,9 +11,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/stolentee models install
 	@touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv and install stolentee with its dev extras
+setup: $(STAMP)  ## create .venv, install stolentee with its dev extras and the default model
 
 run: $(STAMP)  ## start the API on the embedded default at http://127.0.0.1:8000
 	$(BIN)/stolentee serve

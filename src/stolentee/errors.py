@@ -132,3 +132,40 @@ class StorageError(StolenteeError):
     status_code = 502
     code = "storage_error"
     title = "Storage error"
+
+
+# --- images (codes follow Remove.bg's API where it has one) ------------------------------------
+
+
+class ImageError(ClientError):
+    """An uploaded image cannot be used."""
+
+    code = "failed_to_read_image"
+    title = "Failed to read image"
+
+
+class InvalidImageError(ImageError):
+    """Empty, corrupt or truncated image data."""
+
+
+class UnsupportedImageTypeError(ImageError):
+    code = "invalid_file_type"
+    title = "Invalid file type"
+
+
+class ResolutionTooHighError(ImageError):
+    code = "resolution_too_high"
+    title = "Resolution too high"
+
+
+class FileTooLargeError(ClientError):
+    status_code = 413
+    code = "file_too_large"
+    title = "File too large"
+
+
+class InvalidOptionError(ClientError):
+    """A processing option has a value we do not accept."""
+
+    code = "invalid_option"
+    title = "Invalid option"

