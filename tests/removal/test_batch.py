@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from PIL import Image
 from typer.testing import CliRunner
 
