@@ -137,3 +137,13 @@ def test_missing_model_names_the_install_command(tmp_path: Path) -> None:
     # Graphics need no model at all.
     result = engine.remove(encode(composite(draw_logo(), (255, 255, 255))))
     assert result.method == "colour-key"
+
+
+def test_fully_transparent_pixels_carry_no_colour(engine: RemovalEngine) -> None:
+    result = engine.remove(photo_bytes("chelsea.png"))
+    pixels = np.asarray(Image.open(io.BytesIO(result.data)))
+    hidden = pixels[..., 3] == 0
+    assert hidden.sum() > 1000
+    assert not pixels[hidden, :3].any()
+    visible = pixels[..., 3] > 0
+    assert pixels[visible, :3].any()
