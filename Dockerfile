@@ -8,6 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     STOLENTEE_ENV=production \
     STOLENTEE_HOST=0.0.0.0 \
     STOLENTEE_DATA_DIR=/data \
+    STOLENTEE_MODELS_DIR=/opt/stolentee/models \
     PORT=8000
 
 RUN useradd --create-home --uid 10001 stolentee \
@@ -16,7 +17,9 @@ RUN useradd --create-home --uid 10001 stolentee \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install .
+RUN pip install . \
+    && stolentee models install \
+    && chmod -R a+rX /opt/stolentee
 
 USER stolentee
 VOLUME ["/data"]
