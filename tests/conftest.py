@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from stolentee.config import (
+    ApiSettings,
     DatabaseSettings,
     EngineSettings,
     QueueSettings,
@@ -65,6 +66,7 @@ def make_settings(tmp_path: Path) -> SettingsFactory:
             queue=QueueSettings(**sections.pop("queue", {})),
             removal=RemovalSettings(**sections.pop("removal", {})),
             engine=EngineSettings(**sections.pop("engine", {})),
+            api=ApiSettings(**sections.pop("api", {})),
         )
 
     return factory

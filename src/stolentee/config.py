@@ -349,6 +349,88 @@ class EngineSettings(BaseSettings):
         return value.expanduser()
 
 
+class ApiSettings(BaseSettings):
+    """The public removal API: keys, rate limits, request limits, URL inputs."""
+
+    model_config = _SECTION_CONFIG
+
+    api_keys: SecretStr = Field(
+        SecretStr(""),
+        validation_alias="STOLENTEE_API_KEYS",
+        description="Comma-separated API keys accepted in the `X-Api-Key` header, besides keys "
+        "created with `stolentee keys create`. With no key at all, only loopback clients are "
+        "served.",
+    )
+    rate_limit_megapixels_per_minute: float = Field(
+        500.0,
+        gt=0,
+        validation_alias="STOLENTEE_RATE_LIMIT_MP_PER_MIN",
+        description="Per-key rate limit in input megapixels per minute, as Remove.bg counts it.",
+    )
+    max_body_bytes: int = Field(
+        22 * 1024 * 1024,
+        ge=1024,
+        validation_alias="STOLENTEE_MAX_BODY_BYTES",
+        description="Largest request body accepted (Remove.bg: 22 MB); larger ones get 413.",
+    )
+    request_deadline_s: float = Field(
+        60.0,
+        gt=0,
+        validation_alias="STOLENTEE_REQUEST_DEADLINE_S",
+        description="A removal request still unfinished after this gets 503.",
+    )
+    queue_wait_s: float = Field(
+        10.0,
+        ge=0,
+        validation_alias="STOLENTEE_QUEUE_WAIT_S",
+        description="How long a request may wait for a free removal slot before 503.",
+    )
+    max_queued_requests: int = Field(
+        16,
+        ge=0,
+        validation_alias="STOLENTEE_MAX_QUEUED_REQUESTS",
+        description="Requests allowed to wait for a removal slot; beyond that they get 429 at "
+        "once (memory stays bounded).",
+    )
+    image_url_enabled: bool = Field(
+        False,
+        validation_alias="STOLENTEE_IMAGE_URL_ENABLED",
+        description="Accept `image_url` / `bg_image_url` / `GET /api/remove?url=` inputs, "
+        "fetched by the server. Off by default.",
+    )
+    image_url_allowed_hosts: str = Field(
+        "",
+        validation_alias="STOLENTEE_IMAGE_URL_ALLOWED_HOSTS",
+        description="Comma-separated host names (or `*.example.com` suffixes, or `*` for any "
+        "public host) image URLs may point at; empty allows none. Private, loopback, link-local "
+        "and metadata addresses are always refused.",
+    )
+    image_url_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        validation_alias="STOLENTEE_IMAGE_URL_TIMEOUT_S",
+        description="Total time allowed to fetch an image URL, redirects included.",
+    )
+    image_url_max_redirects: int = Field(
+        3,
+        ge=0,
+        le=10,
+        validation_alias="STOLENTEE_IMAGE_URL_MAX_REDIRECTS",
+        description="Redirects followed when fetching an image URL (each one re-checked).",
+    )
+
+    @property
+    def allowed_hosts(self) -> tuple[str, ...]:
+        return tuple(
+            host.strip().lower() for host in self.image_url_allowed_hosts.split(",") if host.strip()
+        )
+
+    @property
+    def static_keys(self) -> tuple[str, ...]:
+        raw = self.api_keys.get_secret_value()
+        return tuple(key.strip() for key in raw.split(",") if key.strip())
+
+
 class Settings(BaseModel):
     """All of stolentee's settings, one section per subsystem."""
 
@@ -358,6 +440,7 @@ class Settings(BaseModel):
     queue: QueueSettings = Field(default_factory=QueueSettings)
     removal: RemovalSettings = Field(default_factory=RemovalSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @model_validator(mode="after")
     def _resolve(self) -> Settings:
