@@ -20,11 +20,12 @@ from stolentee import __version__
 from stolentee.config import Settings, effective_settings, iter_setting_docs
 from stolentee.db import migrate
 from stolentee.db.engine import Database
-from stolentee.errors import InvalidOptionError, StolenteeError
+from stolentee.errors import StolenteeError
 from stolentee.removal import batch, models
 from stolentee.removal.base import (
     ImageKind,
     RemovalOptions,
+    parse_channels,
     parse_color,
     parse_crop_margin,
     parse_format,
@@ -235,14 +236,12 @@ def remove(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     settings = load_settings().engine
-    if channels not in ("rgba", "alpha"):
-        raise InvalidOptionError(f"channels must be rgba or alpha; got {channels!r}")
     margin_px, margin_percent = parse_crop_margin(crop_margin)
     options = RemovalOptions(
         kind=parse_kind(kind),
         size=parse_size(size),
         format=parse_format(fmt),
-        alpha_only=channels == "alpha",
+        alpha_only=parse_channels(channels),
         bg_color=parse_color(bg_color) if bg_color else None,
         crop=crop,
         crop_margin_px=margin_px,

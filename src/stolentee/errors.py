@@ -165,7 +165,59 @@ class FileTooLargeError(ClientError):
 
 
 class InvalidOptionError(ClientError):
-    """A processing option has a value we do not accept."""
+    """A processing option has a value we do not accept; subclasses name the option."""
 
     code = "invalid_option"
     title = "Invalid option"
+
+
+class InvalidSizeError(InvalidOptionError):
+    code = "invalid_size"
+    title = "Invalid size"
+
+
+class InvalidTypeError(InvalidOptionError):
+    code = "invalid_type"
+    title = "Invalid type"
+
+
+class InvalidFormatError(InvalidOptionError):
+    code = "invalid_format"
+    title = "Invalid format"
+
+
+class InvalidChannelsError(InvalidOptionError):
+    code = "invalid_channels"
+    title = "Invalid channels"
+
+
+class InvalidRoiError(InvalidOptionError):
+    code = "invalid_roi"
+    title = "Invalid region of interest"
+
+
+class InvalidCropMarginError(InvalidOptionError):
+    code = "invalid_crop_margin"
+    title = "Invalid crop margin"
+
+
+class InvalidScaleError(InvalidOptionError):
+    code = "invalid_scale"
+    title = "Invalid scale"
+
+
+class InvalidPositionError(InvalidOptionError):
+    code = "invalid_position"
+    title = "Invalid position"
+
+
+class InvalidBgColorError(InvalidOptionError):
+    code = "invalid_bg_color"
+    title = "Invalid background color"
+
+
+class UnknownForegroundError(ClientError):
+    """Nothing in the image was recognised as a subject."""
+
+    code = "unknown_foreground"
+    title = "Could not identify foreground in image"

@@ -75,7 +75,7 @@ def test_bad_option_is_a_clear_error(
         main()
     assert exit_info.value.code == 1
     error = capsys.readouterr().err
-    assert "invalid_option" in error and "bg_color must be a hex colour" in error
+    assert "invalid_bg_color" in error and "bg_color must be a hex colour" in error
     assert not (tmp_path / "o").exists()
 
 

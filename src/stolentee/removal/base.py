@@ -10,7 +10,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from stolentee.errors import InvalidOptionError
+from stolentee.errors import (
+    InvalidBgColorError,
+    InvalidChannelsError,
+    InvalidCropMarginError,
+    InvalidFormatError,
+    InvalidPositionError,
+    InvalidRoiError,
+    InvalidScaleError,
+    InvalidSizeError,
+    InvalidTypeError,
+)
 
 PREVIEW_MAX_PIXELS = 250_000  # Remove.bg's "preview": up to 0.25 megapixels
 FULL_MAX_PIXELS = 25_000_000  # Remove.bg's "full": up to 25 megapixels
@@ -44,6 +54,8 @@ class OutputFormat(StrEnum):
     PNG = "png"
     WEBP = "webp"
     JPG = "jpg"
+    AUTO = "auto"  # PNG when anything is transparent, else JPG
+    ZIP = "zip"  # color.jpg + alpha.png
 
 
 class OutputSize(StrEnum):
@@ -78,7 +90,7 @@ def parse_kind(value: str) -> ImageKind:
     try:
         return KIND_ALIASES[value.strip().lower()]
     except KeyError:
-        raise InvalidOptionError(
+        raise InvalidTypeError(
             f"type must be one of {', '.join(sorted(KIND_ALIASES))}; got {value!r}"
         ) from None
 
@@ -87,7 +99,7 @@ def parse_size(value: str) -> OutputSize:
     try:
         return SIZE_ALIASES[value.strip().lower()]
     except KeyError:
-        raise InvalidOptionError(
+        raise InvalidSizeError(
             f"size must be one of preview, full, 4k, 50MP, auto (or small, regular, medium, "
             f"hd); got {value!r}"
         ) from None
@@ -99,7 +111,49 @@ def parse_format(value: str) -> OutputFormat:
     try:
         return OutputFormat(normalised)
     except ValueError:
-        raise InvalidOptionError(f"format must be png, webp or jpg; got {value!r}") from None
+        raise InvalidFormatError(
+            f"format must be auto, png, jpg, webp or zip; got {value!r}"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Length:
+    """A coordinate or size in pixels, or in percent of the image's dimension."""
+
+    value: float
+    percent: bool
+
+    def resolve(self, extent: int) -> int:
+        return round(self.value * extent / 100) if self.percent else round(self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Roi:
+    """Region of interest ``x1 y1 x2 y2`` (Remove.bg's ``roi``)."""
+
+    x1: Length
+    y1: Length
+    x2: Length
+    y2: Length
+
+    def box(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """(left, top, right, bottom), clamped to the image; right/bottom exclusive."""
+        left = min(max(self.x1.resolve(width), 0), width)
+        top = min(max(self.y1.resolve(height), 0), height)
+        right = min(max(self.x2.resolve(width), left), width)
+        bottom = min(max(self.y2.resolve(height), top), height)
+        return left, top, right, bottom
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where the subject's box sits in the canvas, as fractions (0 left/top .. 1 right/bottom)."""
+
+    x: float
+    y: float
+
+
+CENTER = Position(0.5, 0.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +169,10 @@ class RemovalOptions:
     crop_margin_px: int = 0
     crop_margin_percent: float = 0.0
     model: str | None = None  # None: the engine's configured model
+    roi: Roi | None = None  # only this region may hold the subject
+    scale: float | None = None  # subject size relative to the canvas (0.1..1); None: original
+    position: Position | None = None  # where the subject sits; None: where it was
+    bg_image: bytes | None = None  # encoded background image, resized to cover the canvas
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,13 +213,13 @@ def parse_color(value: str) -> tuple[int, int, int, int]:
 
     text = value.strip()
     if not text:
-        raise InvalidOptionError("bg_color is empty")
+        raise InvalidBgColorError("bg_color is empty")
     hex_digits = text.removeprefix("#")
     candidate = f"#{hex_digits}" if all(c in "0123456789abcdefABCDEF" for c in hex_digits) else text
     try:
         rgb = ImageColor.getrgb(candidate)
     except ValueError:
-        raise InvalidOptionError(
+        raise InvalidBgColorError(
             f"bg_color must be a hex colour (e.g. 81d4fa) or a colour name; got {value!r}"
         ) from None
     if len(rgb) == 3:
@@ -187,7 +245,82 @@ def parse_crop_margin(value: str) -> tuple[int, float]:
             raise ValueError
         return pixels, 0.0
     except ValueError:
-        raise InvalidOptionError(
+        raise InvalidCropMarginError(
             f"crop_margin must be 0-{MAX_CROP_MARGIN_PX}px or 0-{MAX_CROP_MARGIN_PERCENT:g}%; "
             f"got {value!r}"
         ) from None
+
+
+def _length(token: str) -> Length:
+    text = token.strip().lower()
+    percent = text.endswith("%")
+    number = float(text[:-1] if percent else text.removesuffix("px"))
+    if number < 0 or (percent and number > 100) or number != number:
+        raise ValueError(token)
+    return Length(number, percent)
+
+
+def parse_roi(value: str) -> Roi:
+    """``"x1 y1 x2 y2"``, each in px or %, e.g. ``"0% 0% 100% 100%"`` or ``"10px 20px 300 400"``."""
+    parts = value.replace(",", " ").split()
+    try:
+        if len(parts) != 4:
+            raise ValueError(value)
+        x1, y1, x2, y2 = (_length(part) for part in parts)
+    except ValueError:
+        raise InvalidRoiError(
+            f"roi must be four coordinates 'x1 y1 x2 y2' in px or %; got {value!r}"
+        ) from None
+    roi = Roi(x1, y1, x2, y2)
+    # Same units compare directly; mixed units are checked once the image size is known.
+    for low, high in ((x1, x2), (y1, y2)):
+        if low.percent == high.percent and high.value <= low.value:
+            raise InvalidRoiError(f"roi must have x1 < x2 and y1 < y2; got {value!r}")
+    return roi
+
+
+def parse_scale(value: str) -> float | None:
+    """``"original"`` (None) or ``"10%"`` .. ``"100%"`` (a fraction)."""
+    text = value.strip().lower()
+    if text == "original":
+        return None
+    try:
+        percent = float(text.removesuffix("%"))
+        if not 10 <= percent <= 100:
+            raise ValueError(text)
+    except ValueError:
+        raise InvalidScaleError(
+            f"scale must be 'original' or between 10% and 100%; got {value!r}"
+        ) from None
+    return percent / 100
+
+
+def parse_position(value: str) -> Position | None:
+    """``"original"`` (None), ``"center"``, ``"x%"`` (both axes) or ``"x% y%"``."""
+    text = value.strip().lower()
+    if text == "original":
+        return None
+    if text == "center":
+        return CENTER
+    parts = text.split()
+    try:
+        if not 1 <= len(parts) <= 2 or not all(part.endswith("%") for part in parts):
+            raise ValueError(text)
+        numbers = [float(part[:-1]) for part in parts]
+        if not all(0 <= number <= 100 for number in numbers):
+            raise ValueError(text)
+    except ValueError:
+        raise InvalidPositionError(
+            f"position must be 'original', 'center', 'x%' or 'x% y%' (0-100%); got {value!r}"
+        ) from None
+    x = numbers[0] / 100
+    y = numbers[-1] / 100
+    return Position(x, y)
+
+
+def parse_channels(value: str) -> bool:
+    """``rgba`` (False) or ``alpha`` (True: the matte only)."""
+    text = value.strip().lower()
+    if text not in ("rgba", "alpha"):
+        raise InvalidChannelsError(f"channels must be rgba or alpha; got {value!r}")
+    return text == "alpha"

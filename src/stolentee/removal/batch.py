@@ -15,11 +15,16 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from stolentee.errors import StolenteeError
+from stolentee.errors import InvalidFormatError, StolenteeError
 from stolentee.removal.base import OutputFormat, RemovalOptions, Remover
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
-OUTPUT_SUFFIXES = {OutputFormat.PNG: ".png", OutputFormat.WEBP: ".webp", OutputFormat.JPG: ".jpg"}
+OUTPUT_SUFFIXES = {
+    OutputFormat.PNG: ".png",
+    OutputFormat.WEBP: ".webp",
+    OutputFormat.JPG: ".jpg",
+    OutputFormat.ZIP: ".zip",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +49,12 @@ class BatchPlan:
 
 def plan_batch(inputs: Iterable[Path], out_dir: Path, fmt: OutputFormat) -> BatchPlan:
     """Map every input file (folders: recursively, image suffixes only) to its output path."""
-    suffix = OUTPUT_SUFFIXES[fmt]
+    suffix = OUTPUT_SUFFIXES.get(fmt)
+    if suffix is None:
+        raise InvalidFormatError(
+            "format auto picks PNG or JPG per image, so output names are unknown in advance; "
+            "choose png, webp, jpg or zip"
+        )
     items: list[BatchItem] = []
     problems: list[tuple[Path, str]] = []
     claimed: dict[Path, Path] = {}

@@ -60,8 +60,8 @@ def sniff_format(data: bytes) -> str | None:
 
 def _too_high(max_megapixels: float) -> ResolutionTooHighError:
     return ResolutionTooHighError(
-        f"the image declares more than {Image.MAX_IMAGE_PIXELS * 2 / 1e6:.0f} MP "
-        f"(decompression-bomb guard); at most {max_megapixels:g} MP is accepted"
+        "the image declares more pixels than the decompression-bomb guard allows; "
+        f"at most {max_megapixels:g} MP is accepted"
     )
 
 

@@ -195,11 +195,15 @@ class RemovalEngine:
             timings["matte"] = _ms_since(step)
 
             step = time.perf_counter()
+            background = None
+            if options.bg_image is not None:
+                background = self.decode(options.bg_image, options.size).image
             composed = compose.compose(
                 matte.rgb,
                 matte.alpha,
                 options,
                 png_compress_level=self.settings.png_compress_level,
+                background_image=background,
             )
             timings["encode"] = _ms_since(step)
             timings["total"] = _ms_since(started)

@@ -1,0 +1,141 @@
+"""Output options applied to a known image and matte: roi, crop, scale, position, background,
+channels and formats."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stolentee.errors import (
+    InvalidChannelsError,
+    InvalidPositionError,
+    InvalidRoiError,
+    InvalidScaleError,
+)
+from stolentee.removal.base import (
+    Foreground,
+    OutputFormat,
+    RemovalOptions,
+    parse_channels,
+    parse_position,
+    parse_roi,
+    parse_scale,
+)
+from stolentee.removal.compose import Composed, compose
+
+WIDTH, HEIGHT = 200, 100
+
+
+def subject() -> tuple[Image.Image, Image.Image]:
+    """Red image with a 40x20 opaque square matte at (30, 40) and a 10x10 one at (150, 10)."""
+    rgb = Image.new("RGB", (WIDTH, HEIGHT), (220, 20, 20))
+    alpha = Image.new("L", (WIDTH, HEIGHT), 0)
+    alpha.paste(255, (30, 40, 70, 60))
+    alpha.paste(255, (150, 10, 160, 20))
+    return rgb, alpha
+
+
+def run(**options: object) -> tuple[Image.Image, object]:
+    rgb, alpha = subject()
+    composed = compose(rgb, alpha, RemovalOptions(**options), png_compress_level=1)  # type: ignore[arg-type]
+    image = (
+        Image.open(io.BytesIO(composed.data))
+        if composed.content_type != "application/zip"
+        else None
+    )
+    return image, composed  # type: ignore[return-value]
+
+
+def test_foreground_box_spans_every_subject_part() -> None:
+    _, composed = run()
+    assert composed.foreground == Foreground(top=10, left=30, width=130, height=50)
+
+
+def test_roi_clears_the_matte_outside_it() -> None:
+    image, composed = run(roi=parse_roi("0% 0% 50% 100%"))
+    alpha = np.asarray(image.getchannel("A"))
+    assert alpha[15, 155] == 0 and alpha[50, 50] == 255
+    assert composed.foreground.left == 30 and composed.foreground.width == 40
+
+
+def test_crop_with_percent_margin() -> None:
+    image, _ = run(roi=parse_roi("0 0 100 100"), crop=True, crop_margin_percent=50.0)
+    assert image.size == (80, 40)  # 40x20 subject + 50% of each side
+
+
+def test_scale_and_position() -> None:
+    image, composed = run(roi=parse_roi("0 0 100 100"), scale=0.5)
+    # 40x20 box scaled to fit half the canvas: factor 0.5 * min(200/40, 100/20) = 2.5 → 100x50.
+    assert (composed.foreground.width, composed.foreground.height) == (100, 50)
+    assert (composed.foreground.left, composed.foreground.top) == (50, 25)  # centred
+    _, top_left = run(roi=parse_roi("0 0 100 100"), position=parse_position("0% 0%"))
+    assert (top_left.foreground.left, top_left.foreground.top) == (0, 0)
+    _, bottom_right = run(roi=parse_roi("0 0 100 100"), position=parse_position("100%"))
+    assert (bottom_right.foreground.left, bottom_right.foreground.top) == (160, 80)
+    assert image.size == (WIDTH, HEIGHT)
+
+
+def test_auto_format_is_png_with_transparency_and_jpg_without() -> None:
+    transparent, composed = run(format=OutputFormat.AUTO)
+    assert transparent.format == "PNG" and composed.content_type == "image/png"
+    opaque, composed = run(format=OutputFormat.AUTO, bg_color=(0, 0, 255, 255))
+    assert opaque.format == "JPEG" and composed.content_type == "image/jpeg"
+
+
+def test_zip_holds_colour_and_alpha() -> None:
+    _, composed = run(format=OutputFormat.ZIP)
+    with zipfile.ZipFile(io.BytesIO(composed.data)) as archive:
+        assert sorted(archive.namelist()) == ["alpha.png", "color.jpg"]
+        colour = Image.open(io.BytesIO(archive.read("color.jpg")))
+        alpha = Image.open(io.BytesIO(archive.read("alpha.png")))
+    assert colour.mode == "RGB" and alpha.mode == "L"
+    assert colour.size == alpha.size == (WIDTH, HEIGHT)
+    assert alpha.getpixel((50, 50)) == 255 and alpha.getpixel((5, 5)) == 0
+
+
+def test_background_image_covers_the_canvas() -> None:
+    rgb, alpha = subject()
+    backdrop = Image.new("RGB", (50, 50), (0, 200, 0))
+    composed = compose(
+        rgb, alpha, RemovalOptions(), png_compress_level=1, background_image=backdrop
+    )
+    image = Image.open(io.BytesIO(composed.data))
+    assert image.mode == "RGB" and image.size == (WIDTH, HEIGHT)
+    assert image.getpixel((5, 5)) == (0, 200, 0)
+    assert image.getpixel((50, 50)) == (220, 20, 20)
+
+
+def test_alpha_channel_only() -> None:
+    image, _ = run(alpha_only=True, format=OutputFormat.AUTO)
+    assert image.mode == "L" and image.format == "PNG"
+
+
+@pytest.mark.parametrize(
+    "value", ["", "1 2 3", "0 0 -1 5", "a b c d", "10 10 5 20", "0% 0% 150% 10%"]
+)
+def test_bad_roi(value: str) -> None:
+    with pytest.raises(InvalidRoiError):
+        parse_roi(value)
+
+
+@pytest.mark.parametrize("value", ["5%", "101%", "big", ""])
+def test_bad_scale(value: str) -> None:
+    with pytest.raises(InvalidScaleError):
+        parse_scale(value)
+
+
+@pytest.mark.parametrize("value", ["left", "10px", "10% 20% 30%", "-5%", ""])
+def test_bad_position(value: str) -> None:
+    with pytest.raises(InvalidPositionError):
+        parse_position(value)
+
+
+def test_channels() -> None:
+    assert parse_channels("alpha") is True and parse_channels("RGBA") is False
+    with pytest.raises(InvalidChannelsError):
+        parse_channels("rgb")
