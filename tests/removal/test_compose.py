@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import zipfile
-from typing import Any
 
 import numpy as np
 import pytest
@@ -26,7 +25,7 @@ from stolentee.removal.base import (
     parse_roi,
     parse_scale,
 )
-from stolentee.removal.compose import Composed, compose
+from stolentee.removal.compose import compose
 
 WIDTH, HEIGHT = 200, 100
 
