@@ -18,8 +18,11 @@ class StolenteeError(Exception):
     code: ClassVar[str] = "internal_error"
     title: ClassVar[str] = "Internal error"
 
-    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self, detail: str | None = None, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         self.detail = detail or self.title
+        self.headers = headers or {}  # HTTP headers the response must carry (Retry-After...)
         self.extra = extra
         super().__init__(self.detail)
 
@@ -84,6 +87,20 @@ class MethodNotAllowedError(ClientError):
     title = "Method not allowed"
 
 
+class AuthenticationError(ClientError):
+    """No API key, or one we do not know (Remove.bg answers 403 for both)."""
+
+    status_code = 403
+    code = "auth_failed"
+    title = "Authentication failed"
+
+
+class RateLimitedError(ClientError):
+    status_code = 429
+    code = "rate_limit_exceeded"
+    title = "Rate limit exceeded"
+
+
 class ConflictError(ClientError):
     status_code = 409
     code = "conflict"
@@ -104,6 +121,13 @@ class ServiceUnavailableError(StolenteeError):
     status_code = 503
     code = "service_unavailable"
     title = "Service unavailable"
+
+
+class ServerBusyError(ServiceUnavailableError):
+    """Every removal slot stayed busy for longer than the queue wait, or the deadline passed."""
+
+    code = "server_busy"
+    title = "Server busy"
 
 
 class DatabaseUnavailableError(ServiceUnavailableError):
@@ -221,3 +245,35 @@ class UnknownForegroundError(ClientError):
 
     code = "unknown_foreground"
     title = "Could not identify foreground in image"
+
+
+# --- image URLs (netsafe.py) -------------------------------------------------------------------
+
+
+class ImageUrlError(ClientError):
+    """The image URL is refused by policy: scheme, host, allow-list or address."""
+
+    code = "invalid_image_url"
+    title = "Invalid image URL"
+
+
+class TooManyRedirectsError(ImageUrlError):
+    """The URL redirected more often than ``STOLENTEE_IMAGE_URL_MAX_REDIRECTS`` allows."""
+
+
+class ImageUrlDisabledError(ClientError):
+    """Image URLs are not accepted by this server (``STOLENTEE_IMAGE_URL_ENABLED`` is off)."""
+
+    code = "image_url_disabled"
+    title = "Image URLs are disabled"
+
+
+class ImageDownloadError(ClientError):
+    """The URL was acceptable but fetching it failed (network error, non-2xx answer, …)."""
+
+    code = "failed_to_download_image"
+    title = "Failed to download image"
+
+
+class ImageDownloadTimeoutError(ImageDownloadError):
+    """Fetching the URL (redirects and DNS included) took longer than the time allowed."""

@@ -44,3 +44,15 @@ def downgrade(database: Database, revision: str) -> str | None:
         config.attributes["connection"] = conn
         command.downgrade(config, revision)
     return current_revision(database)
+
+
+def schema_problem(database: Database) -> str | None:
+    """Why the schema cannot serve this version (``None`` when it is at head)."""
+    current = current_revision(database)
+    head = head_revision()
+    if current == head:
+        return None
+    return (
+        f"database schema is at revision {current or 'empty'} but this version needs {head}; "
+        "run `stolentee db upgrade`"
+    )
