@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from stolentee.cli import app
+from stolentee.db import migrate
 
 runner = CliRunner()
 
@@ -48,7 +49,7 @@ def test_db_upgrade_and_current(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert current.exit_code == 0 and "migrations pending" in current.output
     upgraded = runner.invoke(app, ["db", "upgrade"])
     assert upgraded.exit_code == 0, upgraded.output
-    assert "upgraded from empty to 0001_baseline" in upgraded.output
+    assert f"upgraded from empty to {migrate.head_revision()}" in upgraded.output
     assert (tmp_path / "data" / "stolentee.db").exists()
     again = runner.invoke(app, ["db", "upgrade"])
     assert "already at revision" in again.output

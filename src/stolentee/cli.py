@@ -21,6 +21,7 @@ from stolentee.config import Settings, effective_settings, iter_setting_docs
 from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.errors import StolenteeError
+from stolentee.keys.cli import keys_app
 from stolentee.removal import batch, models
 from stolentee.removal.base import (
     ImageKind,
@@ -47,6 +48,7 @@ models_app = typer.Typer(help="Background-removal model files.", no_args_is_help
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
+app.add_typer(keys_app, name="keys")
 
 console = Console()
 err_console = Console(stderr=True)

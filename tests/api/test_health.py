@@ -7,6 +7,8 @@ from datetime import datetime
 from fastapi.testclient import TestClient
 
 from stolentee.api.app import create_app
+from stolentee.db import migrate
+from stolentee.db.engine import Database
 
 from ..conftest import SettingsFactory
 
@@ -86,11 +88,23 @@ def test_readyz_fails_when_postgres_is_unreachable(make_settings: SettingsFactor
         assert detailed.json()["database"]["status"] == "unhealthy"
 
 
-def test_readyz_passes_on_real_postgres(make_settings: SettingsFactory, postgres_url: str) -> None:
-    settings = make_settings(database={"url": postgres_url})
-    with TestClient(create_app(settings)) as client:
-        assert client.get("/readyz").status_code == 200
-        assert client.get("/health/detailed").json()["database"]["backend"] == "postgresql"
+def test_readyz_passes_on_real_postgres(make_settings: SettingsFactory, pg_schema_url: str) -> None:
+    settings = make_settings(database={"url": pg_schema_url})
+    database = Database(settings=settings.database)
+    try:
+        with TestClient(create_app(settings, database=database)) as client:
+            # Migrations run only on SQLite at start-up: until `db upgrade`, not ready.
+            response = client.get("/readyz")
+            assert response.status_code == 503
+            output = response.json()["checks"]["database:responseTime"][0]["output"]
+            assert "run `stolentee db upgrade`" in output
+            migrate.upgrade(database)
+            assert client.get("/readyz").status_code == 200
+            detailed = client.get("/health/detailed").json()
+            assert detailed["database"]["backend"] == "postgresql"
+            assert detailed["status"] in ("healthy", "degraded")
+    finally:
+        database.dispose()
 
 
 def test_unknown_route_is_json_404(client: TestClient) -> None:
@@ -102,4 +116,5 @@ def test_unknown_route_is_json_404(client: TestClient) -> None:
 def test_wrong_method_is_json_405(client: TestClient) -> None:
     response = client.post("/health")
     assert response.status_code == 405
+    assert response.headers["Allow"] == "GET"
     assert response.json()["errors"][0]["code"] == "method_not_allowed"

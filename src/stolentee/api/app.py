@@ -1,7 +1,8 @@
 """The FastAPI application: ``create_app(settings)`` builds it; the lifespan builds the services.
 
-Long-lived objects (database pool, storage) are created once in the lifespan and handed to routes
-through ``api/deps.py``. Tests may pass their own ``storage`` or ``database``.
+Long-lived objects (database pool, storage, removal engine, key store) are created once in the
+lifespan and handed to routes through ``api/deps.py``. Tests may pass their own ``storage`` or
+``database``.
 """
 
 from __future__ import annotations
@@ -15,14 +16,21 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from stolentee import __version__
+from stolentee.api.admission import RemovalGate
 from stolentee.api.deps import Services
 from stolentee.api.errors import install_error_handlers
-from stolentee.api.routes import files, health
+from stolentee.api.limits import BodyLimitMiddleware
+from stolentee.api.removal_service import RemovalService
+from stolentee.api.routes import files, health, rembg, removebg
 from stolentee.config import Settings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
-from stolentee.errors import DatabaseUnavailableError
+from stolentee.errors import DatabaseUnavailableError, StolenteeError
+from stolentee.keys.ratelimit import MegapixelRateLimiter
+from stolentee.keys.store import KeyStore
 from stolentee.logs import configure_logging
+from stolentee.netsafe import UrlPolicy
+from stolentee.removal.engine import RemovalEngine
 from stolentee.storage.base import Storage
 from stolentee.storage.factory import build_storage
 
@@ -38,6 +46,58 @@ async def _migrate_on_start(database: Database) -> None:
         log.error("migrations not applied at start-up: %s", exc.detail)
 
 
+def _build_services(settings: Settings, database: Database, storage: Storage | None) -> Services:
+    engine = RemovalEngine(settings=settings.engine)
+    keys = KeyStore(database=database, static_keys=settings.api.static_keys)
+    gate = RemovalGate(
+        slots=settings.engine.max_in_flight,
+        max_waiting=settings.api.max_queued_requests,
+        wait_s=settings.api.queue_wait_s,
+        deadline_s=settings.api.request_deadline_s,
+    )
+    limiter = MegapixelRateLimiter(settings.api.rate_limit_megapixels_per_minute)
+    return Services(
+        settings=settings,
+        database=database,
+        storage=storage if storage is not None else build_storage(settings),
+        keys=keys,
+        removal=RemovalService(engine=engine, keys=keys, limiter=limiter, gate=gate),
+        url_policy=UrlPolicy.from_settings(settings.api),
+        started_at=time.monotonic(),
+    )
+
+
+async def _announce(services: Services) -> None:
+    """Say at start-up what a newcomer needs to know: model state, who may call the API."""
+    settings = services.settings
+    engine = services.removal.engine
+    try:
+        await run_in_threadpool(engine.session)
+    except StolenteeError as exc:
+        log.warning("photos cannot be processed until the model is installed: %s", exc.detail)
+    try:
+        problem = await run_in_threadpool(migrate.schema_problem, services.database)
+    except StolenteeError as exc:
+        problem = exc.detail
+    if problem is not None:
+        log.error("not ready: %s", problem)
+        return
+    keys_configured = await run_in_threadpool(services.keys.keys_configured)
+    if not keys_configured:
+        log.warning(
+            "no API key is configured: the removal API serves loopback clients only "
+            "(create one with `stolentee keys create NAME` or set STOLENTEE_API_KEYS)"
+        )
+    log.info(
+        "stolentee %s ready (%s, database %s, storage %s, removal slots %d)",
+        __version__,
+        settings.service.env.value,
+        services.database.url.get_backend_name(),
+        services.storage.name,
+        services.removal.gate.slots,
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -51,19 +111,9 @@ def create_app(
             if settings.database.auto_migrate:
                 await _migrate_on_start(db)
             db.start_idle_reaper()
-            app.state.services = Services(
-                settings=settings,
-                database=db,
-                storage=storage if storage is not None else build_storage(settings),
-                started_at=time.monotonic(),
-            )
-            log.info(
-                "stolentee %s ready (%s, database %s, storage %s)",
-                __version__,
-                settings.service.env.value,
-                db.url.get_backend_name(),
-                app.state.services.storage.name,
-            )
+            services = _build_services(settings, db, storage)
+            app.state.services = services
+            await _announce(services)
             yield
         finally:
             if database is None:
@@ -75,9 +125,12 @@ def create_app(
         summary="Print-on-demand backend: background removal, designs, CDN-ready storage.",
         lifespan=lifespan,
     )
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.api.max_body_bytes)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(files.router)
+    app.include_router(removebg.router)
+    app.include_router(rembg.router)
 
     @app.get("/", include_in_schema=False)
     async def index() -> dict[str, str]:

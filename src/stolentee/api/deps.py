@@ -7,8 +7,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from stolentee.api.removal_service import RemovalService
 from stolentee.config import Settings
 from stolentee.db.engine import Database
+from stolentee.keys.store import KeyStore
+from stolentee.netsafe import UrlPolicy
 from stolentee.storage.base import Storage
 
 
@@ -19,6 +22,9 @@ class Services:
     settings: Settings
     database: Database
     storage: Storage
+    keys: KeyStore
+    removal: RemovalService
+    url_policy: UrlPolicy
     started_at: float  # time.monotonic() at start-up
 
 

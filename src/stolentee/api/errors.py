@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from stolentee.errors import ServiceUnavailableError, StolenteeError
 
@@ -49,8 +50,10 @@ async def _stolentee_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StolenteeError)
     if exc.status_code >= 500:
         log.warning("%s %s failed: %s (%s)", request.method, request.url.path, exc.code, exc.detail)
-    headers = {"Retry-After": "5"} if isinstance(exc, ServiceUnavailableError) else None
-    return error_response(exc.status_code, exc.to_dict(), headers=headers)
+    headers = dict(exc.headers)
+    if isinstance(exc, ServiceUnavailableError):
+        headers.setdefault("Retry-After", "5")
+    return error_response(exc.status_code, exc.to_dict(), headers=headers or None)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -78,14 +81,31 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only one route's)."""
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
     return error_response(
-        exc.status_code,
-        {"title": title, "code": code, "detail": detail},
-        headers=dict(exc.headers) if exc.headers else None,
+        exc.status_code, {"title": title, "code": code, "detail": detail}, headers=headers or None
     )
 
 

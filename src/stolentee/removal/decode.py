@@ -58,6 +58,33 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class ImageHeader:
+    """What the header says, read without decoding pixels."""
+
+    format: str
+    width: int
+    height: int
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1e6
+
+
+def read_header(data: bytes, *, max_megapixels: float) -> ImageHeader:
+    """Check type (by content, not name) and resolution cheaply, before any pixel is decoded."""
+    image = _open(data, max_megapixels=max_megapixels)
+    header = ImageHeader(image.format or "", image.width, image.height)
+    if header.width < 1 or header.height < 1:
+        raise InvalidImageError("the image has no pixels")
+    if header.megapixels > max_megapixels:
+        raise ResolutionTooHighError(
+            f"the image is {header.width}x{header.height} ({header.megapixels:.1f} MP); at most "
+            f"{max_megapixels:g} MP is accepted"
+        )
+    return header
+
+
 def _too_high(max_megapixels: float) -> ResolutionTooHighError:
     return ResolutionTooHighError(
         "the image declares more pixels than the decompression-bomb guard allows; "
@@ -92,17 +119,9 @@ def decode_image(
     data: bytes, *, max_megapixels: float, draft_max_side: int | None = None
 ) -> DecodedImage:
     """Decode ``data``; ``draft_max_side`` lets JPEG decode at a reduced size when enough."""
+    header = read_header(data, max_megapixels=max_megapixels)
     image = _open(data, max_megapixels=max_megapixels)
-    source_format = image.format or ""
-    width, height = image.size
-    if width < 1 or height < 1:
-        raise InvalidImageError("the image has no pixels")
-    megapixels = width * height / 1e6
-    if megapixels > max_megapixels:
-        raise ResolutionTooHighError(
-            f"the image is {width}x{height} ({megapixels:.1f} MP); at most "
-            f"{max_megapixels:g} MP is accepted"
-        )
+    source_format, width, height = header.format, header.width, header.height
     try:
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)

@@ -21,6 +21,8 @@ from starlette.concurrency import run_in_threadpool
 
 from stolentee import __version__
 from stolentee.api.deps import ServicesDep
+from stolentee.db import migrate
+from stolentee.db.engine import Database
 from stolentee.errors import StolenteeError
 
 router = APIRouter(tags=["health"])
@@ -36,14 +38,21 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _database_check(database: Database) -> tuple[float, str | None]:
+    """Latency of a round trip in ms, and why the schema cannot serve (``None``: it can)."""
+    latency_ms = database.ping()
+    return latency_ms, migrate.schema_problem(database)
+
+
 async def _ping_database(services: ServicesDep) -> tuple[float | None, str | None]:
-    """Latency in ms, or ``None`` and the reason the database did not answer."""
+    """Latency in ms, or ``None`` and the reason the database cannot serve requests."""
     try:
-        return await run_in_threadpool(services.database.ping), None
+        latency_ms, problem = await run_in_threadpool(_database_check, services.database)
     except StolenteeError as exc:
         return None, exc.detail
     except Exception as exc:  # noqa: BLE001 - any driver failure means "not ready", reported
         return None, f"{type(exc).__name__}: {exc}"
+    return (latency_ms, None) if problem is None else (None, problem)
 
 
 @router.get("/health")
@@ -51,12 +60,18 @@ async def health() -> dict[str, str]:
     return {"status": "ok", "timestamp": _now_iso()}
 
 
-@router.get("/livez")
+_HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Pass", "content": {HEALTH_JSON: {"schema": {"type": "object"}}}},
+    503: {"description": "Fail", "content": {HEALTH_JSON: {"schema": {"type": "object"}}}},
+}
+
+
+@router.get("/livez", response_class=JSONResponse, responses=_HEALTH_RESPONSES)
 async def livez() -> JSONResponse:
     return JSONResponse({"status": "pass", "version": __version__}, media_type=HEALTH_JSON)
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_class=JSONResponse, responses=_HEALTH_RESPONSES)
 async def readyz(services: ServicesDep) -> JSONResponse:
     latency_ms, error = await _ping_database(services)
     check: dict[str, Any] = {
@@ -74,7 +89,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         "checks": {"database:responseTime": [check]},
     }
     if error is not None:
-        body["output"] = "database unreachable"
+        body["output"] = "database not ready"
     return JSONResponse(body, status_code=200 if error is None else 503, media_type=HEALTH_JSON)
 
 
@@ -101,7 +116,10 @@ def _cpu() -> dict[str, Any]:
     }
 
 
-@router.get("/health/detailed")
+@router.get(
+    "/health/detailed",
+    responses={503: {"description": "Unhealthy", "content": {"application/json": {}}}},
+)
 async def health_detailed(services: ServicesDep) -> JSONResponse:
     latency_ms, error = await _ping_database(services)
     figures = services.database.figures()

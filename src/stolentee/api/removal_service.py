@@ -1,0 +1,101 @@
+"""What every removal endpoint does once it has the image bytes and options.
+
+Authenticated caller in, image bytes and options in: check the header (type by content,
+resolution), charge the rate limit in megapixels, run the engine through the admission gate,
+refuse an empty result, count usage, and hand back the result with the Remove.bg headers.
+Route modules only translate their wire formats to and from this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.concurrency import run_in_threadpool
+
+from stolentee.api.admission import RemovalGate
+from stolentee.errors import RateLimitedError, UnknownForegroundError
+from stolentee.keys.ratelimit import MegapixelRateLimiter
+from stolentee.keys.store import KeyStore, Principal
+from stolentee.removal.base import (
+    PREVIEW_MAX_PIXELS,
+    OutputSize,
+    RemovalOptions,
+    RemovalResult,
+)
+from stolentee.removal.decode import read_header
+from stolentee.removal.engine import RemovalEngine
+
+PREVIEW_CREDITS = 0.25
+FULL_CREDITS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServedRemoval:
+    result: RemovalResult
+    credits: float
+    headers: dict[str, str]
+
+
+def credits_for(size: OutputSize, result: RemovalResult) -> float:
+    """What Remove.bg would have charged: 0.25 for a preview (up to 0.25 MP), else 1."""
+    if size is OutputSize.PREVIEW or result.width * result.height <= PREVIEW_MAX_PIXELS:
+        return PREVIEW_CREDITS
+    return FULL_CREDITS
+
+
+@dataclass(slots=True)
+class RemovalService:
+    """The shared removal use case behind the HTTP routes (built once in the lifespan)."""
+
+    engine: RemovalEngine
+    keys: KeyStore
+    limiter: MegapixelRateLimiter
+    gate: RemovalGate
+
+    async def serve(
+        self, principal: Principal, data: bytes, options: RemovalOptions
+    ) -> ServedRemoval:
+        header = await run_in_threadpool(
+            read_header, data, max_megapixels=self.engine.settings.max_input_megapixels
+        )
+        billable = min(header.megapixels, options.size.max_pixels / 1e6)
+        decision = self.limiter.check_and_consume(principal.label, billable)
+        rate_headers = decision.headers()
+        if not decision.allowed:
+            raise RateLimitedError(
+                f"rate limit of {decision.limit:g} megapixels per minute reached",
+                headers=rate_headers,
+            )
+        result = await self.gate.run(lambda: self.engine.remove(data, options))
+        if result.foreground is None:
+            raise UnknownForegroundError("no subject was found in the image", headers=rate_headers)
+        credits = credits_for(options.size, result)
+        await run_in_threadpool(
+            self.keys.record_usage,
+            principal,
+            images=1,
+            megapixels=header.megapixels,
+            credits=credits,
+        )
+        return ServedRemoval(result, credits, {**rate_headers, **result_headers(result, credits)})
+
+
+def result_headers(result: RemovalResult, credits: float) -> dict[str, str]:
+    headers = {
+        "X-Width": str(result.width),
+        "X-Height": str(result.height),
+        "X-Type": result.kind.value,
+        "X-Credits-Charged": f"{credits:g}",
+        "X-Removal-Method": result.method,
+    }
+    if result.foreground is not None:
+        box = result.foreground
+        headers.update(
+            {
+                "X-Foreground-Top": str(box.top),
+                "X-Foreground-Left": str(box.left),
+                "X-Foreground-Width": str(box.width),
+                "X-Foreground-Height": str(box.height),
+            }
+        )
+    return headers
