@@ -101,6 +101,16 @@ class RateLimitedError(ClientError):
     title = "Rate limit exceeded"
 
 
+class ServerBusyError(RateLimitedError):
+    """Every removal slot is taken and the queue is full, or stayed so past the queue wait.
+
+    A load condition the client resolves by retrying later, hence 429 with ``Retry-After``.
+    """
+
+    code = "server_busy"
+    title = "Server busy"
+
+
 class ConflictError(ClientError):
     status_code = 409
     code = "conflict"
@@ -123,11 +133,11 @@ class ServiceUnavailableError(StolenteeError):
     title = "Service unavailable"
 
 
-class ServerBusyError(ServiceUnavailableError):
-    """Every removal slot stayed busy for longer than the queue wait, or the deadline passed."""
+class DeadlineExceededError(ServiceUnavailableError):
+    """The request did not finish within its deadline."""
 
-    code = "server_busy"
-    title = "Server busy"
+    code = "deadline_exceeded"
+    title = "Deadline exceeded"
 
 
 class DatabaseUnavailableError(ServiceUnavailableError):

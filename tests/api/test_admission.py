@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from stolentee.api.admission import RemovalGate
-from stolentee.errors import RateLimitedError, ServerBusyError
+from stolentee.errors import DeadlineExceededError, ServerBusyError
 
 
 def blocking(release: threading.Event, seen: list[int], gate: RemovalGate) -> int:
@@ -27,7 +27,7 @@ def test_excess_requests_are_refused_at_once_then_served() -> None:
         second = asyncio.create_task(gate.run(lambda: 8))
         await asyncio.sleep(0.05)
         assert (gate.running, gate.waiting) == (1, 1)
-        with pytest.raises(RateLimitedError) as refused:
+        with pytest.raises(ServerBusyError) as refused:
             await gate.run(lambda: 9)
         assert refused.value.headers["Retry-After"] == "2"
         release.set()
@@ -39,14 +39,15 @@ def test_excess_requests_are_refused_at_once_then_served() -> None:
     asyncio.run(scenario())
 
 
-def test_waiting_too_long_is_503() -> None:
+def test_waiting_too_long_is_429_with_retry_after() -> None:
     async def scenario() -> None:
         gate = RemovalGate(slots=1, max_waiting=4, wait_s=0.1, deadline_s=10)
         release = threading.Event()
         holder = asyncio.create_task(gate.run(lambda: blocking(release, [], gate)))
         await asyncio.sleep(0.05)
-        with pytest.raises(ServerBusyError, match="no removal slot"):
+        with pytest.raises(ServerBusyError, match="no removal slot") as busy:
             await gate.run(lambda: 1)
+        assert busy.value.status_code == 429 and busy.value.headers["Retry-After"] == "5"
         release.set()
         await holder
 
@@ -57,7 +58,7 @@ def test_deadline_answers_503_but_keeps_the_slot_until_the_work_ends() -> None:
     async def scenario() -> None:
         gate = RemovalGate(slots=1, max_waiting=4, wait_s=5, deadline_s=0.1)
         release = threading.Event()
-        with pytest.raises(ServerBusyError, match="deadline"):
+        with pytest.raises(DeadlineExceededError, match="deadline"):
             await gate.run(lambda: blocking(release, [], gate))
         assert gate.running == 1  # the thread still holds its image in memory
         release.set()

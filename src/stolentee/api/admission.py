@@ -3,8 +3,10 @@
 Memory is what a burst exhausts first (a 12 MP image is ~150 MB of buffers in flight), so the
 API never starts more removals than the engine's slots. Requests beyond those wait up to
 ``queue_wait_s``; when ``max_waiting`` are already waiting, a new one gets 429 at once, and one
-that waited too long gets 503. A request past its deadline answers 503 but keeps its slot until
-its worker thread really finishes, so the number of images in memory never exceeds the slots.
+that waited too long gets 429 too (both ``server_busy`` with ``Retry-After``): load is answered
+with "retry later", never with a 5xx. A request past its deadline answers 503
+``deadline_exceeded`` but keeps its slot until its worker thread really finishes, so the number
+of images in memory never exceeds the slots.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
-from stolentee.errors import RateLimitedError, ServerBusyError
+from stolentee.errors import DeadlineExceededError, ServerBusyError
 
 T = TypeVar("T")
 
@@ -40,7 +42,7 @@ class RemovalGate:
         started = loop.time()
         if self._semaphore.locked() and self.waiting >= self.max_waiting:
             self.rejected += 1
-            raise RateLimitedError(
+            raise ServerBusyError(
                 f"{self.slots} removals running and {self.waiting} waiting; retry shortly",
                 headers={"Retry-After": "2"},
             )
@@ -49,7 +51,10 @@ class RemovalGate:
             await asyncio.wait_for(self._semaphore.acquire(), timeout=self.wait_s)
         except TimeoutError:
             self.timed_out += 1
-            raise ServerBusyError(f"no removal slot became free within {self.wait_s:g} s") from None
+            raise ServerBusyError(
+                f"no removal slot became free within {self.wait_s:g} s",
+                headers={"Retry-After": "5"},
+            ) from None
         finally:
             self.waiting -= 1
         self.running += 1
@@ -60,7 +65,7 @@ class RemovalGate:
             return await asyncio.wait_for(asyncio.shield(task), timeout=max(remaining, 0.001))
         except TimeoutError:
             self.timed_out += 1
-            raise ServerBusyError(
+            raise DeadlineExceededError(
                 f"the removal did not finish within the {self.deadline_s:g} s deadline"
             ) from None
 

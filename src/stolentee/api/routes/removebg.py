@@ -168,8 +168,8 @@ _OPENAPI: dict[str, Any] = {
         "400": {"description": "Invalid input", **_ERROR_RESPONSE},
         "403": {"description": "Missing or unknown API key", **_ERROR_RESPONSE},
         "413": {"description": "Body too large", **_ERROR_RESPONSE},
-        "429": {"description": "Rate limited (see Retry-After)", **_ERROR_RESPONSE},
-        "503": {"description": "Busy or past the deadline", **_ERROR_RESPONSE},
+        "429": {"description": "Rate limited or busy (see Retry-After)", **_ERROR_RESPONSE},
+        "503": {"description": "Past the deadline", **_ERROR_RESPONSE},
     },
 }
 
