@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test check lint format typecheck clean
+.PHONY: setup run test check lint format typecheck clean bench-data
 
 # The stamp is rebuilt when pyproject.toml changes, so `make run`/`make test` re-install then.
 $(STAMP): pyproject.toml
@@ -23,8 +23,8 @@ test: $(STAMP)  ## run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -32,8 +32,12 @@ typecheck: $(STAMP)
 check: lint typecheck test  ## every gate: ruff, ruff format --check, mypy, tests
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+bench-data: $(STAMP)  ## build the removal benchmarks' evaluation set (Debian/PyPI sources)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/build_eval_set.py --fetch
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

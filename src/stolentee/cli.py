@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stolentee import __version__
+from stolentee.bench.cli import bench_app
 from stolentee.config import Settings, effective_settings, iter_setting_docs
 from stolentee.db import migrate
 from stolentee.db.engine import Database
@@ -49,6 +50,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
+app.add_typer(bench_app, name="bench")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -7,15 +7,18 @@ that waited too long gets 429 too (both ``server_busy`` with ``Retry-After``): l
 with "retry later", never with a 5xx. A request past its deadline answers 503
 ``deadline_exceeded`` but keeps its slot until its worker thread really finishes, so the number
 of images in memory never exceeds the slots.
+
+The work runs on a pool of exactly ``slots`` threads owned by the gate, not on the server's
+general thread pool: with glibc every thread that allocates large buffers may get its own malloc
+arena, and spreading removals over dozens of threads was measured to hold ~60% more memory.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-
-from starlette.concurrency import run_in_threadpool
 
 from stolentee.errors import DeadlineExceededError, ServerBusyError
 
@@ -31,6 +34,7 @@ class RemovalGate:
         self.wait_s = wait_s
         self.deadline_s = deadline_s
         self._semaphore = asyncio.Semaphore(slots)
+        self._executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="removal")
         self.waiting = 0
         self.running = 0
         self.rejected = 0
@@ -58,7 +62,7 @@ class RemovalGate:
         finally:
             self.waiting -= 1
         self.running += 1
-        task = asyncio.ensure_future(run_in_threadpool(work))
+        task = loop.run_in_executor(self._executor, work)
         task.add_done_callback(self._release)
         remaining = self.deadline_s - (loop.time() - started)
         try:
@@ -68,6 +72,10 @@ class RemovalGate:
             raise DeadlineExceededError(
                 f"the removal did not finish within the {self.deadline_s:g} s deadline"
             ) from None
+
+    def close(self) -> None:
+        """Let running work finish, then stop the threads."""
+        self._executor.shutdown(wait=True)
 
     def _release(self, task: asyncio.Future[Any]) -> None:
         self.running -= 1

@@ -114,7 +114,10 @@ def create_app(
             services = _build_services(settings, db, storage)
             app.state.services = services
             await _announce(services)
-            yield
+            try:
+                yield
+            finally:
+                services.removal.gate.close()
         finally:
             if database is None:
                 db.dispose()
