@@ -260,7 +260,46 @@ class QueueSettings(BaseSettings):
         SecretStr(""),
         validation_alias="REDIS_URL",
         description="Redis URL for the job queue at scale (`redis://host:6379/0`). Empty: the "
-        "embedded SQLite queue. Reserved: read once the job queue ships.",
+        "embedded SQLite queue in `$STOLENTEE_DATA_DIR/queue.db`.",
+    )
+    worker_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        validation_alias="STOLENTEE_WORKER_CONCURRENCY",
+        description="Jobs one worker process runs at once (seed: 2, then 4-6).",
+    )
+    lease_s: float = Field(
+        120.0,
+        gt=0,
+        validation_alias="STOLENTEE_JOB_LEASE_S",
+        description="A job's lease: a worker that stops heartbeating for this long is presumed "
+        "dead and the job is handed to another.",
+    )
+    heartbeat_s: float = Field(
+        10.0,
+        gt=0,
+        validation_alias="STOLENTEE_JOB_HEARTBEAT_S",
+        description="How often a worker renews the lease of a job it is processing.",
+    )
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        le=20,
+        validation_alias="STOLENTEE_JOB_MAX_ATTEMPTS",
+        description="Attempts per job (failures and worker deaths both count) before `failed`.",
+    )
+    retry_backoff_s: float = Field(
+        5.0,
+        ge=0,
+        validation_alias="STOLENTEE_JOB_RETRY_BACKOFF_S",
+        description="Delay before the first retry; doubled for each further attempt.",
+    )
+    reaper_interval_s: float = Field(
+        15.0,
+        gt=0,
+        validation_alias="STOLENTEE_JOB_REAPER_INTERVAL_S",
+        description="How often expired leases are reclaimed and lost queue messages re-sent.",
     )
 
 
