@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from stolentee.config import EngineSettings
 from stolentee.removal import graphics
+from stolentee.removal.base import ImageKind
+from stolentee.removal.engine import RemovalEngine
 
-from .conftest import PHOTOS, SKIMAGE_DATA, composite, draw_logo, iou
+from .conftest import PHOTOS, SKIMAGE_DATA, composite, draw_logo, encode, iou
 
 
 def cut(image: Image.Image) -> tuple[graphics.BorderAnalysis, graphics.GraphicCut]:
@@ -109,3 +115,214 @@ def test_tiny_images() -> None:
         analysis = graphics.analyse_border(pixels)
         result = graphics.colour_key(pixels, analysis)
         assert result.alpha.shape == (size[1], size[0])
+
+
+# --- enclosed regions: kept, or opened as holes on the model's word ------------------------------
+
+
+BLUE = (20, 40, 160, 255)
+
+
+def ring_icon(size: int = 400, *, supersample: int = 4) -> Image.Image:
+    """An orange ring (a donut) whose hole shows the background: the hole is about 4 % of the
+    image, far above the size under which enclosed regions are kept without asking."""
+    s = supersample
+    big = Image.new("RGBA", (size * s, size * s), (0, 0, 0, 0))
+    centre, outer, inner = size * s / 2, size * s * 0.32, size * s * 0.32 * 0.45
+    draw = ImageDraw.Draw(big)
+    draw.ellipse([centre - outer] * 2 + [centre + outer] * 2, fill=(230, 120, 20, 255))
+    draw.ellipse([centre - inner] * 2 + [centre + inner] * 2, fill=(0, 0, 0, 0))
+    return big.resize((size, size), Image.Resampling.LANCZOS)
+
+
+class ModelVote:
+    """The engine's hole vote: the real model's matte at its own size, counting the calls."""
+
+    def __init__(self, engine: RemovalEngine, image: Image.Image) -> None:
+        self.engine, self.image, self.calls = engine, image.convert("RGB"), 0
+
+    def __call__(self) -> np.ndarray:
+        self.calls += 1
+        return np.asarray(self.engine.session().predict(self.image))
+
+
+def test_ring_hole_is_cut_out_with_the_model(engine: RemovalEngine) -> None:
+    art = ring_icon()
+    image = composite(art, (255, 255, 255))
+    pixels = np.asarray(image)
+    analysis = graphics.analyse_border(pixels)
+    without = graphics.colour_key(pixels, analysis)
+    assert without.alpha[200, 200] == 255  # the rule alone keeps enclosed background
+    vote = ModelVote(engine, image)
+    result = graphics.colour_key(pixels, analysis, hole_vote=vote)
+    assert vote.calls == 1
+    assert result.holes == 1
+    assert result.alpha[180:220, 180:220].max() == 0
+    assert iou(result.alpha, np.asarray(art.getchannel("A"))) >= 0.99
+    # The hole's rim is an edge like the outline: partial alpha, not a hard step.
+    rim = (result.alpha > 0) & (result.alpha < 255)
+    assert rim[150:250, 150:250].sum() > 50
+
+
+def test_white_inside_a_badge_stays_with_the_model(engine: RemovalEngine) -> None:
+    """White artwork enclosed by a badge is asked about when large (a white disc) and kept:
+    the model sees the whole badge as foreground. The logo's white letters are kept without
+    asking (their anti-aliased rims keep them from matching the background closely)."""
+    size = 4
+    big = Image.new("RGBA", (400 * size, 400 * size), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(big)
+    draw.rounded_rectangle([60 * size, 60 * size, 340 * size, 340 * size], 40 * size, fill=BLUE)
+    draw.ellipse([130 * size, 130 * size, 270 * size, 270 * size], fill=(255, 255, 255, 255))
+    badge = big.resize((400, 400), Image.Resampling.LANCZOS)
+    for art, asked in [(badge, 1), (draw_logo(), 0)]:
+        image = composite(art, (255, 255, 255))
+        pixels = np.asarray(image)
+        vote = ModelVote(engine, image)
+        result = graphics.colour_key(pixels, graphics.analyse_border(pixels), hole_vote=vote)
+        assert vote.calls == asked
+        assert result.holes == 0
+        white = np.asarray(art)[..., :3].min(axis=2) > 240
+        white &= np.asarray(art.getchannel("A")) == 255
+        assert white.sum() > 200
+        assert (result.alpha[white] == 255).mean() > 0.99
+
+
+def text_art(text: str, font_px: int, size: tuple[int, int] = (800, 240)) -> Image.Image:
+    s = 4
+    big = Image.new("RGBA", (size[0] * s, size[1] * s), (0, 0, 0, 0))
+    font = ImageFont.load_default(size=font_px * s)
+    ImageDraw.Draw(big).text((30 * s, 20 * s), text, fill=(0, 0, 0, 255), font=font)
+    return big.resize(size, Image.Resampling.LANCZOS)
+
+
+def test_small_letter_counters_stay_without_asking() -> None:
+    """Small black text on white: the counters of a, e, o, B are enclosed background under
+    0.05 % of the image each, so they stay (opaque white) and nobody is asked, even a vote that
+    would call everything background."""
+    art = text_art("BOB ade BOB ade", 20)
+    pixels = np.asarray(composite(art, (255, 255, 255)))
+    calls: list[int] = []
+
+    def everything_is_background() -> np.ndarray:
+        calls.append(1)
+        return np.zeros(pixels.shape[:2], dtype=np.uint8)
+
+    analysis = graphics.analyse_border(pixels)
+    result = graphics.colour_key(pixels, analysis, hole_vote=everything_is_background)
+    assert calls == [] and result.holes == 0
+    counters = (np.asarray(art.getchannel("A")) == 0) & (result.alpha == 255)
+    assert counters.sum() > 100  # kept opaque: a white fill inside each counter
+
+
+def test_large_letter_counters_follow_the_model(engine: RemovalEngine) -> None:
+    """Larger text: the counters are big enough to ask about, and u2netp calls them
+    background, so they become holes like the letters' true shapes."""
+    art = text_art("BOB ade", 90)
+    image = composite(art, (255, 255, 255))
+    pixels = np.asarray(image)
+    vote = ModelVote(engine, image)
+    result = graphics.colour_key(pixels, graphics.analyse_border(pixels), hole_vote=vote)
+    assert vote.calls == 1
+    assert result.holes == 8  # B, O, B: 2 + 1 + 2; a, d, e: 1 each
+    assert iou(result.alpha, np.asarray(art.getchannel("A"))) >= 0.99
+
+
+def test_no_enclosed_regions_no_model() -> None:
+    art = Image.new("RGBA", (300, 200), (0, 0, 0, 0))
+    ImageDraw.Draw(art).ellipse([50, 40, 250, 160], fill=(200, 30, 30, 255))
+    pixels = np.asarray(composite(art, (255, 255, 255)))
+
+    def must_not_be_called() -> np.ndarray:
+        raise AssertionError("the model was asked about an image without enclosed regions")
+
+    result = graphics.colour_key(
+        pixels, graphics.analyse_border(pixels), hole_vote=must_not_be_called
+    )
+    assert iou(result.alpha, np.asarray(art.getchannel("A"))) >= 0.99
+
+
+def test_no_opinion_keeps_enclosed_regions() -> None:
+    """A vote that returns None (no model installed) keeps every region, as without a vote."""
+    pixels = np.asarray(composite(ring_icon(), (255, 255, 255)))
+    analysis = graphics.analyse_border(pixels)
+    result = graphics.colour_key(pixels, analysis, hole_vote=lambda: None)
+    assert result.holes == 0
+    assert np.array_equal(result.alpha, graphics.colour_key(pixels, analysis).alpha)
+
+
+def test_engine_cuts_ring_holes(engine: RemovalEngine) -> None:
+    art = ring_icon()
+    result = engine.remove(encode(composite(art, (255, 255, 255))))
+    assert result.kind is ImageKind.GRAPHIC and result.method == "model+colour-key:u2netp"
+    alpha = np.asarray(Image.open(io.BytesIO(result.data)).getchannel("A"))
+    assert iou(alpha, np.asarray(art.getchannel("A"))) >= 0.99
+
+
+# --- implausible keys -----------------------------------------------------------------------------
+
+
+def radial_background(width: int, height: int) -> Image.Image:
+    """A radial gradient centred in the frame: bright inside, dark at the border."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = np.hypot((x - width * 0.55) / width, (y - height * 0.45) / height)[..., None]
+    inner = np.array([150, 106, 199], dtype=np.float32)
+    outer = np.array([122, 146, 27], dtype=np.float32)
+    shade = inner + (outer - inner) * np.clip(r / 0.7, 0, 1)
+    return Image.fromarray((shade + 0.5).astype(np.uint8), mode="RGB")
+
+
+def test_radial_gradient_key_is_implausible() -> None:
+    """A border fit cannot see a radial gradient's centre; the key keeps it as artwork, and
+    says so: most of that cut's edge has no contrast."""
+    art = Image.new("RGBA", (600, 400), (0, 0, 0, 0))
+    ImageDraw.Draw(art).ellipse([30, 120, 150, 240], fill=(230, 120, 20, 255))
+    analysis, result = cut(composite(art, radial_background(600, 400)))
+    assert analysis.is_plain and analysis.is_gradient
+    assert not result.plausible and result.flat_edges > 0.3
+
+
+def test_solid_and_linear_keys_are_plausible() -> None:
+    _, on_white = cut(composite(draw_logo(), (255, 255, 255)))
+    assert on_white.plausible and on_white.flat_edges < 0.02
+    x = np.linspace(0, 1, 600, dtype=np.float32)[None, :, None]
+    shade = np.array([250, 200, 120], np.float32) + np.array([-130, -40, 120], np.float32) * x
+    linear = Image.fromarray(np.repeat(shade, 400, axis=0).astype(np.uint8), mode="RGB")
+    _, on_linear = cut(composite(draw_logo(), linear))
+    assert on_linear.plausible
+
+
+def test_engine_uses_the_model_for_implausible_keys(engine: RemovalEngine) -> None:
+    art = Image.new("RGBA", (600, 400), (0, 0, 0, 0))
+    ImageDraw.Draw(art).ellipse([30, 120, 150, 240], fill=(230, 120, 20, 255))
+    result = engine.remove(encode(composite(art, radial_background(600, 400))))
+    assert result.method == "model:u2netp"
+
+
+def test_large_image_band_tiles() -> None:
+    """The edge statistics are computed on tiles around the band; artwork touching the frame
+    (tiles reaching outside the image) and a long edge give the same cut as at a small size."""
+    art = Image.new("RGBA", (2400, 1600), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(art)
+    draw.rectangle([0, 0, 300, 200], fill=(20, 40, 160, 255))  # in the corner
+    draw.ellipse([500, 300, 2300, 1500], fill=(200, 30, 30, 255))
+    truth = np.asarray(art.getchannel("A"))
+    analysis, result = cut(composite(art, (255, 255, 255)))
+    assert analysis.is_plain
+    assert iou(result.alpha, truth) >= 0.995
+    assert result.alpha[:150, :250].min() == 255 and result.alpha[-50:, -50:].max() == 0
+
+
+def test_engine_without_a_model_keeps_the_key(
+    engine_settings: EngineSettings, tmp_path: Path
+) -> None:
+    """No model installed: enclosed regions stay and an implausible key is still used, rather
+    than failing a graphic that the colour key can cut."""
+    bare = RemovalEngine(settings=engine_settings.model_copy(update={"models_dir": tmp_path}))
+    ring = bare.remove(encode(composite(ring_icon(), (255, 255, 255))))
+    assert ring.method == "colour-key"
+    alpha = np.asarray(Image.open(io.BytesIO(ring.data)).getchannel("A"))
+    assert alpha[200, 200] == 255
+    art = Image.new("RGBA", (600, 400), (0, 0, 0, 0))
+    ImageDraw.Draw(art).ellipse([30, 120, 150, 240], fill=(230, 120, 20, 255))
+    radial = bare.remove(encode(composite(art, radial_background(600, 400))))
+    assert radial.method == "colour-key"

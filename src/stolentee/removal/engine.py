@@ -169,15 +169,41 @@ class RemovalEngine:
             pixels = np.asarray(rgb)
             analysis = graphics.analyse_border(pixels)
             if analysis.is_plain:
-                cut = graphics.colour_key(pixels, analysis)
-                alpha = Image.fromarray(cut.alpha, mode="L")
-                return Matte(
-                    Image.fromarray(cut.rgb, mode="RGB"),
-                    _combine(alpha, input_alpha),
-                    ImageKind.GRAPHIC,
-                    "colour-key",
+
+                def model_matte() -> NDArray[np.uint8] | None:
+                    """The model's matte (at its own size), asked for only when the artwork
+                    encloses large background-coloured regions: holes or part of the design."""
+                    try:
+                        session = self.session(model)
+                    except models.ModelNotInstalledError as error:
+                        log.debug("enclosed regions kept, no model to judge them: %s", error)
+                        return None
+                    return np.asarray(session.predict(rgb), dtype=np.uint8)
+
+                cut = graphics.colour_key(pixels, analysis, hole_vote=model_matte)
+                use_key = cut.plausible
+                if not use_key:
+                    try:
+                        self.session(model)
+                    except models.ModelNotInstalledError as error:
+                        log.debug("colour key implausible, but no model to replace it: %s", error)
+                        use_key = True
+                if use_key:
+                    alpha = Image.fromarray(cut.alpha, mode="L")
+                    method = "colour-key"
+                    if cut.holes:  # the model changed the matte
+                        method = f"model+colour-key:{model or self.settings.model}"
+                    return Matte(
+                        Image.fromarray(cut.rgb, mode="RGB"),
+                        _combine(alpha, input_alpha),
+                        ImageKind.GRAPHIC,
+                        method,
+                    )
+                log.debug(
+                    "colour key implausible (%.0f%% of its edge without contrast); using the model",
+                    100 * cut.flat_edges,
                 )
-            if kind is ImageKind.GRAPHIC:
+            elif kind is ImageKind.GRAPHIC:
                 log.debug("graphic requested but the background is not plain; using the model")
 
         session = self.session(model)
