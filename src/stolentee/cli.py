@@ -21,7 +21,7 @@ from stolentee.bench.cli import bench_app
 from stolentee.config import Settings, effective_settings, iter_setting_docs
 from stolentee.db import migrate
 from stolentee.db.engine import Database
-from stolentee.errors import StolenteeError
+from stolentee.errors import ConfigurationError, StolenteeError
 from stolentee.keys.cli import keys_app
 from stolentee.removal import batch, models
 from stolentee.removal.base import (
@@ -79,10 +79,21 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default STOLENTEE_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default PORT).")] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Worker processes (default STOLENTEE_HTTP_WORKERS).")
+        int | None, typer.Option(help="HTTP worker processes (default STOLENTEE_HTTP_WORKERS).")
+    ] = None,
+    worker: Annotated[
+        bool | None,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Also process design jobs in this process (default STOLENTEE_RUN_WORKER).",
+        ),
+    ] = None,
+    worker_concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Jobs at once (default STOLENTEE_WORKER_CONCURRENCY)."),
     ] = None,
 ) -> None:
-    """Run the HTTP API server (uvicorn)."""
+    """Run the HTTP API server (uvicorn), with an in-process job worker by default."""
     import uvicorn
 
     from stolentee.api.app import create_app
@@ -101,10 +112,68 @@ def serve(
         "timeout_graceful_shutdown": 30,
     }
     if worker_count > 1:
+        if worker is not None or worker_concurrency is not None:
+            raise typer.BadParameter(
+                "with several HTTP workers, set STOLENTEE_RUN_WORKER and "
+                "STOLENTEE_WORKER_CONCURRENCY in the environment instead"
+            )
         # Each worker process builds its own settings and pool from the same environment.
         uvicorn.run("stolentee.api.app:app_from_env", factory=True, workers=worker_count, **common)
-    else:
-        uvicorn.run(create_app(settings), **common)
+        return
+    if worker_concurrency is not None:
+        settings.queue = settings.queue.model_copy(
+            update={"worker_concurrency": worker_concurrency}
+        )
+    uvicorn.run(create_app(settings, run_worker=worker), **common)
+
+
+@app.command("worker")
+def worker_command(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Jobs at once (default STOLENTEE_WORKER_CONCURRENCY)."),
+    ] = None,
+    graceful_timeout_s: Annotated[
+        float, typer.Option(help="On SIGTERM, time to finish running jobs before handing back.")
+    ] = 30.0,
+) -> None:
+    """Process design jobs from the queue until SIGTERM (scale out: one or many processes)."""
+    from stolentee.designs import DesignStore
+    from stolentee.jobs.handlers import DESIGN_JOB, PERMANENT_ERRORS, design_handler
+    from stolentee.jobs.queue import JobQueue
+    from stolentee.jobs.transport import build_transport
+    from stolentee.jobs.worker import Worker
+    from stolentee.logs import configure_logging
+    from stolentee.storage.factory import build_storage
+
+    settings = load_settings()
+    configure_logging(settings.service)
+    database = Database(settings=settings.database)
+    transport = build_transport(settings)
+    try:
+        if settings.database.auto_migrate:
+            migrate.upgrade(database)
+        problem = migrate.schema_problem(database)
+        if problem is not None:
+            raise ConfigurationError(problem)
+        storage = build_storage(settings)
+        designs = DesignStore(database=database)
+        engine = RemovalEngine(settings=settings.engine)
+        queue = JobQueue(database=database, transport=transport, settings=settings.queue)
+        job_worker = Worker(
+            queue=queue,
+            handlers={DESIGN_JOB: design_handler(designs=designs, storage=storage, remover=engine)},
+            concurrency=concurrency,
+            permanent_errors=PERMANENT_ERRORS,
+        )
+        err_console.print(
+            f"worker {job_worker.owner}: {job_worker.concurrency} at once, "
+            f"queue {transport.backend}, database {database.url.get_backend_name()}"
+        )
+        job_worker.run_forever(graceful_timeout_s=graceful_timeout_s)
+    finally:
+        transport.close()
+        database.dispose()
 
 
 @config_app.command("show")

@@ -262,6 +262,12 @@ class QueueSettings(BaseSettings):
         description="Redis URL for the job queue at scale (`redis://host:6379/0`). Empty: the "
         "embedded SQLite queue in `$STOLENTEE_DATA_DIR/queue.db`.",
     )
+    run_worker: bool = Field(
+        True,
+        validation_alias="STOLENTEE_RUN_WORKER",
+        description="`stolentee serve` also runs an in-process worker (threads). Turn off when "
+        "separate `stolentee worker` processes do the work (`serve --no-worker` does too).",
+    )
     worker_concurrency: int = Field(
         2,
         ge=1,

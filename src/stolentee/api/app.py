@@ -21,11 +21,16 @@ from stolentee.api.deps import Services
 from stolentee.api.errors import install_error_handlers
 from stolentee.api.limits import BodyLimitMiddleware
 from stolentee.api.removal_service import RemovalService
-from stolentee.api.routes import files, health, rembg, removebg
+from stolentee.api.routes import designs, files, health, rembg, removebg
 from stolentee.config import Settings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
+from stolentee.designs import DesignStore
 from stolentee.errors import DatabaseUnavailableError, StolenteeError
+from stolentee.jobs.handlers import DESIGN_JOB, PERMANENT_ERRORS, design_handler
+from stolentee.jobs.queue import JobQueue
+from stolentee.jobs.transport import build_transport
+from stolentee.jobs.worker import Worker
 from stolentee.keys.ratelimit import MegapixelRateLimiter
 from stolentee.keys.store import KeyStore
 from stolentee.logs import configure_logging
@@ -35,6 +40,10 @@ from stolentee.storage.base import Storage
 from stolentee.storage.factory import build_storage
 
 log = logging.getLogger(__name__)
+
+# Within uvicorn's 30 s graceful shutdown and Docker's 10 s kill delay: jobs still running after
+# this are handed back to the queue for another worker.
+WORKER_STOP_TIMEOUT_S = 8.0
 
 
 async def _migrate_on_start(database: Database) -> None:
@@ -46,7 +55,9 @@ async def _migrate_on_start(database: Database) -> None:
         log.error("migrations not applied at start-up: %s", exc.detail)
 
 
-def _build_services(settings: Settings, database: Database, storage: Storage | None) -> Services:
+def _build_services(
+    settings: Settings, database: Database, storage: Storage | None, *, run_worker: bool
+) -> Services:
     engine = RemovalEngine(settings=settings.engine)
     keys = KeyStore(database=database, static_keys=settings.api.static_keys)
     gate = RemovalGate(
@@ -56,13 +67,29 @@ def _build_services(settings: Settings, database: Database, storage: Storage | N
         deadline_s=settings.api.request_deadline_s,
     )
     limiter = MegapixelRateLimiter(settings.api.rate_limit_megapixels_per_minute)
+    store = storage if storage is not None else build_storage(settings)
+    designs = DesignStore(database=database)
+    queue = JobQueue(
+        database=database, transport=build_transport(settings), settings=settings.queue
+    )
+    worker = None
+    if run_worker:
+        worker = Worker(
+            queue=queue,
+            handlers={DESIGN_JOB: design_handler(designs=designs, storage=store, remover=engine)},
+            permanent_errors=PERMANENT_ERRORS,
+            name="stolentee-inprocess-worker",
+        )
     return Services(
         settings=settings,
         database=database,
-        storage=storage if storage is not None else build_storage(settings),
+        storage=store,
         keys=keys,
         removal=RemovalService(engine=engine, keys=keys, limiter=limiter, gate=gate),
         url_policy=UrlPolicy.from_settings(settings.api),
+        designs=designs,
+        queue=queue,
+        worker=worker,
         started_at=time.monotonic(),
     )
 
@@ -89,12 +116,16 @@ async def _announce(services: Services) -> None:
             "(create one with `stolentee keys create NAME` or set STOLENTEE_API_KEYS)"
         )
     log.info(
-        "stolentee %s ready (%s, database %s, storage %s, removal slots %d)",
+        "stolentee %s ready (%s, database %s, storage %s, queue %s, removal slots %d, %s)",
         __version__,
         settings.service.env.value,
         services.database.url.get_backend_name(),
         services.storage.name,
+        services.queue.transport.backend,
         services.removal.gate.slots,
+        f"in-process worker x{services.worker.concurrency}"
+        if services.worker is not None
+        else "no in-process worker",
     )
 
 
@@ -103,7 +134,10 @@ def create_app(
     *,
     storage: Storage | None = None,
     database: Database | None = None,
+    run_worker: bool | None = None,
 ) -> FastAPI:
+    """The app; ``run_worker`` (default: ``STOLENTEE_RUN_WORKER``) starts an in-process worker."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = database if database is not None else Database(settings=settings.database)
@@ -111,13 +145,19 @@ def create_app(
             if settings.database.auto_migrate:
                 await _migrate_on_start(db)
             db.start_idle_reaper()
-            services = _build_services(settings, db, storage)
+            worker_wanted = settings.queue.run_worker if run_worker is None else run_worker
+            services = _build_services(settings, db, storage, run_worker=worker_wanted)
             app.state.services = services
             await _announce(services)
+            if services.worker is not None:
+                services.worker.start()
             try:
                 yield
             finally:
+                if services.worker is not None:
+                    await run_in_threadpool(services.worker.stop, WORKER_STOP_TIMEOUT_S)
                 services.removal.gate.close()
+                services.queue.transport.close()
         finally:
             if database is None:
                 db.dispose()
@@ -134,6 +174,7 @@ def create_app(
     app.include_router(files.router)
     app.include_router(removebg.router)
     app.include_router(rembg.router)
+    app.include_router(designs.router)
 
     @app.get("/", include_in_schema=False)
     async def index() -> dict[str, str]:

@@ -10,6 +10,9 @@ from fastapi import Depends, Request
 from stolentee.api.removal_service import RemovalService
 from stolentee.config import Settings
 from stolentee.db.engine import Database
+from stolentee.designs import DesignStore
+from stolentee.jobs.queue import JobQueue
+from stolentee.jobs.worker import Worker
 from stolentee.keys.store import KeyStore
 from stolentee.netsafe import UrlPolicy
 from stolentee.storage.base import Storage
@@ -25,6 +28,9 @@ class Services:
     keys: KeyStore
     removal: RemovalService
     url_policy: UrlPolicy
+    designs: DesignStore
+    queue: JobQueue
+    worker: Worker | None  # the in-process worker, when this process runs one
     started_at: float  # time.monotonic() at start-up
 
 

@@ -10,15 +10,20 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     Dialect,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
+    Text,
+    UniqueConstraint,
     false,
     text,
 )
@@ -101,3 +106,78 @@ class ApiUsage(Base):
     images: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     megapixels: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
     credits: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
+
+
+# --- jobs (stolentee.jobs) ---------------------------------------------------------------------
+
+JOB_STATES = ("queued", "processing", "done", "failed")
+JOB_ID_LENGTH = 32  # uuid4 hex
+JOB_KIND_LENGTH = 64
+JOB_OWNER_LENGTH = 255
+
+
+class Job(Base):
+    """A unit of background work; the table is the source of truth, the queue only carries ids.
+
+    ``queued`` jobs become eligible at ``available_at`` (retries are pushed back with
+    exponential backoff). A worker leases one (``processing``, ``lease_owner``,
+    ``lease_expires_at``) and heartbeats until it writes ``done`` with ``result`` or fails it;
+    a lease that expires is reclaimed by the reaper. ``sent_at`` is when a queue message for the
+    job was last sent (or becomes due): a queued job not leased long after that lost its message
+    and is sent again. ``lost`` counts attempts whose worker vanished (lease expired).
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint("state IN ('queued', 'processing', 'done', 'failed')", name="state"),
+        # Workers' hot paths: lease by primary key; the reaper and figures by state and time.
+        Index("ix_jobs_state_available_at", "state", "available_at"),
+        Index("ix_jobs_state_lease_expires_at", "state", "lease_expires_at"),
+        Index("ix_jobs_state_finished_at", "state", "finished_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(JOB_ID_LENGTH), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(JOB_KIND_LENGTH))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    lost: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    available_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(JOB_OWNER_LENGTH))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.kind} {self.state} attempt {self.attempts}>"
+
+
+# --- designs (designs.py) ----------------------------------------------------------------------
+
+
+class Design(Base):
+    """A customer's upload and, once its job is done, the cutout; see ``stolentee.designs``."""
+
+    __tablename__ = "designs"
+    __table_args__ = (UniqueConstraint("owner", "idempotency_key"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    original_key: Mapped[str] = mapped_column(String(1024))
+    original_content_type: Mapped[str] = mapped_column(String(100))
+    original_width: Mapped[int] = mapped_column(Integer)
+    original_height: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))
+    output_format: Mapped[str] = mapped_column(String(10))
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    cutout_key: Mapped[str | None] = mapped_column(String(1024), index=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -116,6 +116,22 @@ def _cpu() -> dict[str, Any]:
     }
 
 
+async def _queue_section(services: ServicesDep) -> dict[str, Any]:
+    section: dict[str, Any] = {
+        "backend": services.queue.transport.backend,
+        "inProcessWorker": services.worker is not None,
+    }
+    try:
+        figures = await run_in_threadpool(services.queue.figures)
+    except StolenteeError as exc:
+        section["error"] = exc.detail
+    except Exception as exc:  # noqa: BLE001 - reported in the health document, never raised
+        section["error"] = f"{type(exc).__name__}: {exc}"
+    else:
+        section.update(figures.as_dict())
+    return section
+
+
 @router.get(
     "/health/detailed",
     responses={503: {"description": "Unhealthy", "content": {"application/json": {}}}},
@@ -154,6 +170,7 @@ async def health_detailed(services: ServicesDep) -> JSONResponse:
         "cpu": _cpu(),
         "database": database,
         "storage": {"backend": services.storage.name},
+        "queue": await _queue_section(services),
         "infrastructure": {
             # Backed by no subsystem yet (removal engine, cost model): null, never invented.
             "rembgSelfHosted": None,

@@ -1,0 +1,193 @@
+"""``/v1/designs``: upload a design, follow its background removal, fetch or delete it.
+
+``POST`` validates the upload with the removal API's limits, stores the original under
+``uploads/``, records the design, queues its job and answers ``202``; the page polls ``GET``
+until the status is ``done`` (cutout URL under ``/assets/`` or the CDN domain) or ``failed``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from stolentee.api.deps import ServicesDep
+from stolentee.api.routes.removebg import read_upload
+from stolentee.api.security import authenticate
+from stolentee.db.models import Job
+from stolentee.designs import DesignRecord, check_idempotency_key, new_design_id
+from stolentee.errors import ClientError
+from stolentee.pipeline import design_options
+from stolentee.removal.decode import read_header
+
+router = APIRouter(prefix="/v1/designs", tags=["designs"])
+
+JOB_KIND = "design"
+_EXTENSIONS = {
+    "JPEG": "jpg",
+    "PNG": "png",
+    "WEBP": "webp",
+    "GIF": "gif",
+    "BMP": "bmp",
+    "TIFF": "tif",
+}
+_CONTENT_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+}
+_ERROR: dict[str, Any] = {"description": 'JSON error: `{"errors": [{"title", "code", "detail"}]}`'}
+
+
+class CallbacksDisabledError(ClientError):
+    code = "callbacks_disabled"
+    title = "Callbacks are disabled"
+
+
+def _status(record: DesignRecord, job: Job | None) -> str:
+    if record.cutout_key is not None:
+        return "done"
+    if job is None:
+        return "queued"
+    return str(job.state)
+
+
+def design_body(services: ServicesDep, record: DesignRecord, job: Job | None) -> dict[str, Any]:
+    storage = services.storage
+    result = record.result or {}
+    cutout = None
+    if record.cutout_key is not None:
+        cutout = {
+            "url": storage.public_url(record.cutout_key),
+            "content_type": result.get("content_type"),
+            "width": result.get("width"),
+            "height": result.get("height"),
+        }
+    return {
+        "id": record.id,
+        "status": _status(record, job),
+        "type": record.kind,
+        "format": record.output_format,
+        "original": {
+            "url": storage.public_url(record.original_key),
+            "content_type": record.original_content_type,
+            "width": record.original_width,
+            "height": record.original_height,
+        },
+        "cutout": cutout,
+        "kind": result.get("kind"),
+        "method": result.get("method"),
+        "provider": result.get("provider"),
+        "foreground": result.get("foreground"),
+        "timings_ms": result.get("timings_ms"),
+        "attempts": job.attempts if job is not None else 0,
+        "error": job.error if job is not None and str(job.state) == "failed" else None,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+        "links": {"self": f"/v1/designs/{record.id}"},
+    }
+
+
+async def _job(services: ServicesDep, record: DesignRecord) -> Job | None:
+    if record.job_id is None:
+        return None
+    job: Job | None = await run_in_threadpool(services.queue.get, record.job_id)
+    return job
+
+
+@router.post(
+    "",
+    status_code=202,
+    responses={200: {"description": "Replayed (same Idempotency-Key)"}, 400: _ERROR, 403: _ERROR},
+)
+async def create_design(
+    request: Request,
+    services: ServicesDep,
+    file: Annotated[UploadFile, File(description="The design image.")],
+    kind: Annotated[
+        str, Form(alias="type", description="auto, graphic or photo (person, product...).")
+    ] = "auto",
+    fmt: Annotated[str, Form(alias="format", description="png or webp.")] = "png",
+    callback_url: Annotated[str | None, Form(description="Not enabled on this server.")] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> JSONResponse:
+    principal = await authenticate(request, services.keys)
+    if callback_url:
+        raise CallbacksDisabledError("this server does not send callbacks; poll the design")
+    key = check_idempotency_key(idempotency_key)
+    options = design_options(kind, fmt)  # validates type and format before any work
+    existing = await run_in_threadpool(services.designs.by_idempotency_key, principal.label, key)
+    if existing is not None:
+        body = design_body(services, existing, await _job(services, existing))
+        return JSONResponse(body, status_code=200, headers={"Idempotent-Replayed": "true"})
+
+    data = await read_upload(file, "file")
+    header = await run_in_threadpool(
+        read_header, data, max_megapixels=services.settings.engine.max_input_megapixels
+    )
+    design_id = new_design_id()
+    original_key = f"uploads/{design_id}/original.{_EXTENSIONS.get(header.format, 'img')}"
+    content_type = _CONTENT_TYPES.get(header.format, "application/octet-stream")
+    await run_in_threadpool(services.storage.put, original_key, data, content_type=content_type)
+    record, created = await run_in_threadpool(
+        lambda: services.designs.create(
+            design_id=design_id,
+            owner=principal.label,
+            original_key=original_key,
+            original_content_type=content_type,
+            original_width=header.width,
+            original_height=header.height,
+            kind=options.kind.value,
+            output_format=options.format.value,
+            idempotency_key=key,
+        )
+    )
+    if not created:  # a concurrent request with the same key won the race
+        await run_in_threadpool(services.storage.delete, original_key)
+        body = design_body(services, record, await _job(services, record))
+        return JSONResponse(body, status_code=200, headers={"Idempotent-Replayed": "true"})
+    job = await run_in_threadpool(services.queue.enqueue, JOB_KIND, {"design_id": design_id})
+    await run_in_threadpool(services.designs.attach_job, design_id, str(job.id))
+    record = await run_in_threadpool(services.designs.get, design_id)
+    return JSONResponse(
+        design_body(services, record, job),
+        status_code=202,
+        headers={"Location": f"/v1/designs/{design_id}"},
+    )
+
+
+@router.get("/{design_id}", responses={403: _ERROR, 404: _ERROR})
+async def get_design(request: Request, services: ServicesDep, design_id: str) -> dict[str, Any]:
+    principal = await authenticate(request, services.keys)
+    record = await run_in_threadpool(services.designs.get, design_id, owner=principal.label)
+    return design_body(services, record, await _job(services, record))
+
+
+@router.get("", responses={400: _ERROR, 403: _ERROR})
+async def list_designs(
+    request: Request,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(description="From the previous page.")] = None,
+) -> dict[str, Any]:
+    principal = await authenticate(request, services.keys)
+    records, next_cursor = await run_in_threadpool(
+        lambda: services.designs.page(owner=principal.label, limit=limit, cursor=cursor)
+    )
+    items = [design_body(services, record, await _job(services, record)) for record in records]
+    return {"data": items, "next_cursor": next_cursor}
+
+
+@router.delete("/{design_id}", status_code=204, responses={403: _ERROR, 404: _ERROR})
+async def delete_design(request: Request, services: ServicesDep, design_id: str) -> None:
+    principal = await authenticate(request, services.keys)
+    record = await run_in_threadpool(services.designs.delete, design_id, owner=principal.label)
+    await run_in_threadpool(services.storage.delete, record.original_key)
+    cutout = record.cutout_key
+    if cutout is not None and not await run_in_threadpool(services.designs.cutout_in_use, cutout):
+        await run_in_threadpool(services.storage.delete, cutout)

@@ -1,0 +1,562 @@
+"""The job queue: the ``jobs`` table is the source of truth, huey only carries job ids.
+
+Life of a job::
+
+    enqueue ─▶ queued ─lease─▶ processing ─complete─▶ done
+                 ▲                  │
+                 ├── fail (retryable, attempts left: after a backoff)
+                 ├── release (graceful stop; not an attempt)
+                 └── reap (lease expired: the worker was lost; an attempt, backoff)
+                                    │
+                                    └─ fail (permanent, or attempts used up) ─▶ failed
+
+Every state change is **one conditional UPDATE** whose WHERE clause states what must still be
+true (``state``, ``lease_owner``, ``lease_expires_at``, ``attempts``), so two workers, a worker
+and the reaper, or two reapers on different machines can race freely: exactly one wins, the
+others see ``rowcount == 0``. Each such UPDATE is the first statement of its transaction, which
+keeps SQLite (one writer at a time, WAL) from failing a read-then-write upgrade.
+
+* **Messages are hints.** A worker that receives job id X calls :meth:`JobQueue.lease`; a
+  duplicate message, a message for a finished job, or one that arrives early leases nothing.
+* **A lost message is recovered.** ``sent_at`` records when the job's last message was sent (or
+  becomes due); a queued, available job that nobody leased ``resend_after_s`` after that (Redis
+  restarted empty, a send that failed after the row was committed) is sent again by
+  :meth:`JobQueue.reap`.
+* **A lost worker is recovered.** A lease not renewed by heartbeats expires; the reaper puts the
+  job back after the retry backoff (the lost run counts as an attempt and in ``lost``), or fails
+  it once the attempts are used up, so a job that always crashes its worker ends ``failed``
+  instead of looping (and does not take every worker down at once).
+* **Outputs must be idempotent** (content-addressed keys): a worker that lost its lease may still
+  finish its run; its result is discarded (``complete`` returns ``False``) but any file it wrote
+  is the same file the next run writes.
+
+Times are taken from ``clock`` (aware UTC) and compared in SQL as bound parameters, so the
+database server's clock never matters; worker machines' clocks must agree to well within
+``lease_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from stolentee.config import QueueSettings
+from stolentee.db.engine import Database
+from stolentee.db.models import JOB_KIND_LENGTH, JOB_OWNER_LENGTH, Job
+from stolentee.jobs.transport import Transport
+
+__all__ = [
+    "DONE",
+    "FAILED",
+    "PROCESSING",
+    "QUEUED",
+    "Job",
+    "JobQueue",
+    "QueueFigures",
+    "ReapReport",
+    "backoff_s",
+]
+
+log = logging.getLogger(__name__)
+
+QUEUED = "queued"
+PROCESSING = "processing"
+DONE = "done"
+FAILED = "failed"
+
+MAX_ERROR_CHARS = 4000
+REAP_BATCH = 200  # jobs reclaimed or re-sent per reap() pass and kind of work
+RECENT_DONE_FOR_PERCENTILES = 500
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def backoff_s(settings: QueueSettings, attempts: int) -> float:
+    """Delay before the next try after ``attempts`` tries: ``retry_backoff_s * 2**(attempts-1)``."""
+    return float(settings.retry_backoff_s * 2 ** max(0, attempts - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFigures:
+    """A snapshot of the queue for health checks, metrics and autoscaling.
+
+    ``depth``: queued jobs (``ready`` of them may run now, the rest wait for a retry backoff);
+    ``in_flight``: jobs being processed; ``oldest_queued_age_s``: how long the longest-waiting
+    ready job has been waiting (0 when none); ``processing_p50_s`` / ``processing_p95_s``: time
+    from lease to completion over the most recent done jobs (``None`` before the first one).
+    """
+
+    depth: int
+    ready: int
+    in_flight: int
+    oldest_queued_age_s: float
+    done_total: int
+    failed_total: int
+    processing_p50_s: float | None
+    processing_p95_s: float | None
+    processing_sample: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "depth": self.depth,
+            "ready": self.ready,
+            "inFlight": self.in_flight,
+            "oldestQueuedAgeS": round(self.oldest_queued_age_s, 3),
+            "doneTotal": self.done_total,
+            "failedTotal": self.failed_total,
+            "processingP50S": _round(self.processing_p50_s),
+            "processingP95S": _round(self.processing_p95_s),
+            "processingSample": self.processing_sample,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ReapReport:
+    """What one :meth:`JobQueue.reap` pass did."""
+
+    requeued: int = 0  # expired leases put back in the queue
+    failed: int = 0  # expired leases whose attempts were used up
+    resent: int = 0  # queued jobs whose message was presumed lost and sent again
+
+    def __bool__(self) -> bool:
+        return bool(self.requeued or self.failed or self.resent)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of an ascending, non-empty list."""
+    rank = max(1, math.ceil(fraction * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+class JobQueue:
+    """Enqueue, lease, heartbeat, complete, fail, release and reap jobs. Thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        transport: Transport,
+        settings: QueueSettings,
+        clock: Callable[[], datetime] = utc_now,
+        resend_after_s: float | None = None,
+    ) -> None:
+        self.database = database
+        self.transport = transport
+        self.settings = settings
+        self.clock = clock
+        # A queued, available job not leased this long after its message was sent lost it.
+        # Duplicates are harmless, so this only trades recovery time for a few extra messages.
+        self.resend_after_s = settings.lease_s if resend_after_s is None else resend_after_s
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        now = self.clock()
+        if now.tzinfo is None:
+            raise ValueError("the queue clock must return aware datetimes (UTC)")
+        return now
+
+    def send(self, job_id: str, delay_s: float = 0) -> bool:
+        """Send a message for the job; a transport failure is logged (``False``) and the
+        reaper re-sends it later. Harmless to repeat."""
+        try:
+            self.transport.send(job_id, delay_s)
+        except Exception as exc:  # noqa: BLE001 - transport down: the job is safe in the table
+            log.warning("could not send job %s to the queue (%s); the reaper will", job_id, exc)
+            return False
+        return True
+
+    def _update_one(
+        self, session: Session, job_id: str, where: ColumnElement[bool], values: dict[str, Any]
+    ) -> Job | None:
+        stmt = (
+            update(Job)
+            .where(Job.id == job_id, where)
+            .values(**values)
+            .returning(Job)
+            .execution_options(synchronize_session=False)
+        )
+        return session.scalars(stmt).one_or_none()
+
+    def _owned(self, owner: str) -> ColumnElement[bool]:
+        return and_(Job.state == PROCESSING, Job.lease_owner == owner)
+
+    # --- producing ----------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        job_id: str | None = None,
+        max_attempts: int | None = None,
+        delay_s: float = 0,
+    ) -> Job:
+        """Store a new queued job (committed first), then send its message."""
+        if not kind or len(kind) > JOB_KIND_LENGTH:
+            raise ValueError(f"job kind must be 1 to {JOB_KIND_LENGTH} characters")
+        now = self._now()
+        available_at = now + timedelta(seconds=max(0.0, delay_s))
+        job = Job(
+            id=job_id or new_job_id(),
+            kind=kind,
+            payload=payload,
+            state=QUEUED,
+            attempts=0,
+            max_attempts=max_attempts or self.settings.max_attempts,
+            lost=0,
+            available_at=available_at,
+            sent_at=available_at,
+            created_at=now,
+        )
+        with self.database.session() as session:
+            session.add(job)
+        if not self.send(job.id, delay_s):
+            self._mark_unsent(job.id)
+        return job
+
+    def _mark_unsent(self, job_id: str) -> None:
+        """Let the next reap() pass re-send at once instead of after ``resend_after_s``."""
+        try:
+            with self.database.session() as session:
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.state == QUEUED)
+                    .values(sent_at=None)
+                    .execution_options(synchronize_session=False)
+                )
+        except Exception:
+            log.exception("could not mark job %s as unsent", job_id)
+
+    # --- working ------------------------------------------------------------------------------
+
+    def lease(self, job_id: str, owner: str) -> Job | None:
+        """Take the job for ``owner`` if it is ready: queued and available, or processing under
+        an expired lease (its worker is gone; that run counts as lost). One atomic UPDATE;
+        ``None`` when another worker has it, it finished, or it is not due yet.
+        """
+        if not owner or len(owner) > JOB_OWNER_LENGTH:
+            raise ValueError(f"lease owner must be 1 to {JOB_OWNER_LENGTH} characters")
+        now = self._now()
+        ready = or_(
+            and_(Job.state == QUEUED, Job.available_at <= now),
+            and_(Job.state == PROCESSING, Job.lease_expires_at < now),
+        )
+        with self.database.session() as session:
+            return self._update_one(
+                session,
+                job_id,
+                and_(ready, Job.attempts < Job.max_attempts),
+                {
+                    "lost": Job.lost + case((Job.state == PROCESSING, 1), else_=0),
+                    "state": PROCESSING,
+                    "attempts": Job.attempts + 1,
+                    "lease_owner": owner,
+                    "lease_expires_at": now + timedelta(seconds=self.settings.lease_s),
+                    "heartbeat_at": now,
+                    "started_at": now,
+                },
+            )
+
+    def heartbeat(self, job_id: str, owner: str) -> bool:
+        """Extend ``owner``'s lease by ``lease_s``; ``False`` when the lease was lost."""
+        now = self._now()
+        with self.database.session() as session:
+            job = self._update_one(
+                session,
+                job_id,
+                self._owned(owner),
+                {
+                    "heartbeat_at": now,
+                    "lease_expires_at": now + timedelta(seconds=self.settings.lease_s),
+                },
+            )
+        return job is not None
+
+    def complete(self, job_id: str, owner: str, result: dict[str, Any] | None = None) -> bool:
+        """Mark the job done with ``result``; ``False`` (and nothing written) if the lease was
+        lost, in which case another run owns the job now."""
+        now = self._now()
+        with self.database.session() as session:
+            job = self._update_one(
+                session,
+                job_id,
+                self._owned(owner),
+                {
+                    "state": DONE,
+                    "result": result,
+                    "error": None,
+                    "finished_at": now,
+                    "lease_expires_at": None,
+                },
+            )
+        return job is not None
+
+    def fail(self, job_id: str, owner: str, error: str, *, retryable: bool = True) -> Job | None:
+        """Record a failed run. Retryable with attempts left: queued again after
+        ``retry_backoff_s * 2**(attempts-1)`` seconds (and a delayed message); otherwise
+        ``failed`` with ``error``. Returns the job as left, or ``None`` if the lease was lost.
+        """
+        current = self.get(job_id)
+        if current is None or current.state != PROCESSING or current.lease_owner != owner:
+            return None
+        now = self._now()
+        error = _truncate(error)
+        same_run = and_(self._owned(owner), Job.attempts == current.attempts)
+        retry = retryable and current.attempts < current.max_attempts
+        with self.database.session() as session:
+            if retry:
+                delay_s = backoff_s(self.settings, current.attempts)
+                available_at = now + timedelta(seconds=delay_s)
+                job = self._update_one(
+                    session,
+                    job_id,
+                    same_run,
+                    {
+                        "state": QUEUED,
+                        "error": error,
+                        "available_at": available_at,
+                        "sent_at": available_at,
+                        "lease_owner": None,
+                        "lease_expires_at": None,
+                    },
+                )
+            else:
+                if retryable:
+                    error = f"{error} (gave up after {current.attempts} attempts)"
+                job = self._update_one(
+                    session,
+                    job_id,
+                    same_run,
+                    {
+                        "state": FAILED,
+                        "error": _truncate(error),
+                        "finished_at": now,
+                        "lease_expires_at": None,
+                    },
+                )
+        if job is not None and retry:
+            self.send(job_id, delay_s)
+        return job
+
+    def release(self, job_id: str, owner: str) -> bool:
+        """Hand the job back unfinished (graceful stop): queued again at once, and the run
+        does not count as an attempt. ``False`` if the lease was already lost."""
+        now = self._now()
+        with self.database.session() as session:
+            job = self._update_one(
+                session,
+                job_id,
+                self._owned(owner),
+                {
+                    "state": QUEUED,
+                    "attempts": Job.attempts - 1,
+                    "available_at": now,
+                    "sent_at": now,
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                },
+            )
+        if job is None:
+            return False
+        self.send(job_id)
+        return True
+
+    # --- recovery -----------------------------------------------------------------------------
+
+    def reap(self) -> ReapReport:
+        """Reclaim expired leases and re-send lost messages. Safe to run anywhere, any time."""
+        requeued, failed = self._reclaim_expired()
+        resent = self._resend_lost()
+        report = ReapReport(requeued=requeued, failed=failed, resent=resent)
+        if report:
+            log.info(
+                "reaper: %d job(s) re-queued, %d failed after lost workers, %d message(s) re-sent",
+                requeued,
+                failed,
+                resent,
+            )
+        return report
+
+    def _reclaim_expired(self) -> tuple[int, int]:
+        now = self._now()
+        with self.database.session() as session:
+            expired = list(
+                session.execute(
+                    select(Job.id, Job.attempts, Job.max_attempts, Job.lost, Job.lease_owner)
+                    .where(Job.state == PROCESSING, Job.lease_expires_at < now)
+                    .order_by(Job.lease_expires_at)
+                    .limit(REAP_BATCH)
+                )
+            )
+        requeued = failed = 0
+        for job_id, attempts, max_attempts, lost, owner in expired:
+            # Same row, same run, still expired: otherwise someone else got there first.
+            same = and_(
+                Job.state == PROCESSING,
+                Job.lease_expires_at < now,
+                Job.attempts == attempts,
+                Job.lease_owner == owner,
+            )
+            lost += 1
+            delay_s = backoff_s(self.settings, attempts)
+            available_at = now + timedelta(seconds=delay_s)
+            with self.database.session() as session:
+                if attempts < max_attempts:
+                    job = self._update_one(
+                        session,
+                        job_id,
+                        same,
+                        {
+                            "state": QUEUED,
+                            "lost": lost,
+                            "error": f"worker lost (lease expired; owner {owner})",
+                            "available_at": available_at,
+                            "sent_at": available_at,
+                            "lease_owner": None,
+                            "lease_expires_at": None,
+                        },
+                    )
+                else:
+                    times = "once" if lost == 1 else f"{lost} times"
+                    job = self._update_one(
+                        session,
+                        job_id,
+                        same,
+                        {
+                            "state": FAILED,
+                            "lost": lost,
+                            "error": f"worker lost {times} (lease expired; last owner {owner}); "
+                            f"gave up after {attempts} attempts",
+                            "finished_at": now,
+                            "lease_expires_at": None,
+                        },
+                    )
+            if job is None:
+                continue
+            if job.state == QUEUED:
+                requeued += 1
+                self.send(job_id, delay_s)
+            else:
+                failed += 1
+        return requeued, failed
+
+    def _resend_lost(self) -> int:
+        now = self._now()
+        stale = now - timedelta(seconds=self.resend_after_s)
+        unleased = and_(
+            Job.state == QUEUED,
+            Job.available_at <= now,
+            or_(Job.sent_at.is_(None), Job.sent_at <= stale),
+        )
+        with self.database.session() as session:
+            ids = list(
+                session.scalars(
+                    select(Job.id).where(unleased).order_by(Job.available_at).limit(REAP_BATCH)
+                )
+            )
+        if not ids:
+            return 0
+        with self.database.session() as session:
+            claimed = list(
+                session.scalars(
+                    update(Job)
+                    .where(Job.id.in_(ids), unleased)
+                    .values(sent_at=now)
+                    .returning(Job.id)
+                    .execution_options(synchronize_session=False)
+                )
+            )
+        return sum(1 for job_id in claimed if self.send(job_id))
+
+    def resend_if_early(self, job_id: str) -> bool:
+        """For a message that arrived before its job is due (clocks of two machines disagree):
+        send it again, delayed until the job's ``available_at``. ``True`` if re-sent."""
+        job = self.get(job_id)
+        if job is None or job.state != QUEUED:
+            return False
+        wait_s = (job.available_at - self._now()).total_seconds()
+        return wait_s > 0 and self.send(job_id, wait_s)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job | None:
+        with self.database.session() as session:
+            return session.get(Job, job_id)
+
+    def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        with self.database.session() as session:
+            return {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(ids)))}
+
+    def figures(self) -> QueueFigures:
+        now = self._now()
+        with self.database.session() as session:
+            counts: dict[str, int] = {
+                state: count
+                for state, count in session.execute(
+                    select(Job.state, func.count()).group_by(Job.state)
+                )
+            }
+            ready, oldest = session.execute(
+                select(func.count(), func.min(Job.available_at)).where(
+                    Job.state == QUEUED, Job.available_at <= now
+                )
+            ).one()
+            recent = session.execute(
+                select(Job.started_at, Job.finished_at)
+                .where(Job.state == DONE, Job.finished_at.is_not(None))
+                .order_by(Job.finished_at.desc())
+                .limit(RECENT_DONE_FOR_PERCENTILES)
+            ).all()
+        oldest_at = _aware(oldest)
+        durations = sorted(
+            (finished - started).total_seconds()
+            for started, finished in recent
+            if started is not None and finished is not None
+        )
+        return QueueFigures(
+            depth=counts.get(QUEUED, 0),
+            ready=int(ready or 0),
+            in_flight=counts.get(PROCESSING, 0),
+            oldest_queued_age_s=max(0.0, (now - oldest_at).total_seconds()) if oldest_at else 0.0,
+            done_total=counts.get(DONE, 0),
+            failed_total=counts.get(FAILED, 0),
+            processing_p50_s=percentile(durations, 0.50) if durations else None,
+            processing_p95_s=percentile(durations, 0.95) if durations else None,
+            processing_sample=len(durations),
+        )
+
+
+def _aware(value: Any) -> datetime | None:
+    """``min()`` over a UtcDateTime column skips the type's result processing on SQLite."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

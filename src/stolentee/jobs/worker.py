@@ -1,0 +1,438 @@
+"""The job worker: N consumer threads, a heartbeat per running job, one reaper thread.
+
+Each consumer thread loops: receive a job id from the transport → :meth:`JobQueue.lease` it
+(nothing to do when that returns ``None``: a duplicate or stale message) → start the job's
+:class:`Heartbeat` → call the handler registered for the job's kind → ``complete`` with its
+result, or ``fail`` (retryable for any exception, permanent for :class:`PermanentJobError`).
+A handler whose heartbeat reports the lease lost has its result discarded: the job belongs to
+another run now, and the output it wrote is content-addressed, so the same file either way.
+
+One background thread moves due delayed messages onto the queue (about twice a second) and runs
+:meth:`JobQueue.reap` every ``reaper_interval_s``; every worker process runs one, and they race
+harmlessly.
+
+Stopping (:meth:`Worker.stop`, SIGTERM/SIGINT under :meth:`Worker.run_forever`): consumers take
+no new message; jobs already running get ``graceful_timeout_s`` to finish; those still running
+then are handed back with :meth:`JobQueue.release` (queued again at once, no attempt counted)
+and their handlers' results will be discarded. A second signal skips the wait.
+
+The same class runs in ``stolentee worker`` processes and inside the API server (threads on the
+embedded default); nothing here imports the web framework or the CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from stolentee.db.models import Job
+from stolentee.jobs.queue import QUEUED, JobQueue
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACEFUL_TIMEOUT_S = 30.0
+SCHEDULER_TICK_S = 0.5  # how often due delayed messages are moved onto the queue
+MAX_ERROR_BACKOFF_S = 5.0
+
+
+class PermanentJobError(Exception):
+    """Raised by a handler: the job cannot succeed (bad input...); fail it without retrying."""
+
+
+class LeaseLostError(Exception):
+    """Raised by :meth:`Heartbeat.check`: the job is no longer this run's to finish."""
+
+
+JobResult = dict[str, Any] | None
+
+
+class Heartbeat:
+    """Renews a running job's lease every ``interval_s`` in its own thread.
+
+    Handed to the handler, which may call :meth:`check` between steps to stop early when the
+    lease was lost or the worker is stopping past its deadline (the job was handed back).
+    """
+
+    def __init__(self, *, queue: JobQueue, job_id: str, owner: str, interval_s: float) -> None:
+        self.queue = queue
+        self.job_id = job_id
+        self.owner = owner
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._lost = threading.Event()
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"stolentee-heartbeat-{job_id[:8]}", daemon=True
+        )
+
+    @property
+    def lost(self) -> bool:
+        """The lease was lost (expired and taken over, or reaped): results will be discarded."""
+        return self._lost.is_set()
+
+    @property
+    def cancelled(self) -> bool:
+        """The worker stopped past its graceful deadline and handed the job back."""
+        return self._cancelled.is_set()
+
+    def check(self) -> None:
+        """Raise :class:`LeaseLostError` when the run should stop early."""
+        if self.lost or self.cancelled:
+            raise LeaseLostError(f"job {self.job_id}: lease lost or handed back")
+
+    def beat(self) -> bool:
+        """Renew the lease now (long steps may call this); ``False`` if it was lost."""
+        if self.lost:
+            return False
+        try:
+            held = self.queue.heartbeat(self.job_id, self.owner)
+        except Exception as exc:  # noqa: BLE001 - database down: retry until the lease expires
+            log.warning("heartbeat for job %s failed: %s", self.job_id, exc)
+            return True
+        if not held:
+            log.warning("job %s: lease lost; this run's result will be discarded", self.job_id)
+            self._lost.set()
+        return held
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            if not self.beat():
+                return
+
+
+Handler = Callable[[Job, Heartbeat], JobResult]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    """Counters since the worker started."""
+
+    leased: int
+    done: int
+    failed_runs: int
+    discarded: int  # runs whose lease was lost before they finished
+    released: int
+    reaper_passes: int
+
+
+@dataclass(slots=True)
+class _Running:
+    job_id: str
+    owner: str
+    heartbeat: Heartbeat | None
+
+
+def default_owner() -> str:
+    """``hostname:pid:random``: unique per worker process, readable in the jobs table."""
+    return f"{socket.gethostname()[:200]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def describe_error(exc: BaseException) -> str:
+    message = str(exc).strip()
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+class Worker:
+    """Runs jobs from a :class:`JobQueue` with ``concurrency`` threads. ``start``/``stop``."""
+
+    def __init__(
+        self,
+        *,
+        queue: JobQueue,
+        handlers: Mapping[str, Handler],
+        concurrency: int | None = None,
+        owner: str | None = None,
+        reaper: bool = True,
+        name: str = "stolentee-worker",
+        permanent_errors: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        settings = queue.settings
+        self.queue = queue
+        self.transport = queue.transport
+        self.handlers = dict(handlers)
+        self.concurrency = concurrency or settings.worker_concurrency
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.owner = owner or default_owner()
+        self.name = name
+        # Exceptions that fail a job without retry, besides PermanentJobError (e.g. the
+        # pipeline's bad-input errors: retrying a file that is not an image cannot help).
+        self.permanent_errors: tuple[type[BaseException], ...] = (
+            PermanentJobError,
+            *permanent_errors,
+        )
+        # A lease must survive a missed beat or two.
+        self.heartbeat_s = min(settings.heartbeat_s, settings.lease_s / 3)
+        self.reaper_interval_s = settings.reaper_interval_s
+        self._with_reaper = reaper
+        self._stopping = threading.Event()
+        self._hurry = threading.Event()
+        self._abandon = threading.Event()
+        self._lock = threading.Lock()
+        self._running: dict[int, _Running] = {}
+        self._threads: list[threading.Thread] = []
+        self._reaper_thread: threading.Thread | None = None
+        self._started = False
+        self._counts = {
+            "leased": 0,
+            "done": 0,
+            "failed_runs": 0,
+            "discarded": 0,
+            "released": 0,
+            "reaper_passes": 0,
+        }
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._started and not self._stopping.is_set()
+
+    def stats(self) -> WorkerStats:
+        with self._lock:
+            return WorkerStats(**self._counts)
+
+    def running_jobs(self) -> list[str]:
+        with self._lock:
+            return [run.job_id for run in self._running.values()]
+
+    def start(self) -> None:
+        if self._started:
+            raise RuntimeError("a Worker starts once")
+        self._started = True
+        for slot in range(self.concurrency):
+            thread = threading.Thread(
+                target=self._consume, args=(slot,), name=f"{self.name}-{slot}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+        if self._with_reaper:
+            self._reaper_thread = threading.Thread(
+                target=self._reap_loop, name=f"{self.name}-reaper", daemon=True
+            )
+            self._reaper_thread.start()
+        log.info(
+            "worker %s started: %d thread(s), %s queue, lease %g s, heartbeat %g s",
+            self.owner,
+            self.concurrency,
+            self.transport.backend,
+            self.queue.settings.lease_s,
+            self.heartbeat_s,
+        )
+
+    def stop(self, graceful_timeout_s: float = DEFAULT_GRACEFUL_TIMEOUT_S) -> None:
+        """Stop taking jobs, let running ones finish within the timeout, hand back the rest."""
+        if not self._started or self._stopping.is_set():
+            return
+        self._stopping.set()
+        self.transport.wake_all()
+        deadline = time.monotonic() + max(0.0, graceful_timeout_s)
+        for thread in self._threads:
+            while thread.is_alive() and not self._hurry.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                thread.join(min(remaining, 0.1))
+        with self._lock:
+            self._abandon.set()
+            leftovers = list(self._running.values())
+        for run in leftovers:
+            self._hand_back(run)
+        if self._reaper_thread is not None:
+            self._reaper_thread.join(timeout=5)
+        log.info("worker %s stopped (%d job(s) handed back)", self.owner, len(leftovers))
+
+    def run_forever(self, graceful_timeout_s: float = DEFAULT_GRACEFUL_TIMEOUT_S) -> None:
+        """Run until SIGTERM or SIGINT (main thread only), then :meth:`stop` gracefully."""
+        signalled = threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            if signalled.is_set():
+                self._hurry.set()  # a second signal: hand back what runs, now
+            signalled.set()
+            log.info("worker %s: received %s", self.owner, signal.Signals(signum).name)
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.start()
+            while not signalled.wait(1.0):
+                pass
+        finally:
+            try:
+                self.stop(graceful_timeout_s)
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    # --- consuming ----------------------------------------------------------------------------
+
+    def _bump(self, counter: str) -> None:
+        with self._lock:
+            self._counts[counter] += 1
+
+    def _consume(self, slot: int) -> None:
+        owner = f"{self.owner}/{slot}"  # per thread: a lease is fenced to one thread's run
+        errors = 0
+        while not self._stopping.is_set():
+            try:
+                job_id = self.transport.receive()
+                errors = 0
+            except Exception as exc:  # noqa: BLE001 - transport down (Redis restarting): retry
+                errors += 1
+                wait_s = min(MAX_ERROR_BACKOFF_S, 0.1 * 2**errors)
+                log.warning(
+                    "receiving from the job queue failed (%s); retrying in %.1f s", exc, wait_s
+                )
+                self._stopping.wait(wait_s)
+                continue
+            if job_id is None:
+                continue
+            if self._stopping.is_set():
+                self.queue.send(job_id)  # not ours to run any more: put the message back
+                return
+            try:
+                self._run_one(slot, job_id, owner)
+            except Exception:
+                log.exception("job %s: unexpected worker error; the reaper will recover it", job_id)
+
+    def _run_one(self, slot: int, job_id: str, owner: str) -> None:
+        job = self.queue.lease(job_id, owner)
+        if job is None:
+            self.queue.resend_if_early(job_id)
+            return
+        self._bump("leased")
+        run = _Running(job_id=job_id, owner=owner, heartbeat=None)
+        with self._lock:
+            self._running[slot] = run
+            abandoned = self._abandon.is_set()
+        try:
+            if abandoned or self._stopping.is_set():
+                self._hand_back(run)  # leased while stopping: do not start it
+                return
+            heartbeat = Heartbeat(
+                queue=self.queue, job_id=job_id, owner=owner, interval_s=self.heartbeat_s
+            )
+            run.heartbeat = heartbeat
+            heartbeat.start()
+            try:
+                self._execute(job, heartbeat, owner)
+            finally:
+                heartbeat.stop()
+        finally:
+            with self._lock:
+                self._running.pop(slot, None)
+
+    def _execute(self, job: Job, heartbeat: Heartbeat, owner: str) -> None:
+        started = time.monotonic()
+        handler = self.handlers.get(job.kind)
+        if handler is None:
+            self._fail(
+                job, heartbeat, owner, f"no handler for job kind {job.kind!r}", retryable=False
+            )
+            return
+        try:
+            result = handler(job, heartbeat)
+        except Exception as exc:
+            if isinstance(exc, self.permanent_errors):
+                self._fail(job, heartbeat, owner, describe_error(exc), retryable=False)
+                return
+            log.warning(
+                "job %s (%s) attempt %d/%d raised %s",
+                job.id,
+                job.kind,
+                job.attempts,
+                job.max_attempts,
+                describe_error(exc),
+                exc_info=True,
+            )
+            self._fail(job, heartbeat, owner, describe_error(exc), retryable=True)
+            return
+        if heartbeat.lost or heartbeat.cancelled:
+            self._bump("discarded")
+            log.warning("job %s: finished after its lease was lost; result discarded", job.id)
+            return
+        try:
+            completed = self.queue.complete(job.id, owner, result)
+        except Exception as exc:  # noqa: BLE001 - e.g. a result that is not JSON: a failed run
+            self._fail(
+                job,
+                heartbeat,
+                owner,
+                f"storing the result failed: {describe_error(exc)}",
+                retryable=True,
+            )
+            return
+        if completed:
+            self._bump("done")
+            log.info("job %s (%s) done in %.3f s", job.id, job.kind, time.monotonic() - started)
+        else:
+            self._bump("discarded")
+            log.warning("job %s: lease lost before completion; result discarded", job.id)
+
+    def _fail(
+        self, job: Job, heartbeat: Heartbeat, owner: str, error: str, *, retryable: bool
+    ) -> None:
+        if heartbeat.lost or heartbeat.cancelled:
+            self._bump("discarded")
+            return
+        left = self.queue.fail(job.id, owner, error, retryable=retryable)
+        if left is None:
+            self._bump("discarded")
+            return
+        self._bump("failed_runs")
+        if left.state == QUEUED:
+            log.info("job %s (%s) will be retried: %s", job.id, job.kind, error)
+        else:
+            log.warning("job %s (%s) failed: %s", job.id, job.kind, left.error)
+
+    def _hand_back(self, run: _Running) -> None:
+        if run.heartbeat is not None:
+            run.heartbeat.cancel()
+        try:
+            released = self.queue.release(run.job_id, run.owner)
+        except Exception:
+            log.exception("handing back job %s failed; its lease will expire", run.job_id)
+            return
+        if released:
+            self._bump("released")
+            log.info("job %s handed back unfinished", run.job_id)
+
+    # --- reaper -------------------------------------------------------------------------------
+
+    def _reap_loop(self) -> None:
+        tick = min(SCHEDULER_TICK_S, self.reaper_interval_s)
+        next_reap = time.monotonic()  # reap at once: recover what a crashed process left
+        while not self._stopping.is_set():
+            try:
+                self.transport.promote_due()
+            except Exception as exc:  # noqa: BLE001 - transport down: next tick retries
+                log.warning("moving delayed job messages failed: %s", exc)
+            if time.monotonic() >= next_reap:
+                try:
+                    self.queue.reap()
+                except Exception:
+                    log.exception("reaping jobs failed")
+                self._bump("reaper_passes")
+                next_reap = time.monotonic() + self.reaper_interval_s
+            self._stopping.wait(tick)

@@ -1,0 +1,184 @@
+"""/v1/designs end to end on the embedded default: upload, in-process worker, cutout, delete."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from stolentee.api.app import create_app
+
+from ..conftest import SettingsFactory
+from ..removal.conftest import composite, draw_logo, encode
+
+KEY = "st_designs_test_key"
+HEADERS = {"X-Api-Key": KEY}
+LOGO = encode(composite(draw_logo(), (255, 255, 255)))
+
+
+@pytest.fixture
+def client(make_settings: SettingsFactory) -> Iterator[TestClient]:
+    settings = make_settings(api={"api_keys": KEY}, queue={"reaper_interval_s": 1.0})
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def upload(client: TestClient, data: bytes = LOGO, **headers: str) -> Any:
+    return client.post(
+        "/v1/designs", files={"file": ("logo.png", data)}, headers={**HEADERS, **headers}
+    )
+
+
+def wait_for(client: TestClient, design_id: str, *, timeout_s: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        body: dict[str, Any] = client.get(f"/v1/designs/{design_id}", headers=HEADERS).json()
+        if body["status"] in ("done", "failed"):
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"design {design_id} did not finish: {body}")
+
+
+def test_upload_is_processed_by_the_in_process_worker(client: TestClient) -> None:
+    response = upload(client)
+    assert response.status_code == 202, response.text
+    created = response.json()
+    assert created["status"] in ("queued", "processing")
+    assert response.headers["Location"] == f"/v1/designs/{created['id']}"
+    assert created["original"]["url"] == f"/uploads/{created['id']}/original.png"
+
+    done = wait_for(client, created["id"])
+    assert done["status"] == "done", done
+    assert done["kind"] == "graphic" and done["provider"] == "local"
+    assert done["attempts"] == 1 and done["error"] is None
+    cutout_url = done["cutout"]["url"]
+    assert cutout_url.startswith("/assets/cutouts/") and cutout_url.endswith(".png")
+    cutout = client.get(cutout_url)
+    assert cutout.status_code == 200
+    assert cutout.headers["Cache-Control"] == "public, max-age=604800, immutable"
+    assert Image.open(io.BytesIO(cutout.content)).mode == "RGBA"
+    original = client.get(done["original"]["url"])
+    assert original.content == LOGO
+    assert original.headers["Cache-Control"].startswith("public, max-age=86400")
+
+    health = client.get("/health/detailed").json()["queue"]
+    assert health["backend"] == "sqlite" and health["inProcessWorker"] is True
+    assert health["doneTotal"] >= 1 and health["depth"] == 0
+
+
+def test_idempotency_key_returns_the_same_design(client: TestClient) -> None:
+    first = upload(client, **{"Idempotency-Key": "order-42-front"})
+    again = upload(client, **{"Idempotency-Key": "order-42-front"})
+    assert first.status_code == 202 and again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    other = upload(client, **{"Idempotency-Key": "order-42-back"})
+    assert other.json()["id"] != first.json()["id"]
+
+
+def test_delete_removes_the_design_and_its_files(client: TestClient) -> None:
+    design = wait_for(client, upload(client).json()["id"])
+    assert client.delete(f"/v1/designs/{design['id']}", headers=HEADERS).status_code == 204
+    assert client.get(f"/v1/designs/{design['id']}", headers=HEADERS).status_code == 404
+    assert client.get(design["original"]["url"]).status_code == 404
+    assert client.get(design["cutout"]["url"]).status_code == 404
+
+
+def test_shared_cutout_survives_deleting_one_of_two_designs(client: TestClient) -> None:
+    one = wait_for(client, upload(client).json()["id"])
+    two = wait_for(client, upload(client).json()["id"])
+    assert one["cutout"]["url"] == two["cutout"]["url"]  # same bytes, same content address
+    client.delete(f"/v1/designs/{one['id']}", headers=HEADERS)
+    assert client.get(two["cutout"]["url"]).status_code == 200
+
+
+def test_listing_pages_newest_first(client: TestClient) -> None:
+    ids = [upload(client).json()["id"] for _ in range(3)]
+    first = client.get("/v1/designs?limit=2", headers=HEADERS).json()
+    assert [item["id"] for item in first["data"]] == ids[::-1][:2]
+    second = client.get(
+        f"/v1/designs?limit=2&cursor={first['next_cursor']}", headers=HEADERS
+    ).json()
+    assert [item["id"] for item in second["data"]] == [ids[0]]
+    assert second["next_cursor"] is None
+    bad = client.get("/v1/designs?cursor=garbage", headers=HEADERS)
+    assert bad.status_code == 400 and bad.json()["errors"][0]["code"] == "invalid_cursor"
+
+
+def test_unusable_image_fails_without_retrying(client: TestClient) -> None:
+    truncated = LOGO[: len(LOGO) // 3]  # a valid PNG header, then nothing
+    created = upload(client, truncated)
+    assert created.status_code == 202
+    failed = wait_for(client, created.json()["id"])
+    assert failed["status"] == "failed"
+    assert failed["attempts"] == 1
+    assert "InvalidImageError" in failed["error"]
+
+
+@pytest.mark.parametrize(
+    ("files", "data", "code"),
+    [
+        ({"file": ("x.txt", b"plain text")}, {}, "invalid_file_type"),
+        ({"file": ("x.png", LOGO)}, {"format": "zip"}, "invalid_format"),
+        ({"file": ("x.png", LOGO)}, {"type": "spaceship"}, "invalid_type"),
+        (
+            {"file": ("x.png", LOGO)},
+            {"callback_url": "https://shop.example/hook"},
+            "callbacks_disabled",
+        ),
+    ],
+)
+def test_bad_uploads(client: TestClient, files: Any, data: Any, code: str) -> None:
+    response = client.post("/v1/designs", files=files, data=data, headers=HEADERS)
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["code"] == code
+
+
+def test_designs_are_private_to_their_key(make_settings: SettingsFactory) -> None:
+    settings = make_settings(api={"api_keys": f"{KEY},st_other_key"}, queue={"run_worker": False})
+    with TestClient(create_app(settings)) as client:
+        design_id = upload(client).json()["id"]
+        other = {"X-Api-Key": "st_other_key"}
+        assert client.get(f"/v1/designs/{design_id}", headers=other).status_code == 404
+        assert client.delete(f"/v1/designs/{design_id}", headers=other).status_code == 404
+        assert client.get("/v1/designs", headers=other).json()["data"] == []
+        # Without a worker the design stays queued.
+        assert client.get(f"/v1/designs/{design_id}", headers=HEADERS).json()["status"] == "queued"
+
+
+def test_separate_worker_process_does_the_work(
+    make_settings: SettingsFactory, tmp_path: Any
+) -> None:
+    """The scaled-out shape: `serve --no-worker` plus a `stolentee worker` process."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    data_dir = tmp_path / "data"
+    settings = make_settings(
+        service={"data_dir": data_dir}, api={"api_keys": KEY}, queue={"run_worker": False}
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOLENTEE_")}
+    env.update(STOLENTEE_DATA_DIR=str(data_dir), STOLENTEE_WORKER_CONCURRENCY="1")
+    with TestClient(create_app(settings)) as client:
+        design_id = upload(client).json()["id"]
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "stolentee", "worker"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            done = wait_for(client, design_id)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            output = worker.communicate(timeout=60)[0].decode()
+        assert done["status"] == "done", output
+        assert worker.returncode == 0, output
+        assert "1 at once, queue sqlite" in output

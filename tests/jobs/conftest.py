@@ -1,0 +1,133 @@
+"""Job fixtures: migrated databases (SQLite and PostgreSQL), transports, a fake UTC clock.
+
+Redis tests use the database named by ``STOLENTEE_TEST_REDIS_URL`` (db 15 in CI), flushed
+before and after each test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis
+
+from stolentee.config import QueueSettings, Settings
+from stolentee.db import migrate
+from stolentee.db.engine import Database
+from stolentee.jobs.queue import JobQueue
+from stolentee.jobs.transport import Transport, build_transport, memory_transport
+
+from ..conftest import REDIS_URL_VAR, SettingsFactory
+
+# The database fixtures of tests/db, run here over SQLite and PostgreSQL alike.
+from ..db.conftest import DatabaseFactory, database_url, make_database
+
+__all__ = ["DatabaseFactory", "database_url", "make_database"]
+
+
+@dataclass
+class FakeWallClock:
+    """A UTC wall clock the test moves by hand."""
+
+    now: datetime = field(default_factory=lambda: datetime(2026, 3, 14, 12, 0, 0, tzinfo=UTC))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def wall() -> FakeWallClock:
+    return FakeWallClock()
+
+
+@pytest.fixture(scope="session")
+def redis_test_url() -> str:
+    url = os.environ.get(REDIS_URL_VAR)
+    if not url:
+        pytest.skip(f"{REDIS_URL_VAR} is not set: no Redis server to test against")
+    return url
+
+
+@pytest.fixture
+def redis_url(redis_test_url: str) -> Iterator[str]:
+    """The test Redis database, empty at the start and the end of the test."""
+    client = redis.Redis.from_url(redis_test_url)
+    client.flushdb()
+    try:
+        yield redis_test_url
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture
+def database(make_database: DatabaseFactory, database_url: str) -> Database:
+    db = make_database(url=database_url)
+    migrate.upgrade(db)
+    return db
+
+
+@pytest.fixture
+def transport() -> Iterator[Transport]:
+    built = memory_transport(poll_s=0.05)
+    yield built
+    built.close()
+
+
+QUEUE_TEST_SETTINGS: dict[str, Any] = {
+    "lease_s": 30.0,
+    "heartbeat_s": 5.0,
+    "max_attempts": 3,
+    "retry_backoff_s": 10.0,
+    "reaper_interval_s": 15.0,
+}
+
+QueueFactory = Callable[..., JobQueue]
+
+
+@pytest.fixture
+def make_queue(database: Database, transport: Transport, wall: FakeWallClock) -> QueueFactory:
+    """``make_queue(lease_s=..., resend_after_s=...)``: a JobQueue on the test database."""
+
+    def factory(*, resend_after_s: float | None = None, **settings: Any) -> JobQueue:
+        queue_settings = QueueSettings(**{**QUEUE_TEST_SETTINGS, **settings})
+        return JobQueue(
+            database=database,
+            transport=transport,
+            settings=queue_settings,
+            clock=wall,
+            resend_after_s=resend_after_s,
+        )
+
+    return factory
+
+
+@pytest.fixture
+def queue(make_queue: QueueFactory) -> JobQueue:
+    return make_queue()
+
+
+TransportFactory = Callable[..., Transport]
+
+
+@pytest.fixture
+def make_transport(make_settings: SettingsFactory) -> Iterator[TransportFactory]:
+    """``make_transport(redis_url="")``: the transport the settings choose; closed afterwards."""
+    built: list[Transport] = []
+
+    def factory(redis_url: str = "", poll_s: float = 0.05) -> Transport:
+        settings: Settings = make_settings(queue={"redis_url": redis_url})
+        made = build_transport(settings, poll_s=poll_s)
+        built.append(made)
+        return made
+
+    yield factory
+    for made in built:
+        made.close()
