@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,25 +19,13 @@ from stolentee.db.engine import Database
 from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.transport import Transport, build_transport, memory_transport
 
+from ..clocks import FakeWallClock
 from ..conftest import REDIS_URL_VAR, SettingsFactory
 
 # The database fixtures of tests/db, run here over SQLite and PostgreSQL alike.
 from ..db.conftest import DatabaseFactory, database_url, make_database
 
 __all__ = ["DatabaseFactory", "database_url", "make_database"]
-
-
-@dataclass
-class FakeWallClock:
-    """A UTC wall clock the test moves by hand."""
-
-    now: datetime = field(default_factory=lambda: datetime(2026, 3, 14, 12, 0, 0, tzinfo=UTC))
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture

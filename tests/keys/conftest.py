@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,6 +12,8 @@ import pytest
 from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.keys.store import KeyStore
+
+from ..clocks import FakeWallClock
 
 # The database fixtures of tests/db, run here over SQLite and PostgreSQL alike.
 from ..db.conftest import DatabaseFactory, database_url, make_database
@@ -32,19 +34,6 @@ class FakeClock:
         self.now += seconds
 
 
-@dataclass
-class FakeWallClock:
-    """A UTC wall clock the test moves by hand."""
-
-    now: datetime = field(default_factory=lambda: datetime(2026, 3, 14, 23, 59, 0, tzinfo=UTC))
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
 def database(make_database: DatabaseFactory, database_url: str) -> Database:
     db = make_database(url=database_url)
@@ -59,7 +48,9 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def wall() -> FakeWallClock:
-    return FakeWallClock()
+    return FakeWallClock(
+        now=datetime(2026, 3, 14, 23, 59, 0, tzinfo=UTC)
+    )  # a minute before a UTC day ends
 
 
 StoreFactory = Callable[..., KeyStore]

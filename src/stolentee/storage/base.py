@@ -103,6 +103,41 @@ class Storage(Protocol):
         ...
 
 
+class PagedStorage:
+    """What every backend shares once it has ``list``: paging in ``iterate`` and public URLs.
+
+    Subclasses set ``public_domain`` and ``public_base_url`` and implement ``list``.
+    """
+
+    public_domain: str
+    public_base_url: str
+
+    def list(
+        self,
+        prefix: str = "",
+        *,
+        start_after: str | None = None,
+        limit: int = DEFAULT_LIST_LIMIT,
+    ) -> ListPage:
+        raise NotImplementedError
+
+    def iterate(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object under ``prefix``, page by page."""
+        start_after: str | None = None
+        while True:
+            page = self.list(prefix, start_after=start_after)
+            yield from page.objects
+            if page.next_start_after is None:
+                return
+            start_after = page.next_start_after
+
+    def public_url(self, key: str) -> str:
+        """CDN URL when a public domain is configured, else this service's file route."""
+        return public_url_for(
+            key, public_domain=self.public_domain, public_base_url=self.public_base_url
+        )
+
+
 def validate_key(key: str) -> str:
     """Return ``key`` if it is a safe relative object key, else raise ``InvalidKeyError``.
 

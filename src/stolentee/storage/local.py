@@ -45,10 +45,10 @@ from stolentee.storage.base import (
     DEFAULT_LIST_LIMIT,
     ListPage,
     ObjectInfo,
+    PagedStorage,
     check_metadata,
     guess_content_type,
     iter_chunks,
-    public_url_for,
     resolve_content_type,
     resolve_range,
     validate_key,
@@ -154,7 +154,7 @@ def _fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
-class LocalStorage:
+class LocalStorage(PagedStorage):
     """Objects as files under ``root``; see the module docstring for the layout."""
 
     name = "local"
@@ -285,22 +285,6 @@ class LocalStorage:
             except (ObjectNotFoundError, InvalidKeyError):
                 continue  # deleted meanwhile, or a symlink leaving the root
         return ListPage(objects=objects, next_start_after=None)
-
-    def iterate(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object under ``prefix``, page by page."""
-        start_after: str | None = None
-        while True:
-            page = self.list(prefix, start_after=start_after)
-            yield from page.objects
-            if page.next_start_after is None:
-                return
-            start_after = page.next_start_after
-
-    def public_url(self, key: str) -> str:
-        """CDN URL when a public domain is configured, else this service's file route."""
-        return public_url_for(
-            key, public_domain=self.public_domain, public_base_url=self.public_base_url
-        )
 
     # --- paths -------------------------------------------------------------------------------
 

@@ -20,9 +20,9 @@ from stolentee.storage.base import (
     DEFAULT_LIST_LIMIT,
     ListPage,
     ObjectInfo,
+    PagedStorage,
     check_metadata,
     iter_chunks,
-    public_url_for,
     resolve_content_type,
     resolve_range,
     validate_key,
@@ -47,7 +47,7 @@ def _parents(key: str) -> Iterator[str]:
         yield "/".join(parts[:depth])
 
 
-class MemoryStorage:
+class MemoryStorage(PagedStorage):
     """Objects in a dict, guarded by a lock; keys kept sorted by their UTF-8 bytes."""
 
     name = "memory"
@@ -159,22 +159,6 @@ class MemoryStorage:
             objects = [self._copy(self._objects[key].info) for key in keys[:limit]]
         more = len(keys) > limit
         return ListPage(objects=objects, next_start_after=objects[-1].key if more else None)
-
-    def iterate(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object under ``prefix``, page by page."""
-        start_after: str | None = None
-        while True:
-            page = self.list(prefix, start_after=start_after)
-            yield from page.objects
-            if page.next_start_after is None:
-                return
-            start_after = page.next_start_after
-
-    def public_url(self, key: str) -> str:
-        """CDN URL when a public domain is configured, else this service's file route."""
-        return public_url_for(
-            key, public_domain=self.public_domain, public_base_url=self.public_base_url
-        )
 
     # --- helpers -----------------------------------------------------------------------------
 
