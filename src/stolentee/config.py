@@ -368,7 +368,7 @@ class EngineSettings(BaseSettings):
         True,
         validation_alias="STOLENTEE_ENGINE_MEMORY_ARENA",
         description="onnxruntime's CPU memory arena: faster inference, about 250 MB more resident "
-        "memory per process with u2netp (README: engine memory). Turn off on tight memory.",
+        "memory per process with u2netp (README: engine section). Turn off on tight memory.",
     )
     max_in_flight: int = Field(
         2,
@@ -390,8 +390,8 @@ class EngineSettings(BaseSettings):
         ge=0,
         le=9,
         validation_alias="STOLENTEE_PNG_COMPRESS_LEVEL",
-        description="zlib level for PNG cutouts: 1 is fast with slightly larger files (see the "
-        "README's size/speed table), 6 is Pillow's default.",
+        description="zlib level for PNG cutouts: 1 is fast with slightly larger files (figures in the "
+        "README's engine section), 6 is Pillow's default.",
     )
 
     @field_validator("models_dir")

@@ -48,8 +48,11 @@ def test_detailed_health_shape_and_measured_values(client: TestClient) -> None:
     assert pool["checkouts"] >= 1  # the latency probe itself checked one out
     infrastructure = body["infrastructure"]
     assert infrastructure["r2Storage"] is False  # local storage is configured
+    assert infrastructure["rembgSelfHosted"] is True
+    removal = body["removal"]
+    assert removal["provider"] == "local" and removal["model"] == "u2netp"
+    assert removal["modelInstalled"] is True and removal["slots"] == 2
     # Not backed by any subsystem yet: reported as null, never invented.
-    assert infrastructure["rembgSelfHosted"] is None
     assert infrastructure["estimatedMonthlySavings"] is None
     assert infrastructure["costOptimized"] is None
 

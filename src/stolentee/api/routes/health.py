@@ -24,6 +24,7 @@ from stolentee.api.deps import ServicesDep
 from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.errors import StolenteeError
+from stolentee.removal import models
 
 router = APIRouter(tags=["health"])
 
@@ -116,6 +117,22 @@ def _cpu() -> dict[str, Any]:
     }
 
 
+def _removal_section(services: ServicesDep) -> dict[str, Any]:
+    """The removal provider and whether its model file is there (photos need it)."""
+    engine = services.removal.engine.settings
+    spec = models.MODELS.get(engine.model)
+    state = models.model_state(engine.models_dir, spec, verify=False) if spec else None
+    gate = services.removal.gate
+    return {
+        "provider": services.removal.engine.name,
+        "model": engine.model,
+        "modelInstalled": state is models.ModelState.INSTALLED,
+        "slots": gate.slots,
+        "running": gate.running,
+        "waiting": gate.waiting,
+    }
+
+
 async def _queue_section(services: ServicesDep) -> dict[str, Any]:
     section: dict[str, Any] = {
         "backend": services.queue.transport.backend,
@@ -160,6 +177,7 @@ async def health_detailed(services: ServicesDep) -> JSONResponse:
     else:
         status = "healthy"
 
+    removal = await run_in_threadpool(_removal_section, services)
     body = {
         "status": status,
         "timestamp": _now_iso(),
@@ -171,10 +189,12 @@ async def health_detailed(services: ServicesDep) -> JSONResponse:
         "database": database,
         "storage": {"backend": services.storage.name},
         "queue": await _queue_section(services),
+        "removal": removal,
         "infrastructure": {
-            # Backed by no subsystem yet (removal engine, cost model): null, never invented.
-            "rembgSelfHosted": None,
+            # Every removal runs on the in-process engine (no Remove.bg fallback exists yet).
+            "rembgSelfHosted": True,
             "r2Storage": services.storage.name == "s3",
+            # Backed by no subsystem yet (the cost model): null, never invented.
             "costOptimized": None,
             "estimatedMonthlySavings": None,
         },
