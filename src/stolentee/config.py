@@ -390,8 +390,8 @@ class EngineSettings(BaseSettings):
         ge=0,
         le=9,
         validation_alias="STOLENTEE_PNG_COMPRESS_LEVEL",
-        description="zlib level for PNG cutouts: 1 is fast with slightly larger files (figures in the "
-        "README's engine section), 6 is Pillow's default.",
+        description="zlib level for PNG cutouts: 1 is fast with slightly larger files "
+        "(figures in the README's engine section), 6 is Pillow's default.",
     )
 
     @field_validator("models_dir")

@@ -182,3 +182,24 @@ def test_separate_worker_process_does_the_work(
         assert done["status"] == "done", output
         assert worker.returncode == 0, output
         assert "1 at once, queue sqlite" in output
+
+
+def test_status_never_says_done_without_a_cutout() -> None:
+    """The design row is read before the job row: a job finishing in between must not produce
+    a `done` design with no cutout."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from stolentee.api.routes.designs import _status
+    from stolentee.designs import DesignRecord
+
+    now = datetime.now(UTC)
+    record = DesignRecord(
+        id="d", owner="o", original_key="uploads/d/original.png", original_content_type="image/png",
+        original_width=1, original_height=1, kind="auto", output_format="png", job_id="j",
+        cutout_key=None, result=None, created_at=now, updated_at=now,
+    )  # fmt: skip
+    finished: Any = SimpleNamespace(state="done")
+    assert _status(record, finished) == "processing"
+    assert _status(record, SimpleNamespace(state="failed")) == "failed"  # type: ignore[arg-type]
+    assert _status(record, None) == "queued"

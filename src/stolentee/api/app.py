@@ -21,7 +21,7 @@ from stolentee.api.deps import Services
 from stolentee.api.errors import install_error_handlers
 from stolentee.api.limits import BodyLimitMiddleware
 from stolentee.api.removal_service import RemovalService
-from stolentee.api.routes import designs, files, health, rembg, removebg
+from stolentee.api.routes import designs, files, health, rembg, removebg, web
 from stolentee.config import Settings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
@@ -175,10 +175,7 @@ def create_app(
     app.include_router(removebg.router)
     app.include_router(rembg.router)
     app.include_router(designs.router)
-
-    @app.get("/", include_in_schema=False)
-    async def index() -> dict[str, str]:
-        return {"name": "stolentee", "version": __version__, "docs": "/docs", "health": "/health"}
+    app.include_router(web.router)
 
     return app
 

@@ -50,11 +50,14 @@ class CallbacksDisabledError(ClientError):
 
 
 def _status(record: DesignRecord, job: Job | None) -> str:
+    """``done`` only with a cutout to show. The design is read before its job, so a job that
+    finished in between is reported as still processing until the next poll."""
     if record.cutout_key is not None:
         return "done"
     if job is None:
         return "queued"
-    return str(job.state)
+    state = str(job.state)
+    return "processing" if state == "done" else state
 
 
 def design_body(services: ServicesDep, record: DesignRecord, job: Job | None) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The upload page served at ``/``: static HTML, JavaScript and CSS, no build step."""
