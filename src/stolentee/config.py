@@ -364,12 +364,6 @@ class EngineSettings(BaseSettings):
         description="onnxruntime execution providers: `cpu`, or `cuda` (needs onnxruntime-gpu; "
         "falls back to CPU with a warning when CUDA is unavailable).",
     )
-    memory_arena: bool = Field(
-        True,
-        validation_alias="STOLENTEE_ENGINE_MEMORY_ARENA",
-        description="onnxruntime's CPU memory arena: faster inference, about 250 MB more resident "
-        "memory per process with u2netp (README: engine section). Turn off on tight memory.",
-    )
     max_in_flight: int = Field(
         2,
         ge=1,
