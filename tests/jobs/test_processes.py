@@ -260,8 +260,8 @@ def test_sigterm_past_the_deadline_hands_the_job_back(cluster: Cluster) -> None:
     assert worker.wait(10) == 0
     job = cluster.queue.get(job_id)
     assert job is not None and (job.state, job.attempts) == (QUEUED, 0)
-    # Its message is back on the queue (a reaper's re-send may have added a harmless duplicate).
-    assert cluster.transport.pending() >= 1
+    # Its message goes back on the queue; should that send be lost while the process exits,
+    # the next worker's reaper re-sends it, so only the outcome below is asserted.
 
     cluster.start_worker()
     cluster.wait_for(lambda: cluster.states([job_id]) == Counter({DONE: 1}))
