@@ -81,12 +81,6 @@ class RangeNotSatisfiableError(ClientError):
     title = "Requested range not satisfiable"
 
 
-class MethodNotAllowedError(ClientError):
-    status_code = 405
-    code = "method_not_allowed"
-    title = "Method not allowed"
-
-
 class AuthenticationError(ClientError):
     """No API key, or one we do not know (Remove.bg answers 403 for both)."""
 
