@@ -162,6 +162,21 @@ class StorageError(StolenteeError):
     title = "Storage error"
 
 
+class StorageAuthenticationError(StorageError):
+    """The storage service refused the configured credentials (wrong key, no permission)."""
+
+    code = "storage_credentials_rejected"
+    title = "Storage credentials rejected"
+
+
+class StorageUnavailableError(StorageError):
+    """The storage service could not be reached or kept timing out after retries."""
+
+    status_code = 503
+    code = "storage_unavailable"
+    title = "Storage unavailable"
+
+
 # --- images (codes follow Remove.bg's API where it has one) ------------------------------------
 
 

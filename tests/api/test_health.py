@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -121,3 +125,44 @@ def test_wrong_method_is_json_405(client: TestClient) -> None:
     assert response.status_code == 405
     assert response.headers["Allow"] == "GET"
     assert response.json()["errors"][0]["code"] == "method_not_allowed"
+
+
+def test_s3_storage_is_checked_by_readiness_and_reported(
+    make_settings: SettingsFactory,
+    s3_storage_settings: Callable[..., dict[str, Any]],
+    s3_buckets: Callable[[], str],
+) -> None:
+    overrides = {"backend": "s3", **s3_storage_settings(s3_buckets())}
+    with TestClient(create_app(make_settings(storage=overrides))) as client:
+        ready = client.get("/readyz").json()
+        assert ready["status"] == "pass"
+        assert ready["checks"]["storage:responseTime"][0]["status"] == "pass"
+        detailed = client.get("/health/detailed").json()
+        assert detailed["storage"]["backend"] == "s3"
+        assert detailed["storage"]["status"] == "healthy"
+        assert detailed["infrastructure"]["r2Storage"] is True
+
+    overrides["s3_secret_access_key"] = "wrong-secret"
+    with TestClient(create_app(make_settings(storage=overrides))) as client:
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        body = response.json()
+        assert body["output"] == "storage not ready"
+        assert body["checks"]["database:responseTime"][0]["status"] == "pass"
+        assert "refused the credentials" in body["checks"]["storage:responseTime"][0]["output"]
+        detailed = client.get("/health/detailed")
+        assert detailed.status_code == 503
+        assert detailed.json()["storage"]["status"] == "unhealthy"
+        assert detailed.json()["infrastructure"]["r2Storage"] is False
+
+
+def test_readyz_fails_when_local_storage_is_not_writable(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    settings = make_settings(storage={"local_dir": tmp_path / "ro"})
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").status_code == 200
+        shutil.rmtree(tmp_path / "ro" / "tmp")
+        body = client.get("/readyz").json()
+        assert body["status"] == "fail"
+        assert "not writable" in body["checks"]["storage:responseTime"][0]["output"]

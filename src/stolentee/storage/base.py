@@ -102,6 +102,10 @@ class Storage(Protocol):
         """Where a browser fetches the object (CDN domain or this service's file routes)."""
         ...
 
+    def check(self) -> None:
+        """Raise a ``StorageError`` unless the store can serve now (readiness, health)."""
+        ...
+
 
 class PagedStorage:
     """What every backend shares once it has ``list``: paging in ``iterate`` and public URLs.

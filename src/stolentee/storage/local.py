@@ -236,6 +236,12 @@ class LocalStorage(PagedStorage):
             meta = self._repair_meta(key, path)
         return self._info(key, meta)
 
+    def check(self) -> None:
+        """Raise ``StorageError`` unless the object and temp directories are writable."""
+        for directory in (self._objects, self._tmp):
+            if not directory.is_dir() or not os.access(directory, os.W_OK | os.X_OK):
+                raise StorageError(f"local storage directory {str(directory)!r} is not writable")
+
     def exists(self, key: str) -> bool:
         """Whether a regular file is stored under ``key``."""
         path = self._object_path(key)

@@ -134,6 +134,9 @@ class MemoryStorage(PagedStorage):
                     del self._directories[parent]
         return True
 
+    def check(self) -> None:
+        """Always ready: the objects are in this process."""
+
     def list(
         self,
         prefix: str = "",

@@ -3,7 +3,8 @@
 - ``GET /health``: liveness for load balancers and Railway's health check; never touches the
   database.
 - ``GET /health/detailed``: the seed's detailed report, every figure measured now.
-- ``GET /livez``: the process answers. ``GET /readyz``: the database answers; 503 otherwise.
+- ``GET /livez``: the process answers. ``GET /readyz``: the database and the storage answer;
+  503 otherwise.
   Both in ``application/health+json`` (status ``pass``/``fail``, ``checks``).
 """
 
@@ -25,6 +26,7 @@ from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.errors import StolenteeError
 from stolentee.removal import models
+from stolentee.storage.base import Storage
 
 router = APIRouter(tags=["health"])
 
@@ -56,6 +58,35 @@ async def _ping_database(services: ServicesDep) -> tuple[float | None, str | Non
     return (latency_ms, None) if problem is None else (None, problem)
 
 
+def _storage_check(storage: Storage) -> float:
+    started = time.perf_counter()
+    storage.check()
+    return (time.perf_counter() - started) * 1000
+
+
+async def _ping_storage(services: ServicesDep) -> tuple[float | None, str | None]:
+    """Latency in ms of the storage's own check, or ``None`` and why it cannot serve."""
+    try:
+        return await run_in_threadpool(_storage_check, services.storage), None
+    except StolenteeError as exc:
+        return None, exc.detail
+    except Exception as exc:  # noqa: BLE001 - any backend failure means "not ready", reported
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _check(component_type: str, latency_ms: float | None, error: str | None) -> dict[str, Any]:
+    check: dict[str, Any] = {
+        "componentType": component_type,
+        "observedUnit": "ms",
+        "observedValue": None if latency_ms is None else round(latency_ms, 2),
+        "status": "pass" if error is None else "fail",
+        "time": _now_iso(),
+    }
+    if error is not None:
+        check["output"] = error
+    return check
+
+
 @router.get("/health")
 async def health() -> dict[str, str]:
     return {"status": "ok", "timestamp": _now_iso()}
@@ -74,24 +105,19 @@ async def livez() -> JSONResponse:
 
 @router.get("/readyz", response_class=JSONResponse, responses=_HEALTH_RESPONSES)
 async def readyz(services: ServicesDep) -> JSONResponse:
-    latency_ms, error = await _ping_database(services)
-    check: dict[str, Any] = {
-        "componentType": "datastore",
-        "observedUnit": "ms",
-        "observedValue": None if latency_ms is None else round(latency_ms, 2),
-        "status": "pass" if error is None else "fail",
-        "time": _now_iso(),
-    }
-    if error is not None:
-        check["output"] = error
+    database = _check("datastore", *await _ping_database(services))
+    storage = _check("datastore", *await _ping_storage(services))
+    failed = [
+        name for name, check in (("database", database), ("storage", storage)) if "output" in check
+    ]
     body: dict[str, Any] = {
-        "status": check["status"],
+        "status": "fail" if failed else "pass",
         "version": __version__,
-        "checks": {"database:responseTime": [check]},
+        "checks": {"database:responseTime": [database], "storage:responseTime": [storage]},
     }
-    if error is not None:
-        body["output"] = "database not ready"
-    return JSONResponse(body, status_code=200 if error is None else 503, media_type=HEALTH_JSON)
+    if failed:
+        body["output"] = f"{' and '.join(failed)} not ready"
+    return JSONResponse(body, status_code=503 if failed else 200, media_type=HEALTH_JSON)
 
 
 def _memory() -> dict[str, Any]:
@@ -166,7 +192,16 @@ async def health_detailed(services: ServicesDep) -> JSONResponse:
     if error is not None:
         database["error"] = error
 
-    if error is not None:
+    storage_latency_ms, storage_error = await _ping_storage(services)
+    storage: dict[str, Any] = {
+        "status": "healthy" if storage_error is None else "unhealthy",
+        "backend": services.storage.name,
+        "latency": None if storage_latency_ms is None else round(storage_latency_ms, 2),
+    }
+    if storage_error is not None:
+        storage["error"] = storage_error
+
+    if error is not None or storage_error is not None:
         status = "unhealthy"
     elif (
         (latency_ms is not None and latency_ms > DEGRADED_DB_LATENCY_MS)
@@ -187,13 +222,14 @@ async def health_detailed(services: ServicesDep) -> JSONResponse:
         "memory": memory,
         "cpu": _cpu(),
         "database": database,
-        "storage": {"backend": services.storage.name},
+        "storage": storage,
         "queue": await _queue_section(services),
         "removal": removal,
         "infrastructure": {
             # Every removal runs on the in-process engine (no Remove.bg fallback exists yet).
             "rembgSelfHosted": True,
-            "r2Storage": services.storage.name == "s3",
+            # True when an S3-compatible bucket (R2 or another) is the store and answers now.
+            "r2Storage": services.storage.name == "s3" and storage_error is None,
             # Backed by no subsystem yet (the cost model): null, never invented.
             "costOptimized": None,
             "estimatedMonthlySavings": None,

@@ -1,0 +1,232 @@
+"""What only the S3 backend does, against the real SeaweedFS the session starts.
+
+The shared behaviour (put/get/head/list/delete, unicode keys, large objects, ranges) is in the
+contract suite, which runs against S3 too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any, cast
+
+import httpx
+import pytest
+from botocore.exceptions import ResponseStreamingError
+
+from stolentee.errors import (
+    ConfigurationError,
+    InvalidKeyError,
+    ObjectNotFoundError,
+    StorageAuthenticationError,
+    StorageUnavailableError,
+)
+from stolentee.storage.base import CHUNK_BYTES
+from stolentee.storage.cache_policy import ASSETS_CACHE, UPLOADS_CACHE
+from stolentee.storage.factory import build_named_storage, build_storage
+from stolentee.storage.s3 import MIB, SHA256_METADATA, S3Storage
+from tests.conftest import SettingsFactory
+from tests.seaweedfs import SeaweedFS
+
+
+@pytest.fixture
+def bucket(s3_buckets: Callable[[], str]) -> str:
+    return s3_buckets()
+
+
+@pytest.fixture
+def s3(seaweedfs: SeaweedFS, bucket: str) -> Iterator[S3Storage]:
+    storage = S3Storage(
+        client=cast(Any, seaweedfs.client()),
+        bucket=bucket,
+        multipart_threshold_bytes=5 * MIB,
+        multipart_chunk_bytes=5 * MIB,
+    )
+    yield storage
+    storage.close()
+
+
+def _raw_head(storage: S3Storage, key: str) -> dict[str, Any]:
+    return cast(dict[str, Any], storage.client.head_object(Bucket=storage.bucket, Key=key))
+
+
+def test_objects_carry_cache_headers_content_type_and_sha256(s3: S3Storage) -> None:
+    s3.put("uploads/u.png", b"upload", metadata={"owner": "a1"})
+    s3.put("assets/cutouts/c.png", b"asset")
+    s3.put("originals/o.jpg", b"private")
+
+    upload = _raw_head(s3, "uploads/u.png")
+    assert upload["CacheControl"] == UPLOADS_CACHE.cache_control
+    assert upload["ContentType"] == "image/png"
+    assert upload["Metadata"] == {
+        "owner": "a1",
+        SHA256_METADATA: hashlib.sha256(b"upload").hexdigest(),
+    }
+    assert _raw_head(s3, "assets/cutouts/c.png")["CacheControl"] == ASSETS_CACHE.cache_control
+    assert "CacheControl" not in _raw_head(s3, "originals/o.jpg")  # not served publicly
+    assert s3.head("uploads/u.png").metadata == {"owner": "a1"}  # our own entry is hidden
+
+
+def test_large_objects_are_uploaded_in_parts(s3: S3Storage) -> None:
+    data = bytes(range(256)) * (11 * MIB // 256) + b"tail"
+    info = s3.put("assets/big.bin", data)
+    assert info.size == len(data)
+    assert info.sha256 == hashlib.sha256(data).hexdigest()
+    etag = _raw_head(s3, "assets/big.bin")["ETag"]
+    assert etag.strip('"').endswith("-3"), f"expected a 3-part upload, ETag {etag}"
+    assert s3.get("assets/big.bin") == data
+    assert _raw_head(s3, "assets/big.bin")["CacheControl"] == ASSETS_CACHE.cache_control
+
+
+def test_a_failed_multipart_upload_is_aborted(
+    s3: S3Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_upload_part = s3.client.upload_part
+    calls = 0
+
+    def failing_second_part(**kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise ConnectionResetError("network went away")
+        return real_upload_part(**kwargs)
+
+    monkeypatch.setattr(s3.client, "upload_part", failing_second_part)
+    with pytest.raises(ConnectionResetError):
+        s3.put("assets/broken.bin", b"x" * (11 * MIB))
+    monkeypatch.undo()
+    uploads = s3.client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", [])
+    assert uploads == []
+    assert not s3.exists("assets/broken.bin")
+
+
+def test_an_object_written_by_another_tool_is_hashed_on_head(s3: S3Storage) -> None:
+    s3.client.put_object(Bucket=s3.bucket, Key="uploads/foreign.png", Body=b"from elsewhere")
+    info = s3.head("uploads/foreign.png")
+    assert info.sha256 == hashlib.sha256(b"from elsewhere").hexdigest()
+    assert info.content_type  # whatever the server recorded, never empty
+
+
+def test_our_metadata_names_are_reserved(s3: S3Storage) -> None:
+    with pytest.raises(InvalidKeyError, match="stolentee-"):
+        s3.put("uploads/x.png", b"x", metadata={"stolentee-sha256": "0" * 64})
+
+
+def test_a_read_broken_mid_stream_resumes_where_it_stopped(
+    s3: S3Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = bytes(range(256)) * (3 * CHUNK_BYTES // 256)
+    s3.put("assets/resume.bin", data)
+    real_open = s3._open
+    opened: list[int] = []
+
+    def open_then_break_once(key: str, start: int, end: int | None) -> tuple[Any, int, int]:
+        body, first, last = real_open(key, start, end)
+        opened.append(start)
+        if len(opened) > 1:
+            return body, first, last
+        real_read = body.read
+        reads = 0
+
+        def read(amount: int) -> bytes:
+            nonlocal reads
+            reads += 1
+            if reads == 2:
+                raise ResponseStreamingError(error="connection reset by peer")
+            return cast(bytes, real_read(amount))
+
+        body.read = read
+        return body, first, last
+
+    monkeypatch.setattr(s3, "_open", open_then_break_once)
+    assert s3.get("assets/resume.bin") == data
+    assert opened == [0, CHUNK_BYTES]  # the second request starts at the byte reached
+
+
+def test_wrong_credentials_are_a_clear_error(seaweedfs: SeaweedFS, bucket: str) -> None:
+    wrong = S3Storage(
+        client=cast(Any, seaweedfs.client(secret_access_key="not-the-secret")), bucket=bucket
+    )
+    for call in (
+        wrong.check,
+        lambda: wrong.put("uploads/x.png", b"x"),
+        lambda: wrong.head("uploads/x.png"),
+        lambda: wrong.list(),
+    ):
+        with pytest.raises(StorageAuthenticationError, match="refused the credentials"):
+            call()
+
+
+def test_a_missing_bucket_is_named(seaweedfs: SeaweedFS) -> None:
+    storage = S3Storage(client=cast(Any, seaweedfs.client()), bucket="no-such-bucket-here")
+    with pytest.raises(ObjectNotFoundError, match="bucket 'no-such-bucket-here' does not exist"):
+        storage.check()
+
+
+def test_an_unreachable_endpoint_is_unavailable(
+    make_settings: SettingsFactory, s3_storage_settings: Callable[..., dict[str, Any]]
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    overrides = s3_storage_settings(
+        "some-bucket", s3_endpoint=f"http://127.0.0.1:{closed_port}", s3_connect_timeout_s=0.5
+    )
+    storage = build_named_storage(make_settings(storage=overrides), "s3")
+    assert isinstance(storage, S3Storage)
+    with pytest.raises(StorageUnavailableError, match="cannot reach"):
+        storage.check()
+
+
+def test_built_from_settings(
+    make_settings: SettingsFactory,
+    s3_storage_settings: Callable[..., dict[str, Any]],
+    bucket: str,
+    s3_buckets: Callable[[], str],
+) -> None:
+    settings = make_settings(
+        storage={
+            "backend": "s3",
+            **s3_storage_settings(bucket, s3_public_domain="cdn.example.com"),
+        }
+    )
+    storage = build_storage(settings)
+    assert isinstance(storage, S3Storage)
+    storage.check()
+    storage.put("assets/a.png", b"a")
+    assert storage.public_url("assets/a.png") == "https://cdn.example.com/assets/a.png"
+
+    other_bucket = s3_buckets()
+    other = build_named_storage(settings, f"s3:{other_bucket}")
+    assert isinstance(other, S3Storage)
+    assert other.bucket == other_bucket
+    assert not other.exists("assets/a.png")
+
+
+def test_missing_settings_are_named(make_settings: SettingsFactory) -> None:
+    with pytest.raises(ConfigurationError, match="R2_ENDPOINT, R2_BUCKET_NAME"):
+        build_named_storage(make_settings(), "r2")
+    with pytest.raises(ConfigurationError, match="unknown storage"):
+        build_named_storage(make_settings(), "ftp:somewhere")
+
+
+def test_presigned_post_enforces_its_conditions(s3: S3Storage) -> None:
+    form = s3.presign_upload(
+        "uploads/direct.png", content_type="image/png", max_bytes=1000, expires_s=600
+    )
+
+    def post(fields: dict[str, str], body: bytes) -> httpx.Response:
+        return httpx.post(form.url, data=fields, files={"file": ("d.png", body, "image/png")})
+
+    assert post(form.fields, b"p" * 2000).status_code == 400  # too large
+    assert post({**form.fields, "Content-Type": "text/html"}, b"p").status_code == 403
+    assert post({**form.fields, "key": "uploads/elsewhere.png"}, b"p").status_code == 403
+    assert not s3.exists("uploads/direct.png")
+    assert not s3.exists("uploads/elsewhere.png")
+
+    assert post(form.fields, b"p" * 500).status_code in (200, 201, 204)
+    info = s3.head("uploads/direct.png")
+    assert (info.size, info.content_type) == (500, "image/png")
+    assert info.sha256 == hashlib.sha256(b"p" * 500).hexdigest()
+    assert s3.cache_control("uploads/direct.png") == UPLOADS_CACHE.cache_control
