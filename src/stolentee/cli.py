@@ -35,6 +35,7 @@ from stolentee.removal.base import (
     parse_size,
 )
 from stolentee.removal.engine import RemovalEngine
+from stolentee.storage.cli import migrate_storage
 
 app = typer.Typer(
     name="stolentee",
@@ -51,6 +52,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(bench_app, name="bench")
+app.command("migrate-storage")(migrate_storage)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -157,6 +159,7 @@ def worker_command(
         if problem is not None:
             raise ConfigurationError(problem)
         storage = build_storage(settings)
+        storage.check()  # fail now, not on every job, when the bucket or credentials are wrong
         designs = DesignStore(database=database)
         engine = RemovalEngine(settings=settings.engine)
         queue = JobQueue(database=database, transport=transport, settings=settings.queue)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import InstrumentedAttribute
 
 from stolentee.db.engine import Database
 from stolentee.db.models import Design
@@ -55,6 +57,26 @@ class DesignRecord:
     result: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
+    # None: served by the configured storage; else the public base URL of the store that holds
+    # this design's objects since a storage migration (no trailing '/').
+    public_base_url: str | None = None
+
+
+class BaseUrlChange(NamedTuple):
+    """One design's ``public_base_url`` went from ``before`` to ``after``."""
+
+    design_id: str
+    before: str | None
+    after: str | None
+
+
+class BaseUrlRestore(NamedTuple):
+    """What undoing base-URL changes did: changes undone, designs left alone because their
+    value moved on since (``conflicts``), designs deleted since (``gone``)."""
+
+    restored: int
+    conflicts: list[str]
+    gone: list[str]
 
 
 def _record(row: Design) -> DesignRecord:
@@ -72,7 +94,17 @@ def _record(row: Design) -> DesignRecord:
         result=row.result,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        public_base_url=row.public_base_url,
     )
+
+
+def _is(column: InstrumentedAttribute[str | None], value: str | None) -> ColumnElement[bool]:
+    """``column`` holds ``value``, NULL included."""
+    return column.is_(None) if value is None else column == value
+
+
+def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def new_design_id() -> str:
@@ -223,3 +255,113 @@ class DesignStore:
         stmt = select(func.count()).select_from(Design).where(Design.cutout_key == cutout_key)
         with self._database.session() as session:
             return bool(session.scalar(stmt))
+
+    # --- storage migration: where a design's objects are served from --------------------------
+
+    def rewrite_public_base_url(
+        self, *, verified_keys: Container[str], new_base_url: str, batch_size: int = 500
+    ) -> list[BaseUrlChange]:
+        """Point every design whose ``original_key`` and ``cutout_key`` (when set) are all in
+        ``verified_keys`` at ``new_base_url``, in one transaction; returns the changes, by id.
+
+        ``new_base_url`` must already be checked and normalised (``stolentee.storage.rewrite``).
+        Designs already at ``new_base_url`` are left alone. Designs are read ``batch_size`` at a
+        time, and each UPDATE re-checks the keys and the previous value, so a design whose
+        cutout appears meanwhile is rewritten only if that cutout is verified too. ``updated_at``
+        is not touched: the design did not change, only where its bytes are served from, and
+        :meth:`restore_public_base_urls` can then put the table back exactly as it was.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        changes: list[BaseUrlChange] = []
+        columns = (Design.id, Design.original_key, Design.cutout_key, Design.public_base_url)
+        with self._database.session() as session:
+            last_id: str | None = None
+            while True:
+                stmt = select(*columns).order_by(Design.id).limit(batch_size)
+                if last_id is not None:
+                    stmt = stmt.where(Design.id > last_id)
+                rows = session.execute(stmt).all()
+                if not rows:
+                    break
+                last_id = rows[-1].id
+                by_before: dict[str | None, list[tuple[str, str, str | None]]] = {}
+                for design_id, original_key, cutout_key, before in rows:
+                    if before == new_base_url or original_key not in verified_keys:
+                        continue
+                    if cutout_key is not None and cutout_key not in verified_keys:
+                        continue
+                    by_before.setdefault(before, []).append((design_id, original_key, cutout_key))
+                for before, group in by_before.items():
+                    keys = {original for _, original, _ in group}
+                    keys |= {cutout for _, _, cutout in group if cutout is not None}
+                    guarded = (
+                        update(Design)
+                        .where(
+                            Design.id.in_([design_id for design_id, _, _ in group]),
+                            _is(Design.public_base_url, before),
+                            Design.original_key.in_(keys),
+                            or_(Design.cutout_key.is_(None), Design.cutout_key.in_(keys)),
+                        )
+                        .values(public_base_url=new_base_url)
+                        .returning(Design.id)
+                        .execution_options(synchronize_session=False)
+                    )
+                    done = set(session.scalars(guarded))
+                    changes.extend(
+                        BaseUrlChange(design_id, before, new_base_url)
+                        for design_id, _, _ in group
+                        if design_id in done
+                    )
+                if len(rows) < batch_size:
+                    break
+        changes.sort(key=lambda change: change.design_id)
+        return changes
+
+    def restore_public_base_urls(
+        self, changes: Sequence[BaseUrlChange], *, batch_size: int = 500
+    ) -> BaseUrlRestore:
+        """Undo ``changes`` (newest last) in one transaction: each design still at ``after``
+        goes back to ``before``. A design whose value is no longer ``after`` is left untouched
+        and reported in ``conflicts``; one deleted since is reported in ``gone``. A design
+        changed several times is undone newest first, and stops at its first conflict.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        # Layers of changes with distinct designs, newest first: a design changed twice is
+        # restored to its middle value by one layer, then to its first by the next.
+        layers: list[dict[str, BaseUrlChange]] = []
+        for change in reversed(changes):
+            if not layers or change.design_id in layers[-1]:
+                layers.append({})
+            layers[-1][change.design_id] = change
+        restored = 0
+        conflicts: dict[str, None] = {}
+        gone: dict[str, None] = {}
+        with self._database.session() as session:
+            for layer in layers:
+                groups: dict[tuple[str | None, str | None], list[str]] = {}
+                for change in layer.values():
+                    if change.design_id in conflicts or change.design_id in gone:
+                        continue
+                    groups.setdefault((change.before, change.after), []).append(change.design_id)
+                for (before, after), ids in groups.items():
+                    for chunk in _chunks(ids, batch_size):
+                        guarded = (
+                            update(Design)
+                            .where(Design.id.in_(chunk), _is(Design.public_base_url, after))
+                            .values(public_base_url=before)
+                            .returning(Design.id)
+                            .execution_options(synchronize_session=False)
+                        )
+                        done = set(session.scalars(guarded))
+                        restored += len(done)
+                        missed = [design_id for design_id in chunk if design_id not in done]
+                        if not missed:
+                            continue
+                        present = set(
+                            session.scalars(select(Design.id).where(Design.id.in_(missed)))
+                        )
+                        for design_id in missed:
+                            (conflicts if design_id in present else gone)[design_id] = None
+        return BaseUrlRestore(restored, list(conflicts), list(gone))

@@ -203,3 +203,58 @@ def test_status_never_says_done_without_a_cutout() -> None:
     assert _status(record, finished) == "processing"
     assert _status(record, SimpleNamespace(state="failed")) == "failed"  # type: ignore[arg-type]
     assert _status(record, None) == "queued"
+
+
+def test_design_moved_to_a_new_store_serves_its_cdn_urls(client: TestClient) -> None:
+    """After a storage migration's URL rewrite, a design's original and cutout URLs point at
+    the new store's public base URL; a design left behind keeps this service's URLs."""
+    from stolentee.storage.rewrite import rewrite_urls
+
+    moved = wait_for(client, upload(client).json()["id"])
+    stayed = wait_for(client, upload(client).json()["id"])  # same cutout, original not copied
+    assert moved["status"] == stayed["status"] == "done"
+    services: Any = client.app.state.services  # type: ignore[attr-defined]
+    record = services.designs.get(moved["id"])
+    assert record.public_base_url is None and record.cutout_key is not None
+    verified = {
+        key: services.storage.head(key).sha256 for key in (record.original_key, record.cutout_key)
+    }
+
+    changes = rewrite_urls(
+        services.database, verified=verified, new_base_url="https://cdn.example.com/shop/"
+    )
+
+    assert [change.design_id for change in changes] == [moved["id"]]
+    body = client.get(f"/v1/designs/{moved['id']}", headers=HEADERS).json()
+    assert body["original"]["url"] == f"https://cdn.example.com/shop/{record.original_key}"
+    assert body["cutout"]["url"] == f"https://cdn.example.com/shop/{record.cutout_key}"
+    listed = {
+        item["id"]: item for item in client.get("/v1/designs", headers=HEADERS).json()["data"]
+    }
+    assert listed[moved["id"]]["cutout"]["url"] == body["cutout"]["url"]
+    assert listed[stayed["id"]]["original"]["url"] == stayed["original"]["url"]
+    assert listed[stayed["id"]]["cutout"]["url"] == stayed["cutout"]["url"]
+    assert stayed["cutout"]["url"].startswith("/assets/cutouts/")
+
+
+def test_object_url_quotes_keys_under_the_design_base_url() -> None:
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from stolentee.api.routes.designs import object_url
+    from stolentee.designs import DesignRecord
+    from stolentee.storage.memory import MemoryStorage
+
+    now = datetime.now(UTC)
+    record = DesignRecord(
+        id="d", owner="o", original_key="uploads/d/a b?.png", original_content_type="image/png",
+        original_width=1, original_height=1, kind="auto", output_format="png", job_id="j",
+        cutout_key=None, result=None, created_at=now, updated_at=now,
+        public_base_url="https://assets.example.com",
+    )  # fmt: skip
+    storage = MemoryStorage(public_domain="", public_base_url="")
+    assert object_url(storage, record, record.original_key) == (
+        "https://assets.example.com/uploads/d/a%20b%3F.png"
+    )
+    unmoved = dataclasses.replace(record, public_base_url=None)
+    assert object_url(storage, unmoved, record.original_key) == "/uploads/d/a%20b%3F.png"

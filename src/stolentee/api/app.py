@@ -21,7 +21,7 @@ from stolentee.api.deps import Services
 from stolentee.api.errors import install_error_handlers
 from stolentee.api.limits import BodyLimitMiddleware
 from stolentee.api.removal_service import RemovalService
-from stolentee.api.routes import designs, files, health, rembg, removebg, web
+from stolentee.api.routes import designs, files, health, rembg, removebg, uploads, web
 from stolentee.config import Settings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
@@ -158,6 +158,8 @@ def create_app(
                     await run_in_threadpool(services.worker.stop, WORKER_STOP_TIMEOUT_S)
                 services.removal.gate.close()
                 services.queue.transport.close()
+                if storage is None:  # built here, so released here
+                    services.storage.close()
         finally:
             if database is None:
                 db.dispose()
@@ -175,6 +177,7 @@ def create_app(
     app.include_router(removebg.router)
     app.include_router(rembg.router)
     app.include_router(designs.router)
+    app.include_router(uploads.router)
     app.include_router(web.router)
 
     return app

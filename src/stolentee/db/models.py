@@ -181,3 +181,6 @@ class Design(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # NULL: served by the configured storage. Set by a storage migration's URL rewrite to the
+    # new store's public base URL (``https://assets.example.com``, no trailing '/').
+    public_base_url: Mapped[str | None] = mapped_column(String(1024))

@@ -106,6 +106,10 @@ class Storage(Protocol):
         """Raise a ``StorageError`` unless the store can serve now (readiness, health)."""
         ...
 
+    def close(self) -> None:
+        """Release connections and threads; the storage is not used afterwards."""
+        ...
+
 
 class PagedStorage:
     """What every backend shares once it has ``list``: paging in ``iterate`` and public URLs.
@@ -134,6 +138,9 @@ class PagedStorage:
             if page.next_start_after is None:
                 return
             start_after = page.next_start_after
+
+    def close(self) -> None:
+        """Nothing to release unless a backend says otherwise."""
 
     def public_url(self, key: str) -> str:
         """CDN URL when a public domain is configured, else this service's file route."""

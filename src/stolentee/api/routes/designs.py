@@ -15,12 +15,19 @@ from starlette.concurrency import run_in_threadpool
 
 from stolentee.api.deps import ServicesDep
 from stolentee.api.routes.removebg import read_upload
+from stolentee.api.routes.uploads import InvalidUploadKeyError, check_upload_key
 from stolentee.api.security import authenticate
 from stolentee.db.models import Job
 from stolentee.designs import DesignRecord, check_idempotency_key, new_design_id
-from stolentee.errors import ClientError
+from stolentee.errors import (
+    ClientError,
+    FileTooLargeError,
+    InvalidImageError,
+    ObjectNotFoundError,
+)
 from stolentee.pipeline import design_options
 from stolentee.removal.decode import read_header
+from stolentee.storage.base import Storage, public_url_for
 
 router = APIRouter(prefix="/v1/designs", tags=["designs"])
 
@@ -44,6 +51,28 @@ _CONTENT_TYPES = {
 _ERROR: dict[str, Any] = {"description": 'JSON error: `{"errors": [{"title", "code", "detail"}]}`'}
 
 
+class InvalidSourceError(ClientError):
+    code = "invalid_design_source"
+    title = "Invalid design source"
+
+
+def _read_direct_upload(services: ServicesDep, upload_key: str, owner_label: str) -> bytes:
+    """The bytes of the caller's own direct upload, within the upload size limit."""
+    key = check_upload_key(upload_key, owner_label)
+    try:
+        info = services.storage.head(key)
+    except ObjectNotFoundError as exc:
+        raise InvalidUploadKeyError(
+            "nothing was uploaded under upload_key (yet): POST the file to the presigned URL first"
+        ) from exc
+    limit = services.settings.api.max_body_bytes
+    if info.size > limit:
+        raise FileTooLargeError(f"the upload is {info.size} bytes; the limit is {limit}")
+    if info.size == 0:
+        raise InvalidImageError("the upload is empty (0 bytes)")
+    return services.storage.get(key)
+
+
 class CallbacksDisabledError(ClientError):
     code = "callbacks_disabled"
     title = "Callbacks are disabled"
@@ -60,13 +89,22 @@ def _status(record: DesignRecord, job: Job | None) -> str:
     return "processing" if state == "done" else state
 
 
+def object_url(storage: Storage, record: DesignRecord, key: str) -> str:
+    """Where a browser fetches one of the design's objects: under the design's own public base
+    URL once a storage migration moved it (``stolentee.storage.rewrite``), else wherever the
+    configured storage serves it."""
+    if record.public_base_url:
+        return public_url_for(key, public_domain=record.public_base_url, public_base_url="")
+    return storage.public_url(key)
+
+
 def design_body(services: ServicesDep, record: DesignRecord, job: Job | None) -> dict[str, Any]:
     storage = services.storage
     result = record.result or {}
     cutout = None
     if record.cutout_key is not None:
         cutout = {
-            "url": storage.public_url(record.cutout_key),
+            "url": object_url(storage, record, record.cutout_key),
             "content_type": result.get("content_type"),
             "width": result.get("width"),
             "height": result.get("height"),
@@ -77,7 +115,7 @@ def design_body(services: ServicesDep, record: DesignRecord, job: Job | None) ->
         "type": record.kind,
         "format": record.output_format,
         "original": {
-            "url": storage.public_url(record.original_key),
+            "url": object_url(storage, record, record.original_key),
             "content_type": record.original_content_type,
             "width": record.original_width,
             "height": record.original_height,
@@ -111,7 +149,13 @@ async def _job(services: ServicesDep, record: DesignRecord) -> Job | None:
 async def create_design(
     request: Request,
     services: ServicesDep,
-    file: Annotated[UploadFile, File(description="The design image.")],
+    file: Annotated[
+        UploadFile | None, File(description="The design image (or give upload_key).")
+    ] = None,
+    upload_key: Annotated[
+        str | None,
+        Form(description="Key of a direct upload made with POST /v1/uploads/presign."),
+    ] = None,
     kind: Annotated[
         str, Form(alias="type", description="auto, graphic or photo (person, product...).")
     ] = "auto",
@@ -129,14 +173,23 @@ async def create_design(
         body = design_body(services, existing, await _job(services, existing))
         return JSONResponse(body, status_code=200, headers={"Idempotent-Replayed": "true"})
 
-    data = await read_upload(file, "file")
+    if (file is None) == (upload_key is None):
+        raise InvalidSourceError("send exactly one of file (multipart upload) or upload_key")
+    if file is not None:
+        data = await read_upload(file, "file")
+    else:
+        assert upload_key is not None
+        data = await run_in_threadpool(_read_direct_upload, services, upload_key, principal.label)
     header = await run_in_threadpool(
         read_header, data, max_megapixels=services.settings.engine.max_input_megapixels
     )
     design_id = new_design_id()
-    original_key = f"uploads/{design_id}/original.{_EXTENSIONS.get(header.format, 'img')}"
     content_type = _CONTENT_TYPES.get(header.format, "application/octet-stream")
-    await run_in_threadpool(services.storage.put, original_key, data, content_type=content_type)
+    if upload_key is not None:
+        original_key = upload_key  # already in the bucket, checked: the design points at it
+    else:
+        original_key = f"uploads/{design_id}/original.{_EXTENSIONS.get(header.format, 'img')}"
+        await run_in_threadpool(services.storage.put, original_key, data, content_type=content_type)
     record, created = await run_in_threadpool(
         lambda: services.designs.create(
             design_id=design_id,
@@ -151,7 +204,8 @@ async def create_design(
         )
     )
     if not created:  # a concurrent request with the same key won the race
-        await run_in_threadpool(services.storage.delete, original_key)
+        if upload_key is None:
+            await run_in_threadpool(services.storage.delete, original_key)
         body = design_body(services, record, await _job(services, record))
         return JSONResponse(body, status_code=200, headers={"Idempotent-Replayed": "true"})
     job = await run_in_threadpool(services.queue.enqueue, JOB_KIND, {"design_id": design_id})
