@@ -16,17 +16,9 @@ from stolentee.api.admission import RemovalGate
 from stolentee.errors import RateLimitedError, UnknownForegroundError
 from stolentee.keys.ratelimit import MegapixelRateLimiter
 from stolentee.keys.store import KeyStore, Principal
-from stolentee.removal.base import (
-    PREVIEW_MAX_PIXELS,
-    OutputSize,
-    RemovalOptions,
-    RemovalResult,
-)
+from stolentee.removal.base import RemovalOptions, RemovalResult, credits_for
 from stolentee.removal.decode import read_header
 from stolentee.removal.engine import RemovalEngine
-
-PREVIEW_CREDITS = 0.25
-FULL_CREDITS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +26,6 @@ class ServedRemoval:
     result: RemovalResult
     credits: float
     headers: dict[str, str]
-
-
-def credits_for(size: OutputSize, result: RemovalResult) -> float:
-    """What Remove.bg would have charged: 0.25 for a preview (up to 0.25 MP), else 1."""
-    if size is OutputSize.PREVIEW or result.width * result.height <= PREVIEW_MAX_PIXELS:
-        return PREVIEW_CREDITS
-    return FULL_CREDITS
 
 
 @dataclass(slots=True)
@@ -69,7 +54,7 @@ class RemovalService:
         result = await self.gate.run(lambda: self.engine.remove(data, options))
         if result.foreground is None:
             raise UnknownForegroundError("no subject was found in the image", headers=rate_headers)
-        credits = credits_for(options.size, result)
+        credits = credits_for(options.size, result.width, result.height)
         await run_in_threadpool(
             self.keys.record_usage,
             principal,

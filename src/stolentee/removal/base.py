@@ -7,8 +7,9 @@ image bytes and :class:`RemovalOptions` and returns a :class:`RemovalResult`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Literal, Protocol
 
 from stolentee.errors import (
     InvalidBgColorError,
@@ -173,6 +174,7 @@ class RemovalOptions:
     scale: float | None = None  # subject size relative to the canvas (0.1..1); None: original
     position: Position | None = None  # where the subject sits; None: where it was
     bg_image: bytes | None = None  # encoded background image, resized to cover the canvas
+    premium: bool = False  # routing, not processing: premium callers may go to Remove.bg first
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +199,8 @@ class RemovalResult:
     input_width: int
     input_height: int
     timings_ms: dict[str, float] = field(default_factory=dict)
+    provider: str = "local"  # which provider of the chain produced it
+    credits_charged: float = 0.0  # Remove.bg credits actually charged (its X-Credits-Charged)
 
 
 class Remover(Protocol):
@@ -205,6 +209,51 @@ class Remover(Protocol):
     name: str
 
     def remove(self, data: bytes, options: RemovalOptions) -> RemovalResult: ...
+
+
+PREVIEW_CREDITS = 0.25
+FULL_CREDITS = 1.0
+
+
+def credits_for(size: OutputSize, width: int, height: int) -> float:
+    """What Remove.bg charges for a result of ``width`` x ``height``: 0.25 for a preview (up to
+    0.25 MP), else 1 (its pricing of the v1.0 API)."""
+    if size is OutputSize.PREVIEW or width * height <= PREVIEW_MAX_PIXELS:
+        return PREVIEW_CREDITS
+    return FULL_CREDITS
+
+
+FailureKind = Literal[
+    "timeout",  # no answer in time
+    "connect",  # could not connect / connection dropped
+    "server_error",  # 5xx
+    "rate_limited",  # 429 after retries
+    "out_of_credits",  # Remove.bg's 402
+    "rejected",  # 4xx: the provider refused the input (never retried, never falls back)
+    "bad_response",  # answered 2xx with something unusable
+    "internal",  # the in-process engine raised
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RemovalEvent:
+    """One attempt of one provider on one image, for the statistics."""
+
+    provider: str
+    ok: bool
+    failure_kind: FailureKind | None
+    latency_ms: float
+    megapixels: float  # of the input image
+    credits_charged: float  # Remove.bg credits actually charged (0 for self-hosted)
+    credits_avoided: float  # credits Remove.bg would have charged, when self-hosted succeeded
+    premium: bool
+    at: datetime
+
+
+class StatsSink(Protocol):
+    """Where the provider chain reports every attempt (the database in production)."""
+
+    def record(self, event: RemovalEvent) -> None: ...
 
 
 def parse_color(value: str) -> tuple[int, int, int, int]:
