@@ -129,6 +129,34 @@ def serve(
     uvicorn.run(create_app(settings, run_worker=worker), **common)
 
 
+@app.command("removal-service")
+def removal_service(
+    host: Annotated[str | None, typer.Option(help="Bind address (default STOLENTEE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default PORT).")] = None,
+) -> None:
+    """Run only the removal API (/v1.0/removebg, /api/remove, health) as its own service.
+
+    The seed's "Railway Worker - rembg": deploy it separately (2 GB of memory is plenty for the
+    default u2netp model) and point the main service's REMBG_ENDPOINT at it. The engine is loaded
+    once; concurrency is STOLENTEE_ENGINE_MAX_IN_FLIGHT.
+    """
+    import uvicorn
+
+    from stolentee.api.app import create_app
+    from stolentee.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.service)
+    uvicorn.run(
+        create_app(settings, role="removal"),
+        host=host or settings.service.host,
+        port=port or settings.service.port,
+        log_config=None,
+        proxy_headers=True,
+        timeout_graceful_shutdown=30,
+    )
+
+
 @app.command("worker")
 def worker_command(
     concurrency: Annotated[

@@ -166,3 +166,18 @@ def test_readyz_fails_when_local_storage_is_not_writable(
         body = client.get("/readyz").json()
         assert body["status"] == "fail"
         assert "not writable" in body["checks"]["storage:responseTime"][0]["output"]
+
+
+def test_the_removal_service_role_serves_only_removal_and_health(
+    make_settings: SettingsFactory,
+) -> None:
+    with TestClient(create_app(make_settings(), role="removal")) as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/readyz").status_code == 200
+        paths = set(client.get("/openapi.json").json()["paths"])
+        assert {"/v1.0/removebg", "/api/remove", "/health/detailed"} <= paths
+        assert not any(
+            path.startswith(("/v1/designs", "/uploads", "/v1/uploads")) for path in paths
+        )
+        assert client.get("/").status_code == 404
+        assert client.app.state.services.worker is None  # type: ignore[attr-defined]

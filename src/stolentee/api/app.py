@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -40,6 +41,8 @@ from stolentee.storage.base import Storage
 from stolentee.storage.factory import build_storage
 
 log = logging.getLogger(__name__)
+
+AppRole = Literal["api", "removal"]  # the full service, or the removal service only
 
 # Within uvicorn's 30 s graceful shutdown and Docker's 10 s kill delay: jobs still running after
 # this are handed back to the queue for another worker.
@@ -135,8 +138,15 @@ def create_app(
     storage: Storage | None = None,
     database: Database | None = None,
     run_worker: bool | None = None,
+    role: AppRole = "api",
 ) -> FastAPI:
-    """The app; ``run_worker`` (default: ``STOLENTEE_RUN_WORKER``) starts an in-process worker."""
+    """The app; ``run_worker`` (default: ``STOLENTEE_RUN_WORKER``) starts an in-process worker.
+
+    ``role="removal"`` is the standalone removal service (``stolentee removal-service``, the
+    seed's rembg worker): only the removal API and health, the engine loaded once, no worker.
+    """
+    if role == "removal":
+        run_worker = False
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -173,12 +183,13 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.api.max_body_bytes)
     install_error_handlers(app)
     app.include_router(health.router)
-    app.include_router(files.router)
     app.include_router(removebg.router)
     app.include_router(rembg.router)
-    app.include_router(designs.router)
-    app.include_router(uploads.router)
-    app.include_router(web.router)
+    if role == "api":
+        app.include_router(files.router)
+        app.include_router(designs.router)
+        app.include_router(uploads.router)
+        app.include_router(web.router)
 
     return app
 
