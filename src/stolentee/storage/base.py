@@ -49,6 +49,14 @@ class ListPage:
     next_start_after: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    """A key and its size, as a bare listing gives them (no content type, no sha256)."""
+
+    key: str
+    size: int
+
+
 @runtime_checkable
 class Storage(Protocol):
     """Contract of every storage backend. All methods validate ``key`` first."""
@@ -98,6 +106,19 @@ class Storage(Protocol):
         """Every object under ``prefix``, in key order, paging internally."""
         ...
 
+    def iterate_keys(self, prefix: str = "") -> Iterator[KeyEntry]:
+        """Every key under ``prefix`` with its size: the cheapest listing a backend has."""
+        ...
+
+    def open_object(self, key: str) -> tuple[ObjectInfo, Iterator[bytes]]:
+        """The object's information and its bytes from one read (one GET on S3).
+
+        ``sha256`` is ``""`` when the backend cannot know it before reading (an S3 object
+        written by another tool); the caller hashes the bytes. Close the iterator when not
+        consuming it all.
+        """
+        ...
+
     def public_url(self, key: str) -> str:
         """Where a browser fetches the object (CDN domain or this service's file routes)."""
         ...
@@ -128,6 +149,22 @@ class PagedStorage:
         limit: int = DEFAULT_LIST_LIMIT,
     ) -> ListPage:
         raise NotImplementedError
+
+    def head(self, key: str) -> ObjectInfo:
+        raise NotImplementedError
+
+    def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        raise NotImplementedError
+
+    def iterate_keys(self, prefix: str = "") -> Iterator[KeyEntry]:
+        """Keys and sizes from the full listing (backends with a cheaper one override this)."""
+        for info in self.iterate(prefix):
+            yield KeyEntry(key=info.key, size=info.size)
+
+    def open_object(self, key: str) -> tuple[ObjectInfo, Iterator[bytes]]:
+        """``head`` then ``open_range`` (backends that can do both at once override this)."""
+        info = self.head(key)
+        return info, self.open_range(key)
 
     def iterate(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object under ``prefix``, page by page."""

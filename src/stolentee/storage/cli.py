@@ -176,12 +176,12 @@ def _storage(settings: Settings, spec: str) -> Iterator[Storage]:
 
 
 def _dry_run(source: Storage, source_spec: str, dest_spec: str, prefix: str) -> None:
-    """Print every object that would be copied (key, size, content type), then the totals."""
+    """Print every object that would be copied (key and size, tab-separated), then the totals."""
     count = total = 0
-    for info in source.iterate(prefix):
+    for entry in source.iterate_keys(prefix):
         count += 1
-        total += info.size
-        typer.echo(f"{info.key}\t{info.size}\t{info.content_type}")
+        total += entry.size
+        typer.echo(f"{entry.key}\t{entry.size}")
     err_console.print(
         f"Would copy {count} objects, {_size(total)}, from {escape(source_spec)} to "
         f"{escape(dest_spec)}" + (f" (prefix {escape(prefix)!r})" if prefix else "") + "; "

@@ -35,14 +35,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, BinaryIO, Literal, cast, get_args
 
 from stolentee.errors import ConflictError, ObjectNotFoundError, StolenteeError, StorageError
-from stolentee.storage.base import ObjectInfo, Storage, validate_prefix
+from stolentee.storage.base import KeyEntry, ObjectInfo, Storage, validate_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ class MigrationPlan:
     prefix: str
     object_count: int
     total_bytes: int
-    sample: tuple[ObjectInfo, ...]  # the first few objects, in key order
+    sample: tuple[KeyEntry, ...]  # the first few keys and sizes, in listing order
 
 
 def plan(
@@ -278,8 +278,8 @@ def plan(
     """List the source under ``prefix``: object count, total bytes and the first few objects."""
     validate_prefix(prefix)
     count = total = 0
-    sample: list[ObjectInfo] = []
-    for info in source.iterate(prefix):
+    sample: list[KeyEntry] = []
+    for info in source.iterate_keys(prefix):
         count += 1
         total += info.size
         if len(sample) < sample_size:
@@ -439,6 +439,13 @@ def _digest(chunks: Iterable[bytes], sink: IO[bytes] | None = None) -> tuple[str
     return hasher.hexdigest(), size
 
 
+def _close(chunks: Iterator[bytes]) -> None:
+    """Release an object read that is abandoned half way (an S3 body, an open file)."""
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
+
+
 def _describe_mismatch(got: tuple[str, int], info: ObjectInfo) -> str:
     return (
         f"read sha256 {got[0]} ({got[1]} bytes), expected sha256 {info.sha256} ({info.size} bytes)"
@@ -447,81 +454,98 @@ def _describe_mismatch(got: tuple[str, int], info: ObjectInfo) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Copier:
-    """Copies one object at a time from ``source`` to ``dest``; shared by the worker threads."""
+    """Copies one object at a time from ``source`` to ``dest``; shared by the worker threads.
+
+    Requests per object on S3: a new object costs a GET of the source (its headers carry the
+    sha256, content type and metadata), a PUT and a GET of the copy to verify it; one the
+    destination already lists costs a HEAD of the source and a GET of the copy (or a HEAD with
+    ``verify_existing`` off).
+    """
 
     source: Storage
     dest: Storage
     run_id: str
     verify_existing: bool
 
-    def copy(self, listed: ObjectInfo) -> ObjectRecord:
+    def copy(self, listed: KeyEntry, *, in_dest: bool) -> ObjectRecord:
         """Copy (or skip) ``listed``; never raises for a storage problem, records it instead."""
         try:
-            return self._copy(listed)
+            return self._copy(listed, in_dest=in_dest)
         except _SourceGone as exc:
             logger.warning("%r: %s", listed.key, exc)
-            return self._record(listed, "missing", verified=False, error=str(exc))
+            return self._failure(listed, "missing", str(exc))
         except _CopyFailed as exc:
             logger.warning("could not copy %r: %s", listed.key, exc)
-            return self._record(listed, "failed", verified=False, error=str(exc))
+            return self._failure(listed, "failed", str(exc))
 
-    def _copy(self, info: ObjectInfo) -> ObjectRecord:
-        # Every backend's listing carries full heads (sha256, content type, metadata); one that
-        # went stale is caught by the hash check of the read, which then fetches a fresh head.
+    def _copy(self, listed: KeyEntry, *, in_dest: bool) -> ObjectRecord:
         note = None
-        if self._dest_has_same_head(info):
-            if not self.verify_existing:
-                return self._record(info, "skipped", verified=False)
-            if self._dest_holds(info):
-                return self._record(info, "skipped", verified=True)
-            logger.warning("%r is corrupt in the destination; copying it again", info.key)
-            note = REPLACED_CORRUPT_NOTE
-        spool, info = self._spool_source(info)
+        if in_dest:
+            with _stage("reading its head", reading_source=True):
+                info = self.source.head(listed.key)
+            verdict = self._existing_copy(info)
+            if verdict == "same":
+                return self._record(info, "skipped", verified=self.verify_existing)
+            if verdict == "corrupt":
+                logger.warning("%r is corrupt in the destination; copying it again", info.key)
+                note = REPLACED_CORRUPT_NOTE
+        spool, info = self._spool_source(listed.key)
         with spool:
             self._put_verified(spool, info)
         return self._record(info, "copied", verified=True, note=note)
 
-    def _dest_has_same_head(self, info: ObjectInfo) -> bool:
-        with _stage("checking the destination"):
-            try:
-                existing = self.dest.head(info.key)
-            except ObjectNotFoundError:
-                return False
-        return existing.sha256 == info.sha256 and existing.size == info.size
-
-    def _dest_holds(self, info: ObjectInfo) -> bool:
-        """Whether the destination's bytes of ``info.key`` hash to ``info``'s sha256 and size."""
+    def _existing_copy(self, info: ObjectInfo) -> Literal["same", "corrupt", "different"]:
+        """Whether the destination already holds ``info``: ``corrupt`` when its record says
+        so but its bytes do not (a copy damaged in place)."""
+        if not self.verify_existing:
+            with _stage("checking the destination"):
+                try:
+                    existing = self.dest.head(info.key)
+                except ObjectNotFoundError:
+                    return "different"
+            same = (existing.sha256, existing.size) == (info.sha256, info.size)
+            return "same" if same else "different"
         with _stage("reading back the destination"):
-            got = _digest(self.dest.open_range(info.key))
-        return got == (info.sha256, info.size)
+            try:
+                existing, chunks = self.dest.open_object(info.key)
+            except ObjectNotFoundError:
+                return "different"
+            claims = existing.sha256 or info.sha256, existing.size
+            if claims != (info.sha256, info.size):
+                _close(chunks)
+                return "different"
+            got = _digest(chunks)
+        if got == (info.sha256, info.size):
+            return "same"
+        return "corrupt"
 
-    def _spool_source(
-        self, info: ObjectInfo
-    ) -> tuple[tempfile.SpooledTemporaryFile[bytes], ObjectInfo]:
+    def _spool_source(self, key: str) -> tuple[tempfile.SpooledTemporaryFile[bytes], ObjectInfo]:
         """The source's bytes in a spool, checked against its sha256; read twice at most.
 
-        A mismatch on the first read is taken for a concurrent overwrite: the head is fetched
-        again and the object re-read. Returns the spool (rewound) and the head it matches.
+        The information comes with the bytes (one GET on S3); an object without a recorded
+        sha256 (written by another tool) is described by the hash of what was read. A mismatch
+        on the first read is taken for a concurrent overwrite and the object is read again.
+        Returns the spool (rewound) and the information it matches.
         """
         got = ("", 0)
-        for attempt in range(2):
-            if attempt:
-                with _stage("reading its head again", reading_source=True):
-                    info = self.source.head(info.key)
+        info: ObjectInfo | None = None
+        for _attempt in range(2):
             spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115
             try:
                 with _stage("reading the source", reading_source=True):
-                    got = _digest(self.source.open_range(info.key), spool)
+                    info, chunks = self.source.open_object(key)
+                    got = _digest(chunks, spool)
             except BaseException:
                 spool.close()
                 raise
+            if not info.sha256:
+                info = replace(info, sha256=got[0])
             if got == (info.sha256, info.size):
                 spool.seek(0)
                 return spool, info
             spool.close()
-            logger.warning(
-                "%r changed while it was read: %s", info.key, _describe_mismatch(got, info)
-            )
+            logger.warning("%r changed while it was read: %s", key, _describe_mismatch(got, info))
+        assert info is not None
         raise _CopyFailed(
             "the source's bytes do not match its sha256 on two reads (it keeps changing, or it "
             f"is corrupt in the source): {_describe_mismatch(got, info)}"
@@ -547,6 +571,17 @@ class _Copier:
         raise _CopyFailed(
             "the destination's copy does not match after a re-copy: "
             + _describe_mismatch(got, info)
+        )
+
+    def _failure(self, listed: KeyEntry, status: ObjectStatus, error: str) -> ObjectRecord:
+        return ObjectRecord(
+            key=listed.key,
+            size=listed.size,
+            sha256="",
+            status=status,
+            verified=False,
+            run_id=self.run_id,
+            error=error,
         )
 
     def _record(
@@ -615,11 +650,14 @@ def migrate(
     if stop is None:
         stop = threading.Event()
 
-    def work(listed: ObjectInfo) -> None:
+    # One listing of the destination spares a request per object that is not there yet.
+    in_dest = {entry.key for entry in dest.iterate_keys(prefix)}
+
+    def work(listed: KeyEntry) -> None:
         if stop.is_set():
             tally.skip_unstarted()
             return
-        tally.finish(copier.copy(listed))
+        tally.finish(copier.copy(listed, in_dest=listed.key in in_dest))
 
     listing_errors: list[str] = []
     interrupted = _run_bounded(
@@ -644,18 +682,18 @@ def migrate(
     return report
 
 
-def _listing(source: Storage, prefix: str, errors: list[str]) -> Iterator[ObjectInfo]:
-    """The source's objects; a listing failure ends the listing and is put in ``errors``."""
+def _listing(source: Storage, prefix: str, errors: list[str]) -> Iterator[KeyEntry]:
+    """The source's keys; a listing failure ends the listing and is put in ``errors``."""
     try:
-        yield from source.iterate(prefix)
+        yield from source.iterate_keys(prefix)
     except (StolenteeError, OSError) as exc:
         logger.error("listing the source failed: %s", exc)
         errors.append(f"listing the source failed: {exc}")
 
 
 def _run_bounded(
-    items: Iterable[ObjectInfo],
-    work: Callable[[ObjectInfo], None],
+    items: Iterable[KeyEntry],
+    work: Callable[[KeyEntry], None],
     *,
     concurrency: int,
     stop: threading.Event,

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 
@@ -55,6 +55,7 @@ from stolentee.errors import (
 from stolentee.storage.base import (
     CHUNK_BYTES,
     DEFAULT_LIST_LIMIT,
+    KeyEntry,
     ListPage,
     ObjectInfo,
     PagedStorage,
@@ -275,7 +276,16 @@ class S3Storage(PagedStorage):
                     self._put_multipart(key, body, extra)
                 else:
                     self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
-        return self.head(key)
+        # Everything is known without a HEAD, except the server's Last-Modified: the local
+        # clock stands in for it (S3 keeps whole seconds; a HEAD later gives the server's).
+        return ObjectInfo(
+            key=key,
+            size=size,
+            content_type=content_type,
+            sha256=sha256,
+            last_modified=datetime.now(UTC),
+            metadata=user_metadata,
+        )
 
     @contextmanager
     def _spooled(self, data: bytes | BinaryIO) -> Iterator[tuple[IO[bytes], int, str]]:
@@ -395,20 +405,40 @@ class S3Storage(PagedStorage):
         validate_key(key)
         with self._errors(key):
             answer = self.client.head_object(Bucket=self.bucket, Key=key)
-        metadata = dict(answer.get("Metadata", {}))
-        sha256 = metadata.pop(SHA256_METADATA, "")
-        metadata = {k: v for k, v in metadata.items() if not k.startswith(RESERVED_METADATA_PREFIX)}
-        size = int(answer["ContentLength"])
-        if len(sha256) != 64:
-            sha256 = self._hash(key, size)
-        return ObjectInfo(
-            key=key,
-            size=size,
-            content_type=answer.get("ContentType") or resolve_content_type(key, None),
-            sha256=sha256,
-            last_modified=_utc(answer["LastModified"]),
-            metadata=metadata,
-        )
+        info = _info(key, answer)
+        if not info.sha256:
+            info = replace(info, sha256=self._hash(key, info.size))
+        return info
+
+    def open_object(self, key: str) -> tuple[ObjectInfo, Iterator[bytes]]:
+        """One GET: the object's information from its headers, and its bytes.
+
+        ``sha256`` is ``""`` for an object written without our metadata.
+        """
+        validate_key(key)
+        with self._errors(key):
+            answer = self.client.get_object(Bucket=self.bucket, Key=key)
+        info = _info(key, answer)
+        size = info.size
+        if size == 0:
+            answer["Body"].close()
+            return info, iter(())
+        return info, self._stream(key, answer["Body"], 0, size - 1)
+
+    def iterate_keys(self, prefix: str = "") -> Iterator[KeyEntry]:
+        """Keys and sizes straight from ``ListObjectsV2`` (no HEAD per object)."""
+        validate_prefix(prefix)
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        while True:
+            with self._errors(None):
+                answer = self.client.list_objects_v2(**kwargs)
+            for item in answer.get("Contents", []):
+                if "Key" in item:
+                    yield KeyEntry(key=item["Key"], size=int(item.get("Size", 0)))
+            token = answer.get("NextContinuationToken")
+            if not answer.get("IsTruncated") or not token:
+                return
+            kwargs["ContinuationToken"] = token
 
     def _hash(self, key: str, size: int) -> str:
         hasher = hashlib.sha256()
@@ -565,6 +595,21 @@ class S3Storage(PagedStorage):
             raise StorageUnavailableError(f"cannot reach {self.location}: {exc}") from exc
         except BotoCoreError as exc:
             raise StorageError(f"{what}: {exc}") from exc
+
+
+def _info(key: str, answer: Any) -> ObjectInfo:
+    """An ``ObjectInfo`` from the headers of a HEAD or GET answer (sha256 ``""`` if not ours)."""
+    metadata = dict(answer.get("Metadata", {}))
+    sha256 = metadata.pop(SHA256_METADATA, "")
+    metadata = {k: v for k, v in metadata.items() if not k.startswith(RESERVED_METADATA_PREFIX)}
+    return ObjectInfo(
+        key=key,
+        size=int(answer["ContentLength"]),
+        content_type=answer.get("ContentType") or resolve_content_type(key, None),
+        sha256=sha256 if len(sha256) == 64 else "",
+        last_modified=_utc(answer["LastModified"]),
+        metadata=metadata,
+    )
 
 
 def _utc(value: datetime) -> datetime:
