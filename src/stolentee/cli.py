@@ -9,7 +9,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -19,11 +19,8 @@ from rich.table import Table
 from stolentee import __version__
 from stolentee.bench.cli import bench_app
 from stolentee.config import Settings, effective_settings, iter_setting_docs
-from stolentee.db import migrate
-from stolentee.db.engine import Database
 from stolentee.errors import ConfigurationError, StolenteeError
 from stolentee.keys.cli import keys_app
-from stolentee.removal import batch, models
 from stolentee.removal.base import (
     ImageKind,
     RemovalOptions,
@@ -34,8 +31,10 @@ from stolentee.removal.base import (
     parse_kind,
     parse_size,
 )
-from stolentee.removal.engine import RemovalEngine
 from stolentee.storage.cli import migrate_storage
+
+if TYPE_CHECKING:
+    from stolentee.db.engine import Database
 
 app = typer.Typer(
     name="stolentee",
@@ -168,12 +167,15 @@ def worker_command(
     ] = 30.0,
 ) -> None:
     """Process design jobs from the queue until SIGTERM (scale out: one or many processes)."""
+    from stolentee.db import migrate
+    from stolentee.db.engine import Database
     from stolentee.designs import DesignStore
     from stolentee.jobs.handlers import DESIGN_JOB, PERMANENT_ERRORS, design_handler
     from stolentee.jobs.queue import JobQueue
     from stolentee.jobs.transport import build_transport
     from stolentee.jobs.worker import Worker
     from stolentee.logs import configure_logging
+    from stolentee.removal.engine import RemovalEngine
     from stolentee.storage.factory import build_storage
 
     settings = load_settings()
@@ -237,6 +239,8 @@ def config_docs() -> None:
 
 
 def _database() -> Database:
+    from stolentee.db.engine import Database
+
     return Database(settings=load_settings().database, watchdog=False)
 
 
@@ -245,6 +249,8 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
     """Apply pending migrations (up to REVISION, default head)."""
+    from stolentee.db import migrate
+
     database = _database()
     try:
         before = migrate.current_revision(database)
@@ -260,6 +266,8 @@ def db_upgrade(
 @db_app.command("current")
 def db_current() -> None:
     """Print the database's revision and the newest one this version ships."""
+    from stolentee.db import migrate
+
     database = _database()
     try:
         current = migrate.current_revision(database)
@@ -281,6 +289,8 @@ def main() -> None:
 @models_app.command("list")
 def models_list() -> None:
     """List the supported models and whether their files are installed and intact."""
+    from stolentee.removal import models
+
     settings = load_settings().engine
     table = Table(title=f"models in {settings.models_dir}")
     for column in ("Model", "State", "Size (MB)", "Input", "Description"):
@@ -307,6 +317,8 @@ def models_install(
     force: Annotated[bool, typer.Option(help="Fetch again even if the file is intact.")] = False,
 ) -> None:
     """Install a model file into STOLENTEE_MODELS_DIR, md5-verified."""
+    from stolentee.removal import models
+
     settings = load_settings().engine
     models.install(
         settings.models_dir,
@@ -338,6 +350,9 @@ def remove(
 ) -> None:
     """Remove backgrounds from images in batch; exits 1 if any input failed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from stolentee.removal import batch
+    from stolentee.removal.engine import RemovalEngine
 
     settings = load_settings().engine
     margin_px, margin_percent = parse_crop_margin(crop_margin)
