@@ -31,6 +31,7 @@ from stolentee.removal.base import (
     parse_kind,
     parse_size,
 )
+from stolentee.removal.stats_cli import stats_app
 from stolentee.storage.cli import migrate_storage
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(bench_app, name="bench")
+app.add_typer(stats_app, name="stats")
 app.command("migrate-storage")(migrate_storage)
 
 console = Console()

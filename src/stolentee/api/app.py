@@ -22,7 +22,7 @@ from stolentee.api.deps import Services
 from stolentee.api.errors import install_error_handlers
 from stolentee.api.limits import BodyLimitMiddleware
 from stolentee.api.removal_service import RemovalService
-from stolentee.api.routes import designs, files, health, rembg, removebg, uploads, web
+from stolentee.api.routes import designs, files, health, rembg, removebg, stats, uploads, web
 from stolentee.config import Settings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
@@ -37,6 +37,7 @@ from stolentee.keys.store import KeyStore
 from stolentee.logs import configure_logging
 from stolentee.netsafe import UrlPolicy
 from stolentee.removal.engine import RemovalEngine
+from stolentee.removal.stats import RemovalStatsStore
 from stolentee.storage.base import Storage
 from stolentee.storage.factory import build_storage
 
@@ -89,6 +90,7 @@ def _build_services(
         storage=store,
         keys=keys,
         removal=RemovalService(engine=engine, keys=keys, limiter=limiter, gate=gate),
+        removal_stats=RemovalStatsStore(database=database),
         url_policy=UrlPolicy.from_settings(settings.api),
         designs=designs,
         queue=queue,
@@ -189,6 +191,7 @@ def create_app(
         app.include_router(files.router)
         app.include_router(designs.router)
         app.include_router(uploads.router)
+        app.include_router(stats.router)
         app.include_router(web.router)
 
     return app

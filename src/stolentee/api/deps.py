@@ -15,6 +15,7 @@ from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.worker import Worker
 from stolentee.keys.store import KeyStore
 from stolentee.netsafe import UrlPolicy
+from stolentee.removal.stats import RemovalStatsStore
 from stolentee.storage.base import Storage
 
 
@@ -27,6 +28,7 @@ class Services:
     storage: Storage
     keys: KeyStore
     removal: RemovalService
+    removal_stats: RemovalStatsStore  # per-provider counters in the database
     url_policy: UrlPolicy
     designs: DesignStore
     queue: JobQueue

@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     Date,
     DateTime,
     Dialect,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     false,
@@ -184,3 +186,62 @@ class Design(Base):
     # NULL: served by the configured storage. Set by a storage migration's URL rewrite to the
     # new store's public base URL (``https://assets.example.com``, no trailing '/').
     public_base_url: Mapped[str | None] = mapped_column(String(1024))
+
+
+# --- removal statistics (stolentee.removal.stats) ----------------------------------------------
+
+# ``stolentee.removal.base.FailureKind``, in its order (a test keeps the two equal): one counter
+# column per kind, so that every counter is incremented by the same atomic upsert.
+REMOVAL_FAILURE_KINDS = (
+    "timeout",
+    "connect",
+    "server_error",
+    "rate_limited",
+    "out_of_credits",
+    "rejected",
+    "bad_response",
+    "internal",
+)
+# Latency histogram: bucket 0 is below 5 ms, bucket 45 is 120 s and more, the 44 in between are
+# log-spaced (``stolentee.removal.stats.LATENCY_BOUNDS_MS``). The boundaries are part of the
+# schema: changing them needs a new revision that converts or drops the old counts.
+REMOVAL_LATENCY_BUCKETS = 46
+REMOVAL_PROVIDER_LENGTH = 64
+
+
+def failure_column(kind: str) -> str:
+    """The ``removal_stats_daily`` column counting failures of ``kind``."""
+    return f"failures_{kind}"
+
+
+def latency_bucket_column(index: int) -> str:
+    """The ``removal_stats_daily`` column counting attempts in latency bucket ``index``."""
+    return f"latency_bucket_{index:02d}"
+
+
+def _counter(name: str) -> Column[int]:
+    return Column(name, BigInteger, nullable=False, server_default=text("0"))
+
+
+def _sum(name: str) -> Column[float]:
+    return Column(name, Float, nullable=False, server_default=text("0"))
+
+
+# Attempts of each removal provider per UTC day and caller tier (``stolentee stats removal``).
+# A Core table rather than a mapped class: its 50-odd counters are generated from the constants
+# above and only ever written by one ``INSERT ... ON CONFLICT DO UPDATE`` per attempt.
+removal_stats_daily = Table(
+    "removal_stats_daily",
+    Base.metadata,
+    Column("day", Date, primary_key=True),  # UTC day of the attempt
+    Column("provider", String(REMOVAL_PROVIDER_LENGTH), primary_key=True),
+    Column("premium", Boolean, primary_key=True),  # the caller's tier
+    _counter("requests"),
+    _counter("successes"),
+    *(_counter(failure_column(kind)) for kind in REMOVAL_FAILURE_KINDS),
+    _sum("latency_ms_sum"),
+    *(_counter(latency_bucket_column(index)) for index in range(REMOVAL_LATENCY_BUCKETS)),
+    _sum("megapixels"),
+    _sum("credits_charged"),
+    _sum("credits_avoided"),
+)
