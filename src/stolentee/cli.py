@@ -178,6 +178,9 @@ def worker_command(
     from stolentee.jobs.worker import Worker
     from stolentee.logs import configure_logging
     from stolentee.removal.engine import RemovalEngine
+    from stolentee.removal.remote import build_http_client
+    from stolentee.removal.router import build_chain
+    from stolentee.removal.stats import RemovalStatsStore
     from stolentee.storage.factory import build_storage
 
     settings = load_settings()
@@ -194,18 +197,31 @@ def worker_command(
         storage.check()  # fail now, not on every job, when the bucket or credentials are wrong
         designs = DesignStore(database=database)
         engine = RemovalEngine(settings=settings.engine)
+        http_client = build_http_client(settings.removal)
+        chain = build_chain(
+            settings.removal,
+            engine=engine,
+            http_client=http_client,
+            stats=RemovalStatsStore(database=database),
+        )
+        chain.start_probes()
         queue = JobQueue(database=database, transport=transport, settings=settings.queue)
         job_worker = Worker(
             queue=queue,
-            handlers={DESIGN_JOB: design_handler(designs=designs, storage=storage, remover=engine)},
+            handlers={DESIGN_JOB: design_handler(designs=designs, storage=storage, remover=chain)},
             concurrency=concurrency,
             permanent_errors=PERMANENT_ERRORS,
         )
         err_console.print(
             f"worker {job_worker.owner}: {job_worker.concurrency} at once, "
-            f"queue {transport.backend}, database {database.url.get_backend_name()}"
+            f"queue {transport.backend}, database {database.url.get_backend_name()}, "
+            f"removal {' -> '.join(chain.order())}"
         )
-        job_worker.run_forever(graceful_timeout_s=graceful_timeout_s)
+        try:
+            job_worker.run_forever(graceful_timeout_s=graceful_timeout_s)
+        finally:
+            chain.stop()
+            http_client.close()
     finally:
         transport.close()
         database.dispose()

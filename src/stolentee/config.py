@@ -510,10 +510,11 @@ class RemovalSettings(BaseSettings):
         description="Seconds to wait for a connection to a remote provider.",
     )
     read_timeout_s: float = Field(
-        60.0,
+        25.0,
         gt=0,
         validation_alias="STOLENTEE_PROVIDER_READ_TIMEOUT_S",
-        description="Seconds to wait for a remote provider's answer once connected.",
+        description="Seconds to wait for a remote provider's answer once connected (two "
+        "attempts fit in the 60 s request deadline).",
     )
     max_attempts: int = Field(
         2,
@@ -549,7 +550,7 @@ class RemovalSettings(BaseSettings):
         10.0,
         gt=0,
         validation_alias="STOLENTEE_PROVIDER_PROBE_INTERVAL_S",
-        description="Seconds between health probes of each remote provider (`/health` of the "
+        description="Seconds between health probes of each remote provider (`/readyz` of the "
         "removal service, Remove.bg's `/account`).",
     )
 

@@ -56,12 +56,12 @@ def cutout_key(data: bytes, content_type: str) -> str:
     return f"{CUTOUTS_PREFIX}{hashlib.sha256(data).hexdigest()}.{extension}"
 
 
-def design_options(kind: str, fmt: str) -> RemovalOptions:
+def design_options(kind: str, fmt: str, *, premium: bool = False) -> RemovalOptions:
     """Options for a design: full size; ``format`` png (default) or webp."""
     output = parse_format(fmt)
     if output not in (OutputFormat.PNG, OutputFormat.WEBP):
         raise InvalidFormatError(f"a design's cutout is png or webp; got {fmt!r}")
-    return RemovalOptions(kind=parse_kind(kind), format=output)
+    return RemovalOptions(kind=parse_kind(kind), format=output, premium=premium)
 
 
 def process_design(
@@ -94,7 +94,7 @@ def process_design(
         height=result.height,
         kind=result.kind.value,
         method=result.method,
-        provider=remover.name,
+        provider=result.provider,
         foreground=None
         if box is None
         else {"top": box.top, "left": box.left, "width": box.width, "height": box.height},

@@ -37,6 +37,8 @@ from stolentee.keys.store import KeyStore
 from stolentee.logs import configure_logging
 from stolentee.netsafe import UrlPolicy
 from stolentee.removal.engine import RemovalEngine
+from stolentee.removal.remote import build_http_client
+from stolentee.removal.router import build_chain
 from stolentee.removal.stats import RemovalStatsStore
 from stolentee.storage.base import Storage
 from stolentee.storage.factory import build_storage
@@ -71,6 +73,11 @@ def _build_services(
         deadline_s=settings.api.request_deadline_s,
     )
     limiter = MegapixelRateLimiter(settings.api.rate_limit_megapixels_per_minute)
+    removal_stats = RemovalStatsStore(database=database)
+    http_client = build_http_client(settings.removal)
+    chain = build_chain(
+        settings.removal, engine=engine, http_client=http_client, stats=removal_stats
+    )
     store = storage if storage is not None else build_storage(settings)
     designs = DesignStore(database=database)
     queue = JobQueue(
@@ -80,7 +87,7 @@ def _build_services(
     if run_worker:
         worker = Worker(
             queue=queue,
-            handlers={DESIGN_JOB: design_handler(designs=designs, storage=store, remover=engine)},
+            handlers={DESIGN_JOB: design_handler(designs=designs, storage=store, remover=chain)},
             permanent_errors=PERMANENT_ERRORS,
             name="stolentee-inprocess-worker",
         )
@@ -89,8 +96,10 @@ def _build_services(
         database=database,
         storage=store,
         keys=keys,
-        removal=RemovalService(engine=engine, keys=keys, limiter=limiter, gate=gate),
-        removal_stats=RemovalStatsStore(database=database),
+        removal=RemovalService(engine=engine, remover=chain, keys=keys, limiter=limiter, gate=gate),
+        removal_stats=removal_stats,
+        providers=chain,
+        http_client=http_client,
         url_policy=UrlPolicy.from_settings(settings.api),
         designs=designs,
         queue=queue,
@@ -121,12 +130,13 @@ async def _announce(services: Services) -> None:
             "(create one with `stolentee keys create NAME` or set STOLENTEE_API_KEYS)"
         )
     log.info(
-        "stolentee %s ready (%s, database %s, storage %s, queue %s, removal slots %d, %s)",
+        "stolentee %s ready (%s, database %s, storage %s, queue %s, removal %s, slots %d, %s)",
         __version__,
         settings.service.env.value,
         services.database.url.get_backend_name(),
         services.storage.name,
         services.queue.transport.backend,
+        " -> ".join(services.providers.order()),
         services.removal.gate.slots,
         f"in-process worker x{services.worker.concurrency}"
         if services.worker is not None
@@ -161,6 +171,7 @@ def create_app(
             services = _build_services(settings, db, storage, run_worker=worker_wanted)
             app.state.services = services
             await _announce(services)
+            services.providers.start_probes()
             if services.worker is not None:
                 services.worker.start()
             try:
@@ -168,6 +179,8 @@ def create_app(
             finally:
                 if services.worker is not None:
                     await run_in_threadpool(services.worker.stop, WORKER_STOP_TIMEOUT_S)
+                services.providers.stop()
+                services.http_client.close()
                 services.removal.gate.close()
                 services.queue.transport.close()
                 if storage is None:  # built here, so released here

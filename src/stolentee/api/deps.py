@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
+import httpx
 from fastapi import Depends, Request
 
 from stolentee.api.removal_service import RemovalService
@@ -15,6 +16,7 @@ from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.worker import Worker
 from stolentee.keys.store import KeyStore
 from stolentee.netsafe import UrlPolicy
+from stolentee.removal.router import ProviderChain
 from stolentee.removal.stats import RemovalStatsStore
 from stolentee.storage.base import Storage
 
@@ -29,6 +31,8 @@ class Services:
     keys: KeyStore
     removal: RemovalService
     removal_stats: RemovalStatsStore  # per-provider counters in the database
+    providers: ProviderChain  # local engine / removal service / Remove.bg, with breakers
+    http_client: httpx.Client  # shared by the remote providers
     url_policy: UrlPolicy
     designs: DesignStore
     queue: JobQueue

@@ -8,7 +8,7 @@ Route modules only translate their wire formats to and from this.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from starlette.concurrency import run_in_threadpool
 
@@ -16,7 +16,7 @@ from stolentee.api.admission import RemovalGate
 from stolentee.errors import RateLimitedError, UnknownForegroundError
 from stolentee.keys.ratelimit import MegapixelRateLimiter
 from stolentee.keys.store import KeyStore, Principal
-from stolentee.removal.base import RemovalOptions, RemovalResult, credits_for
+from stolentee.removal.base import RemovalOptions, RemovalResult, Remover, credits_for
 from stolentee.removal.decode import read_header
 from stolentee.removal.engine import RemovalEngine
 
@@ -33,6 +33,7 @@ class RemovalService:
     """The shared removal use case behind the HTTP routes (built once in the lifespan)."""
 
     engine: RemovalEngine
+    remover: Remover  # the provider chain (the engine itself when there is no chain)
     keys: KeyStore
     limiter: MegapixelRateLimiter
     gate: RemovalGate
@@ -51,7 +52,8 @@ class RemovalService:
                 f"rate limit of {decision.limit:g} megapixels per minute reached",
                 headers=rate_headers,
             )
-        result = await self.gate.run(lambda: self.engine.remove(data, options))
+        routed = replace(options, premium=principal.premium)
+        result = await self.gate.run(lambda: self.remover.remove(data, routed))
         if result.foreground is None:
             raise UnknownForegroundError("no subject was found in the image", headers=rate_headers)
         credits = credits_for(options.size, result.width, result.height)
@@ -72,6 +74,7 @@ def result_headers(result: RemovalResult, credits: float) -> dict[str, str]:
         "X-Type": result.kind.value,
         "X-Credits-Charged": f"{credits:g}",
         "X-Removal-Method": result.method,
+        "X-Removal-Provider": result.provider,
     }
     if result.foreground is not None:
         box = result.foreground

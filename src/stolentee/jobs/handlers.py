@@ -16,6 +16,7 @@ from stolentee.errors import FileTooLargeError, ImageError, InvalidOptionError
 from stolentee.jobs.worker import Handler, Heartbeat, PermanentJobError
 from stolentee.pipeline import design_options, process_design
 from stolentee.removal.base import Remover
+from stolentee.removal.remote import ProviderRejectedError
 from stolentee.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     ImageError,
     InvalidOptionError,
     FileTooLargeError,
+    ProviderRejectedError,  # a remote provider refused the input: the next attempt would too
 )
 
 
@@ -38,7 +40,8 @@ def design_handler(*, designs: DesignStore, storage: Storage, remover: Remover) 
             record = designs.get(design_id)
         except DesignNotFoundError:
             raise PermanentJobError(f"design {design_id!r} no longer exists") from None
-        options = design_options(record.kind, record.output_format)
+        premium = bool(job.payload.get("premium", False))
+        options = design_options(record.kind, record.output_format, premium=premium)
         outcome = process_design(
             storage=storage, remover=remover, original_key=record.original_key, options=options
         )

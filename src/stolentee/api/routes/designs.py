@@ -208,7 +208,8 @@ async def create_design(
             await run_in_threadpool(services.storage.delete, original_key)
         body = design_body(services, record, await _job(services, record))
         return JSONResponse(body, status_code=200, headers={"Idempotent-Replayed": "true"})
-    job = await run_in_threadpool(services.queue.enqueue, JOB_KIND, {"design_id": design_id})
+    payload = {"design_id": design_id, "premium": principal.premium}
+    job = await run_in_threadpool(services.queue.enqueue, JOB_KIND, payload)
     await run_in_threadpool(services.designs.attach_job, design_id, str(job.id))
     record = await run_in_threadpool(services.designs.get, design_id)
     return JSONResponse(

@@ -149,8 +149,12 @@ def _removal_section(services: ServicesDep) -> dict[str, Any]:
     spec = models.MODELS.get(engine.model)
     state = models.model_state(engine.models_dir, spec, verify=False) if spec else None
     gate = services.removal.gate
+    chain = services.providers
     return {
-        "provider": services.removal.engine.name,
+        "provider": chain.order()[0],
+        "chain": list(chain.order()),
+        "premiumChain": list(chain.order(premium=True)),
+        "providers": chain.snapshot(),
         "model": engine.model,
         "modelInstalled": state is models.ModelState.INSTALLED,
         "slots": gate.slots,
@@ -226,8 +230,8 @@ async def health_detailed(services: ServicesDep) -> JSONResponse:
         "queue": await _queue_section(services),
         "removal": removal,
         "infrastructure": {
-            # Every removal runs on the in-process engine (no Remove.bg fallback exists yet).
-            "rembgSelfHosted": True,
+            # A self-hosted provider (engine or removal service) leads the chain and is up.
+            "rembgSelfHosted": services.providers.self_hosted_first_and_healthy(),
             # True when an S3-compatible bucket (R2 or another) is the store and answers now.
             "r2Storage": services.storage.name == "s3" and storage_error is None,
             # Backed by no subsystem yet (the cost model): null, never invented.
