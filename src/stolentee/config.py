@@ -477,8 +477,8 @@ class RemovalSettings(BaseSettings):
         SecretStr(""),
         validation_alias="REMBG_API_KEY",
         description="API key sent (`X-Api-Key`) to the removal service at `REMBG_ENDPOINT` "
-        "(secret, masked in `config show`). Empty: none (the service accepts loopback/private "
-        "callers only when it has no keys).",
+        "(secret, masked in `config show`). Empty: none (a service without keys serves "
+        "loopback callers only).",
     )
     removebg_api_key: SecretStr = Field(
         SecretStr(""),
