@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
@@ -25,6 +26,8 @@ from stolentee.errors import (
 from stolentee.storage.base import CHUNK_BYTES
 from stolentee.storage.cache_policy import ASSETS_CACHE, UPLOADS_CACHE
 from stolentee.storage.factory import build_named_storage, build_storage
+from stolentee.storage.local import LocalStorage
+from stolentee.storage.migrate import Manifest, migrate
 from stolentee.storage.s3 import MIB, SHA256_METADATA, S3Storage
 from tests.conftest import SettingsFactory
 from tests.seaweedfs import SeaweedFS
@@ -230,3 +233,59 @@ def test_presigned_post_enforces_its_conditions(s3: S3Storage) -> None:
     assert (info.size, info.content_type) == (500, "image/png")
     assert info.sha256 == hashlib.sha256(b"p" * 500).hexdigest()
     assert s3.cache_control("uploads/direct.png") == UPLOADS_CACHE.cache_control
+
+
+def test_server_side_copy_between_buckets_of_one_account(
+    seaweedfs: SeaweedFS, s3_buckets: Callable[[], str], tmp_path: Any
+) -> None:
+    def store(bucket: str, account: str) -> S3Storage:
+        return S3Storage(client=cast(Any, seaweedfs.client()), bucket=bucket, account=account)
+
+    source = store(s3_buckets(), seaweedfs.access_key_id)
+    dest = store(s3_buckets(), seaweedfs.access_key_id)
+    source.put("assets/a.png", b"server side", metadata={"design": "d1"})
+    assert dest.copy_object_from(source, "assets/a.png") is True
+    copied = dest.head("assets/a.png")
+    original = source.head("assets/a.png")
+    assert (copied.sha256, copied.content_type, copied.metadata) == (
+        original.sha256,
+        original.content_type,
+        original.metadata,
+    )
+    assert dest.cache_control("assets/a.png") == ASSETS_CACHE.cache_control
+    with pytest.raises(ObjectNotFoundError):
+        dest.copy_object_from(source, "assets/missing.png")
+
+    elsewhere = store(s3_buckets(), "another-account")
+    assert elsewhere.copy_object_from(source, "assets/a.png") is False
+    assert store(s3_buckets(), "").copy_object_from(source, "assets/a.png") is False
+    local = LocalStorage(root=tmp_path / "local")
+    assert dest.copy_object_from(local, "assets/a.png") is False
+
+
+def test_migration_copies_server_side_and_streams_what_it_cannot_verify(
+    seaweedfs: SeaweedFS, s3_buckets: Callable[[], str], tmp_path: Any
+) -> None:
+    source = S3Storage(
+        client=cast(Any, seaweedfs.client()), bucket=s3_buckets(), account=seaweedfs.access_key_id
+    )
+    dest = S3Storage(
+        client=cast(Any, seaweedfs.client()), bucket=s3_buckets(), account=seaweedfs.access_key_id
+    )
+    for n in range(5):
+        source.put(f"uploads/{n}.png", bytes([n]) * 1000)
+    # Written by another tool: no sha256 to verify a server-side copy against.
+    source.client.put_object(Bucket=source.bucket, Key="uploads/foreign.png", Body=b"foreign")
+    calls: Counter[str] = Counter()
+    dest.client.meta.events.register(
+        "before-call.s3.*", lambda model, **_: calls.update([model.name])
+    )
+    with Manifest.open(tmp_path / "m.jsonl") as manifest:
+        report = migrate(source, dest, manifest=manifest, concurrency=2)
+        verified = manifest.verified_keys()
+    assert report.ok and report.copied == 6
+    assert calls["CopyObject"] == 6  # tried for every object ...
+    assert calls["PutObject"] == 1  # ... and streamed for the one it could not verify
+    assert verified["uploads/foreign.png"] == hashlib.sha256(b"foreign").hexdigest()
+    for n in range(5):
+        assert dest.get(f"uploads/{n}.png") == bytes([n]) * 1000

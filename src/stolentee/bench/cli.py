@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -22,25 +22,19 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stolentee.bench import metrics
-from stolentee.bench.contenders import OURS, REMBG, Contender, import_rembg, make_contender
-from stolentee.bench.quality import (
+from stolentee.bench.names import (
     CATEGORIES,
     DEFAULT_DATA_DIR,
-    EvalImage,
-    QualityReport,
-    load_eval_set,
-    run_quality,
-)
-from stolentee.bench.speed import (
     DEFAULT_SIZES_MP,
-    MemoryReport,
-    SpeedReport,
-    run_memory_benchmark,
-    run_removal_benchmark,
+    DEFAULT_TOLERANCE_PX,
+    OURS,
+    REMBG,
 )
-from stolentee.config import EngineSettings
 from stolentee.errors import StolenteeError
+
+if TYPE_CHECKING:  # the benchmark modules need numpy and the engine: imported when one runs
+    from stolentee.bench.quality import EvalImage, QualityReport
+    from stolentee.bench.speed import MemoryReport, SpeedReport
 
 bench_app = typer.Typer(
     help="Benchmarks against rembg: matte quality, speed and memory (see benchmarks/README.md).",
@@ -83,6 +77,8 @@ def _clean_errors() -> Iterator[None]:
 
 
 def _contender_names(vs: Peer | None) -> list[str]:
+    from stolentee.bench.contenders import import_rembg
+
     if vs is not None:
         import_rembg()  # fail early, with the install command, before any work
     return [OURS] + ([REMBG] if vs is not None else [])
@@ -122,7 +118,7 @@ def quality(
     ] = None,
     tolerance: Annotated[
         int, typer.Option(min=0, help="Boundary F tolerance in pixels.")
-    ] = metrics.DEFAULT_TOLERANCE_PX,
+    ] = DEFAULT_TOLERANCE_PX,
     worst: Annotated[
         int, typer.Option(min=0, help="Also list our N lowest-IoU images per category.")
     ] = 0,
@@ -130,6 +126,10 @@ def quality(
     json_out: JsonOption = None,
 ) -> None:
     """Matte quality per category: IoU, alpha MAE, boundary F, seconds per image."""
+    from stolentee.bench.contenders import Contender, make_contender
+    from stolentee.bench.quality import load_eval_set, run_quality
+    from stolentee.config import EngineSettings
+
     with _clean_errors():
         settings = EngineSettings()
         model_name = model or settings.model
@@ -241,6 +241,9 @@ def removal(
     json_out: JsonOption = None,
 ) -> None:
     """Speed of the whole pipeline (bytes in, PNG out), interleaved with rembg in one process."""
+    from stolentee.bench.speed import run_removal_benchmark
+    from stolentee.config import EngineSettings
+
     with _clean_errors():
         size_list = _parse_sizes(sizes)
         settings = EngineSettings()
@@ -334,6 +337,9 @@ def memory(
     json_out: JsonOption = None,
 ) -> None:
     """RSS over a long sequential run like `stolentee remove`, each contender in its own process."""
+    from stolentee.bench.speed import run_memory_benchmark
+    from stolentee.config import EngineSettings
+
     with _clean_errors():
         settings = EngineSettings()
         model_name = model or settings.model

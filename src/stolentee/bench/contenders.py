@@ -19,11 +19,10 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from stolentee.bench.names import OURS, REMBG
 from stolentee.config import EngineSettings
 from stolentee.errors import StolenteeError
 
-OURS = "stolentee"
-REMBG = "rembg"
 CONTENDERS = (OURS, REMBG)
 REMBG_INSTALL = ".venv/bin/pip install 'rembg[cpu]'"
 

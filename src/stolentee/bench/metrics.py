@@ -23,11 +23,12 @@ from functools import cache
 import numpy as np
 from numpy.typing import NDArray
 
+from stolentee.bench.names import DEFAULT_TOLERANCE_PX
+
 BoolArray = NDArray[np.bool_]
 FloatArray = NDArray[np.float32]
 
 DEFAULT_THRESHOLD = 0.5
-DEFAULT_TOLERANCE_PX = 2
 
 
 def to_unit(alpha: NDArray[np.generic]) -> FloatArray:

@@ -23,17 +23,14 @@ from PIL import Image
 
 from stolentee.bench import metrics
 from stolentee.bench.contenders import (
-    OURS,
-    REMBG,
     BenchError,
     Contender,
     alpha_of,
     check_same_model,
 )
+from stolentee.bench.names import CATEGORIES, DEFAULT_DATA_DIR, DEFAULT_TOLERANCE_PX, OURS, REMBG
 
-DEFAULT_DATA_DIR = Path("benchmarks/data")
 BUILD_COMMAND = ".venv/bin/python benchmarks/build_eval_set.py --fetch"
-CATEGORIES = ("graphic-solid", "graphic-gradient", "photo")
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +164,7 @@ def run_quality(
     contenders: Sequence[Contender],
     images: Sequence[EvalImage],
     *,
-    tolerance_px: int = metrics.DEFAULT_TOLERANCE_PX,
+    tolerance_px: int = DEFAULT_TOLERANCE_PX,
     progress: Progress | None = None,
 ) -> QualityReport:
     """Score every contender on every image; contenders alternate image by image."""

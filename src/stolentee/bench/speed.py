@@ -32,10 +32,10 @@ import psutil
 from PIL import Image
 
 from stolentee.bench.contenders import Contender, check_same_model, make_contender
+from stolentee.bench.names import DEFAULT_SIZES_MP
 from stolentee.bench.quality import EvalImage, load_eval_set
 from stolentee.config import EngineSettings
 
-DEFAULT_SIZES_MP = (1.0, 4.0, 12.0)
 PHOTO = "photo"
 GRAPHIC = "graphic"
 KINDS = (PHOTO, GRAPHIC)

@@ -10,6 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from stolentee.db.engine import Database
+from stolentee.errors import ConfigurationError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -56,3 +57,14 @@ def schema_problem(database: Database) -> str | None:
         f"database schema is at revision {current or 'empty'} but this version needs {head}; "
         "run `stolentee db upgrade`"
     )
+
+
+def ensure_schema(database: Database, *, auto_migrate: bool) -> None:
+    """Make the schema current for a command: migrate when allowed (the embedded SQLite
+    default), else raise ``ConfigurationError`` saying to run ``stolentee db upgrade``."""
+    problem = schema_problem(database)
+    if problem is None:
+        return
+    if not auto_migrate:
+        raise ConfigurationError(problem)
+    upgrade(database)

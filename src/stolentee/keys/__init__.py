@@ -5,28 +5,3 @@ created with ``stolentee keys create``) and counts usage per caller and UTC day;
 ``ratelimit.MegapixelRateLimiter`` enforces the per-caller megapixels-per-minute limit;
 ``cli.keys_app`` is the ``stolentee keys`` command group. Nothing here imports FastAPI.
 """
-
-from __future__ import annotations
-
-from stolentee.keys.ratelimit import MegapixelRateLimiter, RateDecision
-from stolentee.keys.store import (
-    LOOPBACK,
-    ApiKeyRecord,
-    KeyStore,
-    Principal,
-    PrincipalSource,
-    Usage,
-    UsageTotals,
-)
-
-__all__ = [
-    "LOOPBACK",
-    "ApiKeyRecord",
-    "KeyStore",
-    "MegapixelRateLimiter",
-    "Principal",
-    "PrincipalSource",
-    "RateDecision",
-    "Usage",
-    "UsageTotals",
-]

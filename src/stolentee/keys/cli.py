@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -18,10 +18,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from stolentee.db import migrate
-from stolentee.db.engine import Database
 from stolentee.errors import StolenteeError
-from stolentee.keys.store import ApiKeyRecord, KeyStore, UsageTotals
+
+if TYPE_CHECKING:  # the database layer is imported when a command runs, not for `--help`
+    from stolentee.keys.store import ApiKeyRecord, KeyStore, UsageTotals
 
 keys_app = typer.Typer(help="API keys for the removal API (X-Api-Key).", no_args_is_help=True)
 
@@ -33,27 +33,20 @@ err_console = Console(stderr=True)
 def _key_store() -> Iterator[KeyStore]:
     """A KeyStore on the configured database, migrated when the settings allow it."""
     from stolentee.cli import load_settings  # the main CLI mounts this app: import lazily
+    from stolentee.db import migrate
+    from stolentee.db.engine import Database
+    from stolentee.keys.store import KeyStore
 
     settings = load_settings()
     database = Database(settings=settings.database, watchdog=False)
     try:
-        _ensure_schema(database, auto_migrate=bool(settings.database.auto_migrate))
+        migrate.ensure_schema(database, auto_migrate=bool(settings.database.auto_migrate))
         yield KeyStore(database=database, static_keys=settings.api.static_keys)
     except StolenteeError as exc:
         err_console.print(f"[bold red]error[/] {exc.code}: {exc.detail}")
         raise typer.Exit(1) from exc
     finally:
         database.dispose()
-
-
-def _ensure_schema(database: Database, *, auto_migrate: bool) -> None:
-    problem = migrate.schema_problem(database)
-    if problem is None:
-        return
-    if not auto_migrate:
-        err_console.print(f"[bold red]error[/] {problem}")
-        raise typer.Exit(1)
-    migrate.upgrade(database)
 
 
 @keys_app.command("create")
@@ -118,6 +111,8 @@ _MIN_WIDTHS = {"Created": 10, "Last used": 10, "Revoked": 10}  # "YYYY-MM-DD", t
 
 
 def _table(records: list[ApiKeyRecord], usage: dict[str, UsageTotals]) -> Table:
+    from stolentee.keys.store import UsageTotals
+
     table = Table(
         title="API keys (times in UTC)",
         box=box.SIMPLE_HEAD,

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 from rich import box
@@ -18,10 +18,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from stolentee.db import migrate
-from stolentee.db.engine import Database
-from stolentee.db.models import REMOVAL_FAILURE_KINDS
 from stolentee.errors import StolenteeError
+from stolentee.removal.base import FailureKind
 from stolentee.removal.stats import (
     DEFAULT_RANGE_DAYS,
     DEFAULT_USD_PER_CREDIT,
@@ -47,27 +45,19 @@ def stats_main() -> None:
 def _stats_store() -> Iterator[RemovalStatsStore]:
     """A RemovalStatsStore on the configured database, migrated when the settings allow it."""
     from stolentee.cli import load_settings  # the main CLI mounts this app: import lazily
+    from stolentee.db import migrate
+    from stolentee.db.engine import Database
 
     settings = load_settings()
     database = Database(settings=settings.database, watchdog=False)
     try:
-        _ensure_schema(database, auto_migrate=bool(settings.database.auto_migrate))
+        migrate.ensure_schema(database, auto_migrate=bool(settings.database.auto_migrate))
         yield RemovalStatsStore(database=database)
     except StolenteeError as exc:
         err_console.print(f"[bold red]error[/] {exc.code}: {escape(exc.detail)}")
         raise typer.Exit(1) from exc
     finally:
         database.dispose()
-
-
-def _ensure_schema(database: Database, *, auto_migrate: bool) -> None:
-    problem = migrate.schema_problem(database)
-    if problem is None:
-        return
-    if not auto_migrate:
-        err_console.print(f"[bold red]error[/] {problem}")
-        raise typer.Exit(1)
-    migrate.upgrade(database)
 
 
 @stats_app.command("removal")
@@ -177,7 +167,7 @@ def _failures_table(report: StatsReport) -> Table | None:
     failed = [stats for stats in report.providers if stats.failures]
     if not failed:
         return None
-    kinds = [k for k in REMOVAL_FAILURE_KINDS if any(s.failures_by_kind[k] for s in failed)]
+    kinds = [k for k in get_args(FailureKind) if any(s.failures_by_kind[k] for s in failed)]
     table = Table(title="Failures by kind", box=box.SIMPLE_HEAD, padding=0, show_edge=False)
     table.add_column("Provider", no_wrap=True)
     for kind in kinds:

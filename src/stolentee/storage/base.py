@@ -132,6 +132,17 @@ class Storage(Protocol):
         ...
 
 
+@runtime_checkable
+class ServerSideCopy(Protocol):
+    """A backend that can copy an object from another store of the same service without the
+    bytes passing through this process (S3 ``CopyObject`` between buckets of one endpoint)."""
+
+    def copy_object_from(self, source: Storage, key: str) -> bool:
+        """Copy ``key`` from ``source`` with its content type and metadata; ``False`` when this
+        pair of stores cannot (another service, other credentials): copy it by streaming."""
+        ...
+
+
 class PagedStorage:
     """What every backend shares once it has ``list``: paging in ``iterate`` and public URLs.
 

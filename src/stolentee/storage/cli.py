@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -42,13 +42,13 @@ from rich.progress import (
 from rich.table import Table
 
 from stolentee.config import Settings
-from stolentee.db import migrate as db_migrate
-from stolentee.db.engine import Database
 from stolentee.errors import StolenteeError
 from stolentee.storage import migrate as migration
-from stolentee.storage import rewrite
 from stolentee.storage.base import Storage
 from stolentee.storage.factory import build_named_storage
+
+if TYPE_CHECKING:  # the database layer is imported only by the URL steps
+    from stolentee.db.engine import Database
 
 console = Console()
 err_console = Console(stderr=True)
@@ -337,15 +337,14 @@ def _url_step(
     settings: Settings, dest_spec: str, path: Path, *, rollback: bool, base_url: str
 ) -> None:
     """``--rewrite-urls`` / ``--rollback-urls``: designs follow the verified objects, or back."""
+    from stolentee.db import migrate as db_migrate
+    from stolentee.db.engine import Database
+
     if not path.exists():
         _fail(f"no manifest at {path}: run the copy first (or pass --manifest)")
     database = Database(settings=settings.database, watchdog=False)
     try:
-        problem = db_migrate.schema_problem(database)
-        if problem is not None:
-            if not settings.database.auto_migrate:
-                _fail(problem)
-            db_migrate.upgrade(database)
+        db_migrate.ensure_schema(database, auto_migrate=bool(settings.database.auto_migrate))
         with migration.Manifest.open(path) as manifest:
             if rollback:
                 _rollback_urls(database, manifest)
@@ -362,6 +361,8 @@ def _rewrite_urls(
     dest_spec: str,
     base_url: str,
 ) -> None:
+    from stolentee.storage import rewrite
+
     if not base_url:
         with _storage(settings, dest_spec) as dest:
             base_url = getattr(dest, "public_domain", "")
@@ -394,6 +395,8 @@ def _rewrite_urls(
 
 
 def _rollback_urls(database: Database, manifest: migration.Manifest) -> None:
+    from stolentee.storage import rewrite
+
     rolled_back = {
         rewrite_id
         for record in manifest.records("rollback")

@@ -42,7 +42,13 @@ from types import TracebackType
 from typing import IO, Any, BinaryIO, Literal, cast, get_args
 
 from stolentee.errors import ConflictError, ObjectNotFoundError, StolenteeError, StorageError
-from stolentee.storage.base import KeyEntry, ObjectInfo, Storage, validate_prefix
+from stolentee.storage.base import (
+    KeyEntry,
+    ObjectInfo,
+    ServerSideCopy,
+    Storage,
+    validate_prefix,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -489,10 +495,37 @@ class _Copier:
             if verdict == "corrupt":
                 logger.warning("%r is corrupt in the destination; copying it again", info.key)
                 note = REPLACED_CORRUPT_NOTE
+        copied = self._server_side_copy(listed.key)
+        if copied is not None:
+            return self._record(copied, "copied", verified=True, note=note)
         spool, info = self._spool_source(listed.key)
         with spool:
             self._put_verified(spool, info)
         return self._record(info, "copied", verified=True, note=note)
+
+    def _server_side_copy(self, key: str) -> ObjectInfo | None:
+        """Copy within the storage service when the two stores allow it, then read the copy
+        back against the sha256 it carries. ``None``: not possible, or the copy did not verify
+        (an object without a recorded sha256): the caller streams it."""
+        if not isinstance(self.dest, ServerSideCopy):
+            return None
+        with _stage("copying within the storage service", reading_source=True):
+            if not self.dest.copy_object_from(self.source, key):
+                return None
+        with _stage("reading back the destination"):
+            info, chunks = self.dest.open_object(key)
+            if not info.sha256:
+                _close(chunks)
+                return None
+            got = _digest(chunks)
+        if got != (info.sha256, info.size):
+            logger.warning(
+                "%r read back wrong after a server-side copy: %s",
+                key,
+                _describe_mismatch(got, info),
+            )
+            return None
+        return info
 
     def _existing_copy(self, info: ObjectInfo) -> Literal["same", "corrupt", "different"]:
         """Whether the destination already holds ``info``: ``corrupt`` when its record says

@@ -59,6 +59,7 @@ from stolentee.storage.base import (
     ListPage,
     ObjectInfo,
     PagedStorage,
+    Storage,
     check_metadata,
     iter_chunks,
     resolve_content_type,
@@ -176,6 +177,7 @@ class S3Storage(PagedStorage):
         multipart_chunk_bytes: int = 8 * MIB,
         stream_attempts: int = 4,
         label: str = "s3",
+        account: str = "",
     ) -> None:
         if multipart_chunk_bytes < 5 * MIB:
             raise ValueError("multipart parts must be at least 5 MiB (S3's minimum)")
@@ -187,6 +189,9 @@ class S3Storage(PagedStorage):
         self.multipart_chunk_bytes = multipart_chunk_bytes
         self.stream_attempts = stream_attempts
         self.label = label
+        # Who the credentials are (the access key id): two stores on one endpoint with the same
+        # account can copy between each other server-side. Empty: never assumed.
+        self.account = account
         self._pool_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
@@ -207,6 +212,7 @@ class S3Storage(PagedStorage):
             multipart_chunk_bytes=settings.s3_multipart_chunk_mb * MIB,
             stream_attempts=settings.s3_max_attempts,
             label=profile_name,
+            account=profile.access_key_id,
         )
 
     def __repr__(self) -> str:
@@ -512,6 +518,35 @@ class S3Storage(PagedStorage):
                 )
             pool = self._pool
         return list(pool.map(function, keys))
+
+    # --- server-side copy -------------------------------------------------------------------
+
+    def copy_object_from(self, source: Storage, key: str) -> bool:
+        """``CopyObject`` from ``source``'s bucket when it is on this endpoint with the same
+        account; the object keeps its content type, ``Cache-Control`` and metadata (sha256
+        included). ``False`` when not possible (the caller streams the object instead)."""
+        validate_key(key)
+        if not (
+            isinstance(source, S3Storage)
+            and self.account
+            and source.account == self.account
+            and source.endpoint == self.endpoint
+        ):
+            return False
+        try:
+            with self._errors(key):
+                self.client.copy_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    CopySource={"Bucket": source.bucket, "Key": key},
+                    MetadataDirective="COPY",
+                )
+        except ObjectNotFoundError:
+            raise
+        except StorageError as exc:  # e.g. over CopyObject's 5 GB limit: stream it instead
+            logger.info("server-side copy of %r failed (%s); streaming it", key, exc.detail)
+            return False
+        return True
 
     # --- presigned uploads -----------------------------------------------------------------
 
