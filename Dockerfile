@@ -30,4 +30,7 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\", \"8000\")}/health', timeout=4)" || exit 1
 
+# The API (default). The same image runs the other services with another command:
+#   stolentee worker --concurrency N    design jobs (with REDIS_URL and DATABASE_URL)
+#   stolentee removal-service           the standalone removal service (REMBG_ENDPOINT)
 CMD ["stolentee", "serve"]
