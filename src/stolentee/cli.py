@@ -100,10 +100,12 @@ def serve(
     import uvicorn
 
     from stolentee.api.app import create_app
+    from stolentee.callbacks import CallbackSender
     from stolentee.logs import configure_logging
 
     settings = load_settings()
     configure_logging(settings.service)
+    CallbackSender.from_settings(settings.api)  # wrong callback settings: a clear error, now
     bind_host = host or settings.service.host
     bind_port = port or settings.service.port
     worker_count = workers or settings.service.http_workers
@@ -169,11 +171,11 @@ def worker_command(
     ] = 30.0,
 ) -> None:
     """Process design jobs from the queue until SIGTERM (scale out: one or many processes)."""
+    from stolentee.callbacks import CallbackSender
     from stolentee.db import migrate
     from stolentee.db.engine import Database
     from stolentee.designs import DesignStore
-    from stolentee.jobs.handlers import DESIGN_JOB, PERMANENT_ERRORS, design_handler
-    from stolentee.jobs.queue import JobQueue
+    from stolentee.jobs.handlers import PERMANENT_ERRORS, build_handlers, build_queue
     from stolentee.jobs.transport import build_transport
     from stolentee.jobs.worker import Worker
     from stolentee.logs import configure_logging
@@ -185,6 +187,7 @@ def worker_command(
 
     settings = load_settings()
     configure_logging(settings.service)
+    callbacks = CallbackSender.from_settings(settings.api)  # wrong callback settings: stop now
     database = Database(settings=settings.database)
     transport = build_transport(settings)
     try:
@@ -205,10 +208,14 @@ def worker_command(
             stats=RemovalStatsStore(database=database),
         )
         chain.start_probes()
-        queue = JobQueue(database=database, transport=transport, settings=settings.queue)
+        queue = build_queue(
+            database=database, transport=transport, settings=settings.queue, callbacks=callbacks
+        )
         job_worker = Worker(
             queue=queue,
-            handlers={DESIGN_JOB: design_handler(designs=designs, storage=storage, remover=chain)},
+            handlers=build_handlers(
+                designs=designs, storage=storage, remover=chain, queue=queue, callbacks=callbacks
+            ),
             concurrency=concurrency,
             permanent_errors=PERMANENT_ERRORS,
         )

@@ -17,11 +17,12 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from stolentee.db.engine import Database
-from stolentee.db.models import Design
+from stolentee.db.models import Design, Job
 from stolentee.errors import ClientError, NotFoundError
+from stolentee.storage.base import Storage, public_url_for
 
 MAX_PAGE = 100
 MAX_IDEMPOTENCY_KEY = 200
@@ -60,6 +61,10 @@ class DesignRecord:
     # None: served by the configured storage; else the public base URL of the store that holds
     # this design's objects since a storage migration (no trailing '/').
     public_base_url: str | None = None
+    # Where the signed notice goes when the design finishes (None: nowhere), and the job that
+    # delivers it (None until the design's job is done or failed).
+    callback_url: str | None = None
+    callback_job_id: str | None = None
 
 
 class BaseUrlChange(NamedTuple):
@@ -95,6 +100,8 @@ def _record(row: Design) -> DesignRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
         public_base_url=row.public_base_url,
+        callback_url=row.callback_url,
+        callback_job_id=row.callback_job_id,
     )
 
 
@@ -105,6 +112,123 @@ def _is(column: InstrumentedAttribute[str | None], value: str | None) -> ColumnE
 
 def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+# --- what GET /v1/designs/{id} shows (also the body of a design callback) --------------------
+
+# ``callback.status``: the design has not finished yet, its notice is queued or being sent (or
+# waits for a retry), it was accepted with a 2xx, or delivery gave up.
+CALLBACK_WAITING = "waiting"
+CALLBACK_PENDING = "pending"
+CALLBACK_DELIVERED = "delivered"
+CALLBACK_FAILED = "failed"
+
+
+def design_status(record: DesignRecord, job: Job | None) -> str:
+    """``done`` only with a cutout to show. The design is read before its job, so a job that
+    finished in between is reported as still processing until the next poll."""
+    if record.cutout_key is not None:
+        return "done"
+    if job is None:
+        return "queued"
+    state = str(job.state)
+    return "processing" if state == "done" else state
+
+
+def object_url(storage: Storage, record: DesignRecord, key: str) -> str:
+    """Where a browser fetches one of the design's objects: under the design's own public base
+    URL once a storage migration moved it (``stolentee.storage.rewrite``), else wherever the
+    configured storage serves it."""
+    if record.public_base_url:
+        return public_url_for(key, public_domain=record.public_base_url, public_base_url="")
+    return storage.public_url(key)
+
+
+def callback_view(record: DesignRecord, callback_job: Job | None) -> dict[str, Any] | None:
+    """The design's ``callback`` section: its URL and how delivery went, from the ``callback``
+    job's row (attempts so far, the last failure, when it was accepted)."""
+    if record.callback_url is None:
+        return None
+    status = CALLBACK_WAITING
+    attempts = 0
+    last_error = None
+    delivered_at = None
+    if callback_job is not None:
+        state = str(callback_job.state)
+        status = {"done": CALLBACK_DELIVERED, "failed": CALLBACK_FAILED}.get(
+            state, CALLBACK_PENDING
+        )
+        attempts = callback_job.attempts
+        last_error = callback_job.error
+        if state == "done" and callback_job.finished_at is not None:
+            delivered_at = callback_job.finished_at.isoformat()
+    return {
+        "url": record.callback_url,
+        "status": status,
+        "attempts": attempts,
+        "last_error": last_error,
+        "delivered_at": delivered_at,
+    }
+
+
+def design_body(
+    storage: Storage, record: DesignRecord, job: Job | None, callback_job: Job | None = None
+) -> dict[str, Any]:
+    """The design as the API shows it; ``job`` is its design job, ``callback_job`` the job that
+    delivers its callback (both ``None`` when there is none yet)."""
+    result = record.result or {}
+    cutout = None
+    if record.cutout_key is not None:
+        cutout = {
+            "url": object_url(storage, record, record.cutout_key),
+            "content_type": result.get("content_type"),
+            "width": result.get("width"),
+            "height": result.get("height"),
+        }
+    return {
+        "id": record.id,
+        "status": design_status(record, job),
+        "type": record.kind,
+        "format": record.output_format,
+        "original": {
+            "url": object_url(storage, record, record.original_key),
+            "content_type": record.original_content_type,
+            "width": record.original_width,
+            "height": record.original_height,
+        },
+        "cutout": cutout,
+        "kind": result.get("kind"),
+        "method": result.get("method"),
+        "provider": result.get("provider"),
+        "foreground": result.get("foreground"),
+        "timings_ms": result.get("timings_ms"),
+        "attempts": job.attempts if job is not None else 0,
+        "error": job.error if job is not None and str(job.state) == "failed" else None,
+        "callback": callback_view(record, callback_job),
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+        "links": {"self": f"/v1/designs/{record.id}"},
+    }
+
+
+def claim_callback(session: Session, design_id: str, callback_job_id: str) -> str | None:
+    """In the caller's transaction: record ``callback_job_id`` as the job delivering the
+    design's callback, unless it has no callback URL or already has such a job. Returns the
+    callback URL when the claim was made (the caller then adds that job), else ``None``.
+    ``updated_at`` is not touched: the design itself did not change."""
+    stmt = (
+        update(Design)
+        .where(
+            Design.id == design_id,
+            Design.callback_url.is_not(None),
+            Design.callback_job_id.is_(None),
+        )
+        .values(callback_job_id=callback_job_id)
+        .returning(Design.callback_url)
+        .execution_options(synchronize_session=False)
+    )
+    url: str | None = session.scalars(stmt).first()
+    return url
 
 
 def new_design_id() -> str:
@@ -157,6 +281,7 @@ class DesignStore:
         kind: str,
         output_format: str,
         idempotency_key: str | None,
+        callback_url: str | None = None,
     ) -> tuple[DesignRecord, bool]:
         """Insert a design; with an idempotency key already used by this owner, return that
         design instead. The flag says whether a new design was created."""
@@ -171,6 +296,7 @@ class DesignStore:
             original_height=original_height,
             kind=kind,
             output_format=output_format,
+            callback_url=callback_url,
             created_at=now,
             updated_at=now,
         )

@@ -1,8 +1,10 @@
-"""Fetch a user-supplied image URL without opening a door into our own network (SSRF).
+"""Reach a user-supplied URL without opening a door into our own network (SSRF).
 
-Used for Remove.bg's ``image_url`` / ``bg_image_url`` and rembg's ``GET /api/remove?url=``. The
-feature is off unless ``STOLENTEE_IMAGE_URL_ENABLED`` is set; :func:`fetch_image_url` then applies,
-on the first request *and on every redirect hop*:
+Used for Remove.bg's ``image_url`` / ``bg_image_url`` and rembg's ``GET /api/remove?url=``
+(:func:`fetch_image_url`), and for design callbacks (:func:`vet_url` when a ``callback_url`` is
+accepted, :func:`send_pinned` for each delivery; see :mod:`stolentee.callbacks`). Each use has its
+own :class:`UrlPolicy`. Image URLs are off unless ``STOLENTEE_IMAGE_URL_ENABLED`` is set;
+:func:`fetch_image_url` then applies, on the first request *and on every redirect hop*:
 
 1. **URL shape.** ``http``/``https`` only; a host is required; no user-info (``user:pw@``); the
    port, when given, is 1-65535; no whitespace, control characters or backslashes in the
@@ -22,7 +24,10 @@ on the first request *and on every redirect hop*:
    ``fe80::/10``), unspecified, multicast, reserved, shared/CGNAT ``100.64/10``, documentation and
    benchmark ranges, and IPv6 forms that embed a refused IPv4 address (IPv4-mapped ``::ffff:...``,
    NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16``). Literal addresses in the URL get the same checks.
-   These refusals hold whatever the allow-list says.
+   These refusals hold whatever the allow-list says. The one exception is a policy's
+   ``internal_hosts`` (exact names or addresses, used for callbacks to a shop's backend on a
+   private network): those may be loopback or private, never link-local (metadata), unspecified
+   or multicast (:func:`internal_address_reason`). Image URLs have no internal hosts.
 
 **Pinning the vetted address (DNS rebinding).** A check-then-connect design is only safe if the
 socket goes to the address that was checked; letting the HTTP client resolve the name again would
@@ -66,7 +71,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote, urljoin, urlsplit
@@ -86,6 +91,7 @@ if TYPE_CHECKING:
     from stolentee.config import ApiSettings
 
 __all__ = [
+    "Answer",
     "FetchedImage",
     "ImageDownloadError",
     "ImageDownloadTimeoutError",
@@ -96,7 +102,10 @@ __all__ = [
     "UrlPolicy",
     "fetch_image_url",
     "forbidden_address_reason",
+    "internal_address_reason",
+    "send_pinned",
     "system_resolver",
+    "vet_url",
 ]
 
 log = logging.getLogger(__name__)
@@ -121,6 +130,7 @@ _PATH_SAFE: Final = "/%:@!$&'()*+,;=-._~"
 _QUERY_SAFE: Final = _PATH_SAFE + "?"
 
 _SHARED_ADDRESS_SPACE: Final = ipaddress.IPv4Network("100.64.0.0/10")
+_THIS_NETWORK: Final = ipaddress.IPv4Network("0.0.0.0/8")  # 0.x reaches this host on Linux
 _NAT64_PREFIX: Final = ipaddress.IPv6Network("64:ff9b::/96")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -131,13 +141,26 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 @dataclass(frozen=True, slots=True)
 class UrlPolicy:
-    """What :func:`fetch_image_url` may do. Build it from settings with :meth:`from_settings`."""
+    """Which URLs may be reached, and within what limits. Build the image-URL policy from settings
+    with :meth:`from_settings`; :mod:`stolentee.callbacks` builds the callback policy.
+
+    ``internal_hosts`` (empty for image URLs) are exact host names or IP literals the operator
+    trusts on a private network: they are allowed without being in ``allowed_hosts``, may be
+    reached over plain ``http`` when ``https_only`` is set, and may be (or resolve to) loopback
+    and private addresses. Link-local (the ``169.254.169.254`` metadata service), unspecified
+    and multicast addresses stay refused for them too. ``label`` names the URL in error
+    messages and ``allowed_hosts_var`` the setting that fills ``allowed_hosts``.
+    """
 
     enabled: bool
     allowed_hosts: tuple[str, ...]
     timeout_s: float
     max_redirects: int
     max_bytes: int
+    https_only: bool = False
+    internal_hosts: tuple[str, ...] = ()
+    label: str = "image URL"
+    allowed_hosts_var: str = ALLOWED_HOSTS_VAR
 
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:
@@ -146,6 +169,9 @@ class UrlPolicy:
             raise ValueError("max_redirects must not be negative")
         if self.max_bytes < 1:
             raise ValueError("max_bytes must be at least 1")
+        wildcards = [entry for entry in self.internal_hosts if "*" in entry]
+        if wildcards:
+            raise ValueError(f"internal hosts must be exact names or addresses, not {wildcards}")
 
     @classmethod
     def from_settings(cls, api: ApiSettings) -> UrlPolicy:
@@ -194,32 +220,34 @@ class _Target:
         return f"{self.scheme}://{self.authority}{self.path_query}"
 
 
-def _parse_url(url: str) -> _Target:
+def _parse_url(url: str, label: str = "image URL") -> _Target:
     """Validate the shape of ``url`` and normalise it, or raise :class:`ImageUrlError`."""
     url = url.strip()
     if not url:
-        raise ImageUrlError("The image URL is empty.")
+        raise ImageUrlError(f"The {label} is empty.")
     if len(url) > MAX_URL_LENGTH:
-        raise ImageUrlError(f"The image URL is longer than {MAX_URL_LENGTH} characters.")
+        raise ImageUrlError(f"The {label} is longer than {MAX_URL_LENGTH} characters.")
     if any(ord(char) < 0x21 or ord(char) == 0x7F for char in url):
-        raise ImageUrlError("The image URL contains whitespace or control characters.")
+        raise ImageUrlError(f"The {label} contains whitespace or control characters.")
     try:
         parts = urlsplit(url)
     except ValueError as exc:
-        raise ImageUrlError(f"The image URL is malformed: {exc}.") from None
+        raise ImageUrlError(f"The {label} is malformed: {exc}.") from None
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
         shown = f"{scheme!r}" if scheme else "none"
-        raise ImageUrlError(f"Only http and https image URLs are accepted (scheme: {shown}).")
+        raise ImageUrlError(f"Only http and https {label}s are accepted (scheme: {shown}).")
     netloc = parts.netloc
     if not netloc:
-        raise ImageUrlError("The image URL has no host.")
+        raise ImageUrlError(f"The {label} has no host.")
     if "@" in netloc:
-        raise ImageUrlError("Image URLs must not contain a user name or password.")
+        raise ImageUrlError(
+            f"{label[:1].upper()}{label[1:]}s must not contain a user name or password."
+        )
     if "\\" in netloc or "%" in netloc:
-        raise ImageUrlError("The image URL's host contains characters a host name cannot have.")
-    raw_host, port = _split_authority(netloc, default_port=_DEFAULT_PORTS[scheme])
-    host, ip = _normalise_host(raw_host)
+        raise ImageUrlError(f"The {label}'s host contains characters a host name cannot have.")
+    raw_host, port = _split_authority(netloc, default_port=_DEFAULT_PORTS[scheme], label=label)
+    host, ip = _normalise_host(raw_host, label)
     path = quote(parts.path or "/", safe=_PATH_SAFE)
     if not path.startswith("/"):
         path = "/" + path
@@ -228,61 +256,63 @@ def _parse_url(url: str) -> _Target:
     return _Target(scheme=scheme, host=host, ip=ip, port=port, path_query=path_query)
 
 
-def _split_authority(netloc: str, *, default_port: int) -> tuple[str, int]:
+def _split_authority(
+    netloc: str, *, default_port: int, label: str = "image URL"
+) -> tuple[str, int]:
     """``host[:port]`` or ``[v6][:port]`` to (host text, port)."""
     if netloc.startswith("["):
         end = netloc.find("]")
         if end < 0:
-            raise ImageUrlError("The image URL has an unterminated IPv6 address.")
+            raise ImageUrlError(f"The {label} has an unterminated IPv6 address.")
         host, rest = netloc[: end + 1], netloc[end + 1 :]
         if rest and not rest.startswith(":"):
-            raise ImageUrlError("The image URL's host is malformed.")
+            raise ImageUrlError(f"The {label}'s host is malformed.")
         port_text = rest[1:] if rest else None
     else:
         host, sep, port_text_or_empty = netloc.partition(":")
         port_text = port_text_or_empty if sep else None
         if ":" in port_text_or_empty:
-            raise ImageUrlError("The image URL's host is malformed (IPv6 needs brackets).")
+            raise ImageUrlError(f"The {label}'s host is malformed (IPv6 needs brackets).")
     if port_text is None or port_text == "":
         return host, default_port
     if not port_text.isascii() or not port_text.isdigit() or len(port_text) > 5:
-        raise ImageUrlError("The image URL's port is not a number.")
+        raise ImageUrlError(f"The {label}'s port is not a number.")
     port = int(port_text)
     if not 1 <= port <= 65535:
-        raise ImageUrlError("The image URL's port is out of range (1-65535).")
+        raise ImageUrlError(f"The {label}'s port is out of range (1-65535).")
     return host, port
 
 
-def _normalise_host(raw_host: str) -> tuple[str, IPAddress | None]:
+def _normalise_host(raw_host: str, label: str = "image URL") -> tuple[str, IPAddress | None]:
     """Canonical host text, and the address when the host is an IP literal in any spelling."""
     if raw_host.startswith("["):
         try:
             ip6 = ipaddress.IPv6Address(raw_host[1:-1])
         except ValueError:
-            raise ImageUrlError("The image URL's IPv6 address is malformed.") from None
+            raise ImageUrlError(f"The {label}'s IPv6 address is malformed.") from None
         return ip6.compressed, ip6
     host = raw_host.lower()
     if host.endswith("."):
         host = host[:-1]
     if not host:
-        raise ImageUrlError("The image URL has no host.")
+        raise ImageUrlError(f"The {label} has no host.")
     if not host.isascii():
         try:
             # IDNA 2003 also folds look-alikes such as full-width digits to ASCII; the checks
             # below run on the folded result, which is what a resolver would be asked.
             host = host.encode("idna").decode("ascii").lower()
         except UnicodeError:
-            raise ImageUrlError("The image URL's host is not a valid domain name.") from None
+            raise ImageUrlError(f"The {label}'s host is not a valid domain name.") from None
         host = host.removesuffix(".")
-    ip4 = _ipv4_literal(host)
+    ip4 = _ipv4_literal(host, label)
     if ip4 is not None:
         return str(ip4), ip4
     if not _HOSTNAME_RE.fullmatch(host):
-        raise ImageUrlError("The image URL's host is not a valid domain name.")
+        raise ImageUrlError(f"The {label}'s host is not a valid domain name.")
     return host, None
 
 
-def _ipv4_literal(host: str) -> ipaddress.IPv4Address | None:
+def _ipv4_literal(host: str, label: str = "image URL") -> ipaddress.IPv4Address | None:
     """The address when ``host`` would be read as IPv4 (``127.1``, ``0x7f.1``, ``2130706433``)."""
     try:
         return ipaddress.IPv4Address(host)
@@ -295,7 +325,7 @@ def _ipv4_literal(host: str) -> ipaddress.IPv4Address | None:
         packed = socket.inet_aton(host)
     except OSError:
         raise ImageUrlError(
-            "The image URL's host looks like an IPv4 address but is not a valid one."
+            f"The {label}'s host looks like an IPv4 address but is not a valid one."
         ) from None
     return ipaddress.IPv4Address(packed)
 
@@ -329,21 +359,41 @@ def _host_allowed(host: str, ip: IPAddress | None, allowed: tuple[str, ...]) -> 
     return False
 
 
+def _is_internal(target: _Target, policy: UrlPolicy) -> bool:
+    """The host is one of the policy's exact ``internal_hosts`` entries."""
+    return bool(policy.internal_hosts) and _host_allowed(
+        target.host, target.ip, policy.internal_hosts
+    )
+
+
+def _address_reason(ip: IPAddress, *, internal: bool) -> str | None:
+    """Why ``ip`` must not be contacted for this host (``None``: it may be)."""
+    return internal_address_reason(ip) if internal else forbidden_address_reason(ip)
+
+
 def _check_target(target: _Target, policy: UrlPolicy) -> None:
-    if not policy.allowed_hosts:
-        raise ImageUrlError(
-            "No host is allowed for image URLs: set "
-            f"{ALLOWED_HOSTS_VAR} (comma-separated names, *.suffix entries or *)."
-        )
-    if not _host_allowed(target.host, target.ip, policy.allowed_hosts):
-        raise ImageUrlError(
-            f"The host {target.host!r} is not in the image URL allow-list ({ALLOWED_HOSTS_VAR})."
-        )
+    label = policy.label
+    internal = _is_internal(target, policy)
+    if not internal:
+        if not policy.allowed_hosts:
+            raise ImageUrlError(
+                f"No host is allowed for {label}s: set "
+                f"{policy.allowed_hosts_var} (comma-separated names, *.suffix entries or *)."
+            )
+        if not _host_allowed(target.host, target.ip, policy.allowed_hosts):
+            raise ImageUrlError(
+                f"The host {target.host!r} is not in the {label} allow-list "
+                f"({policy.allowed_hosts_var})."
+            )
+        if policy.https_only and target.scheme != "https":
+            raise ImageUrlError(
+                f"The {label} must use https (plain http is allowed only for internal hosts)."
+            )
     if target.ip is not None:
-        reason = forbidden_address_reason(target.ip)
+        reason = _address_reason(target.ip, internal=internal)
         if reason is not None:
-            log.info("image URL refused: %s is %s", target.ip, reason)
-            raise ImageUrlError(f"The image URL points at {target.ip}, {reason}.")
+            log.info("%s refused: %s is %s", label, target.ip, reason)
+            raise ImageUrlError(f"The {label} points at {target.ip}, {reason}.")
 
 
 # --- addresses -----------------------------------------------------------------------------------
@@ -378,6 +428,33 @@ def forbidden_address_reason(ip: IPAddress) -> str | None:
     return None
 
 
+def internal_address_reason(ip: IPAddress) -> str | None:
+    """Why ``ip`` must not be contacted even on a trusted internal host, or ``None``.
+
+    Loopback, private (RFC 1918, ``fc00::/7``, site-local), shared (CGNAT) and public addresses
+    pass; link-local (``169.254/16`` with the cloud metadata service, ``fe80::/10``), unspecified
+    and multicast addresses, and IPv6 forms that embed one of those, are refused.
+    """
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            reason = internal_address_reason(embedded)
+            return None if reason is None else f"an IPv6 form of {embedded}, {reason}"
+    if ip.is_unspecified or (isinstance(ip, ipaddress.IPv4Address) and ip in _THIS_NETWORK):
+        return "an unspecified address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_loopback or ip.is_private:
+        return None
+    if isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED_ADDRESS_SPACE:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
+        return None
+    return forbidden_address_reason(ip)
+
+
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 address stands for (mapped, NAT64, 6to4), if any."""
     if ip.ipv4_mapped is not None:
@@ -393,8 +470,11 @@ def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def _resolve(target: _Target, resolver: Resolver, clock: _Clock) -> list[IPAddress]:
-    """The vetted addresses to connect to; refuses when *any* answer is not public."""
+def _resolve(
+    target: _Target, resolver: Resolver, clock: _Clock, *, internal: bool = False
+) -> list[IPAddress]:
+    """The vetted addresses to connect to; refuses when *any* answer is not public (or, for an
+    internal host, when any answer is link-local, unspecified or multicast)."""
     if target.ip is not None:
         return [target.ip]  # already vetted by _check_target
     remaining = clock.remaining()
@@ -421,9 +501,9 @@ def _resolve(target: _Target, resolver: Resolver, clock: _Clock) -> list[IPAddre
             raise ImageUrlError(
                 f"{target.host!r} resolved to something that is not an address."
             ) from None
-        reason = forbidden_address_reason(ip)
+        reason = _address_reason(ip, internal=internal)
         if reason is not None:
-            log.info("image URL refused: %s resolves to %s, %s", target.host, ip, reason)
+            log.info("URL refused: %s resolves to %s, %s", target.host, ip, reason)
             raise ImageUrlError(f"The host {target.host!r} resolves to {ip}, {reason}.")
         addresses.append(ip)
     if not addresses:
@@ -508,8 +588,23 @@ def _timed_out(target: _Target) -> ImageDownloadTimeoutError:
     return ImageDownloadTimeoutError(f"Downloading {target.url} took longer than the time allowed.")
 
 
-def _request_for(target: _Target, ip: IPAddress, clock: _Clock) -> httpx.Request:
-    """A GET addressed to the vetted ``ip``, naming the real host in ``Host`` and SNI."""
+_IMAGE_HEADERS: Final = {
+    "User-Agent": _USER_AGENT,
+    "Accept": "image/*, */*;q=0.5",
+    "Accept-Encoding": "identity",
+}
+
+
+def _request_for(
+    target: _Target,
+    ip: IPAddress,
+    clock: _Clock,
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] = _IMAGE_HEADERS,
+    content: bytes | None = None,
+) -> httpx.Request:
+    """A request addressed to the vetted ``ip``, naming the real host in ``Host`` and SNI."""
     remaining = clock.remaining()
     url = httpx.URL(
         scheme=target.scheme,
@@ -523,23 +618,26 @@ def _request_for(target: _Target, ip: IPAddress, clock: _Clock) -> httpx.Request
     }
     if target.scheme == "https" and target.ip is None:
         extensions["sni_hostname"] = target.host  # SNI and certificate check use the real name
-    headers = {
-        "Host": target.authority,
-        "User-Agent": _USER_AGENT,
-        "Accept": "image/*, */*;q=0.5",
-        "Accept-Encoding": "identity",
-        "Connection": "close",
-    }
-    return httpx.Request("GET", url, headers=headers, extensions=extensions)
+    # Host and Connection are ours to set: the caller cannot redirect the request elsewhere or
+    # keep a connection (checked for one name) open for another.
+    sent = {**headers, "Host": target.authority, "Connection": "close"}
+    return httpx.Request(method, url, headers=sent, content=content, extensions=extensions)
 
 
 def _send_pinned(
-    target: _Target, addresses: list[IPAddress], transport: httpx.BaseTransport, clock: _Clock
+    target: _Target,
+    addresses: list[IPAddress],
+    transport: httpx.BaseTransport,
+    clock: _Clock,
+    build: Callable[[IPAddress], httpx.Request] | None = None,
+    action: str = "download",
 ) -> httpx.Response:
-    """Send to the first vetted address that accepts a connection (no new DNS lookup)."""
+    """Send to the first vetted address that accepts a connection (no new DNS lookup).
+    ``build`` makes the request for one address (default: the image GET); ``action`` says
+    what failed in error messages."""
     last_error: httpx.TransportError | None = None
     for ip in addresses:
-        request = _request_for(target, ip, clock)
+        request = build(ip) if build is not None else _request_for(target, ip, clock)
         try:
             return transport.handle_request(request)
         except httpx.TimeoutException:
@@ -551,7 +649,7 @@ def _send_pinned(
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             if clock.expired:
                 raise _timed_out(target) from None
-            raise ImageDownloadError(f"Could not download {target.url}: {exc}") from None
+            raise ImageDownloadError(f"Could not {action} {target.url}: {exc}") from None
     raise ImageDownloadError(f"Could not connect to {target.host!r}: {last_error}")
 
 
@@ -633,9 +731,9 @@ def fetch_image_url(
     try:
         current = url
         for hop in range(policy.max_redirects + 1):
-            target = _parse_url(current)
+            target = _parse_url(current, policy.label)
             _check_target(target, policy)
-            addresses = _resolve(target, resolve, clock)
+            addresses = _resolve(target, resolve, clock, internal=_is_internal(target, policy))
             response = _send_pinned(target, addresses, active, clock)
             try:
                 if response.status_code in _REDIRECT_STATUSES:
@@ -663,6 +761,111 @@ def fetch_image_url(
         raise TooManyRedirectsError(
             f"The image URL redirected more than {policy.max_redirects} times."
         )
+    finally:
+        clock.stop()
+        if owned:
+            active.close()
+
+
+# --- checking a URL ahead of time, and one pinned request without redirects ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VettedUrl:
+    """A URL that passed every check: its normalised text and the addresses it resolved to."""
+
+    url: str
+    host: str
+    addresses: tuple[str, ...]
+
+
+def _require_enabled(policy: UrlPolicy) -> None:
+    if not policy.enabled:
+        raise ImageUrlDisabledError(f"This server does not accept {policy.label}s.")
+
+
+def vet_url(url: str, *, policy: UrlPolicy, resolver: Resolver | None = None) -> VettedUrl:
+    """Run the checks of steps 1-4 on ``url`` without sending anything (the host is resolved,
+    within ``policy.timeout_s``). For accepting a URL now that is contacted later: the later
+    request (:func:`send_pinned`) checks it again, because DNS answers change.
+
+    Raises :class:`ImageUrlDisabledError`, :class:`ImageUrlError` (refused by policy) or
+    :class:`ImageDownloadError` (the name does not resolve; the timeout subclass when DNS is
+    too slow).
+    """
+    _require_enabled(policy)
+    if not isinstance(url, str):
+        raise ImageUrlError(f"The {policy.label} must be text.")
+    target = _parse_url(url, policy.label)
+    _check_target(target, policy)
+    clock = _Clock(policy.timeout_s)
+    try:
+        addresses = _resolve(
+            target, resolver or system_resolver, clock, internal=_is_internal(target, policy)
+        )
+    finally:
+        clock.stop()
+    return VettedUrl(
+        url=target.url, host=target.host, addresses=tuple(ip.compressed for ip in addresses)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the server said to :func:`send_pinned` (the body is not read)."""
+
+    status_code: int
+    url: str
+    location: str | None  # the Location header of a redirect, which is never followed
+
+
+def send_pinned(
+    url: str,
+    *,
+    method: str,
+    content: bytes,
+    headers: Mapping[str, str],
+    policy: UrlPolicy,
+    resolver: Resolver | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> Answer:
+    """Send one request with ``content`` to ``url`` under ``policy``: the URL is checked, its
+    host resolved and vetted, and the request goes to the vetted address (``Host``/SNI carry the
+    name), all within ``policy.timeout_s``. Redirects are **not** followed: a 3xx answer is
+    returned like any other, so the caller decides (a redirect to an internal address can never
+    be reached this way). The answer's body is not read; the connection is closed.
+
+    Raises :class:`ImageUrlDisabledError`, :class:`ImageUrlError` (refused by policy) or
+    :class:`ImageDownloadError` (DNS or network failure; :class:`ImageDownloadTimeoutError` when
+    out of time). ``resolver`` and ``transport`` are the test hooks of :func:`fetch_image_url`.
+    """
+    _require_enabled(policy)
+    target = _parse_url(url, policy.label)
+    _check_target(target, policy)
+    owned = transport is None
+    active = transport or httpx.HTTPTransport(trust_env=False, retries=0)
+    clock = _Clock(policy.timeout_s)
+    try:
+        addresses = _resolve(
+            target, resolver or system_resolver, clock, internal=_is_internal(target, policy)
+        )
+        headers = {"User-Agent": _USER_AGENT, **headers}
+
+        def build(ip: IPAddress) -> httpx.Request:
+            return _request_for(target, ip, clock, method=method, headers=headers, content=content)
+
+        response = _send_pinned(target, addresses, active, clock, build, action="reach")
+        try:
+            if clock.expired:  # an answer cut short by the watchdog is no answer
+                raise _timed_out(target)
+            return Answer(
+                status_code=response.status_code,
+                url=target.url,
+                location=response.headers.get("location"),
+            )
+        finally:
+            with contextlib.suppress(httpx.HTTPError):
+                response.close()
     finally:
         clock.stop()
         if owned:

@@ -190,8 +190,8 @@ def test_status_never_says_done_without_a_cutout() -> None:
     from datetime import UTC, datetime
     from types import SimpleNamespace
 
-    from stolentee.api.routes.designs import _status
     from stolentee.designs import DesignRecord
+    from stolentee.designs import design_status as _status
 
     now = datetime.now(UTC)
     record = DesignRecord(
@@ -241,8 +241,7 @@ def test_object_url_quotes_keys_under_the_design_base_url() -> None:
     import dataclasses
     from datetime import UTC, datetime
 
-    from stolentee.api.routes.designs import object_url
-    from stolentee.designs import DesignRecord
+    from stolentee.designs import DesignRecord, object_url
     from stolentee.storage.memory import MemoryStorage
 
     now = datetime.now(UTC)

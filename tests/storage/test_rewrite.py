@@ -136,6 +136,7 @@ def test_downgrade_drops_only_the_column(make_database: DatabaseFactory, databas
     with db.connect() as conn:
         assert conn.execute(text("SELECT id FROM designs")).scalars().all() == ["k" * 32]
     assert migrate.upgrade(db, "0005_design_urls") == "0005_design_urls"
+    migrate.upgrade(db)  # the ORM model has the later revisions' columns too
     assert db_designs.get("k" * 32).public_base_url is None
 
 

@@ -23,13 +23,13 @@ from stolentee.api.errors import install_error_handlers
 from stolentee.api.limits import BodyLimitMiddleware
 from stolentee.api.removal_service import RemovalService
 from stolentee.api.routes import designs, files, health, rembg, removebg, stats, uploads, web
+from stolentee.callbacks import CallbackSender
 from stolentee.config import Settings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.designs import DesignStore
 from stolentee.errors import DatabaseUnavailableError, StolenteeError
-from stolentee.jobs.handlers import DESIGN_JOB, PERMANENT_ERRORS, design_handler
-from stolentee.jobs.queue import JobQueue
+from stolentee.jobs.handlers import PERMANENT_ERRORS, build_handlers, build_queue
 from stolentee.jobs.transport import build_transport
 from stolentee.jobs.worker import Worker
 from stolentee.keys.ratelimit import MegapixelRateLimiter
@@ -64,6 +64,7 @@ async def _migrate_on_start(database: Database) -> None:
 def _build_services(
     settings: Settings, database: Database, storage: Storage | None, *, run_worker: bool
 ) -> Services:
+    callbacks = CallbackSender.from_settings(settings.api)  # checks the settings first
     engine = RemovalEngine(settings=settings.engine)
     keys = KeyStore(database=database, static_keys=settings.api.static_keys)
     gate = RemovalGate(
@@ -80,14 +81,19 @@ def _build_services(
     )
     store = storage if storage is not None else build_storage(settings)
     designs = DesignStore(database=database)
-    queue = JobQueue(
-        database=database, transport=build_transport(settings), settings=settings.queue
+    queue = build_queue(
+        database=database,
+        transport=build_transport(settings),
+        settings=settings.queue,
+        callbacks=callbacks,
     )
     worker = None
     if run_worker:
         worker = Worker(
             queue=queue,
-            handlers={DESIGN_JOB: design_handler(designs=designs, storage=store, remover=chain)},
+            handlers=build_handlers(
+                designs=designs, storage=store, remover=chain, queue=queue, callbacks=callbacks
+            ),
             permanent_errors=PERMANENT_ERRORS,
             name="stolentee-inprocess-worker",
         )
@@ -103,6 +109,7 @@ def _build_services(
         url_policy=UrlPolicy.from_settings(settings.api),
         designs=designs,
         queue=queue,
+        callbacks=callbacks,
         worker=worker,
         started_at=time.monotonic(),
     )

@@ -9,6 +9,7 @@ import httpx
 from fastapi import Depends, Request
 
 from stolentee.api.removal_service import RemovalService
+from stolentee.callbacks import CallbackSender
 from stolentee.config import Settings
 from stolentee.db.engine import Database
 from stolentee.designs import DesignStore
@@ -36,6 +37,7 @@ class Services:
     url_policy: UrlPolicy
     designs: DesignStore
     queue: JobQueue
+    callbacks: CallbackSender  # checks callback URLs at upload (workers deliver)
     worker: Worker | None  # the in-process worker, when this process runs one
     started_at: float  # time.monotonic() at start-up
 

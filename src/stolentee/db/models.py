@@ -116,6 +116,7 @@ JOB_STATES = ("queued", "processing", "done", "failed")
 JOB_ID_LENGTH = 32  # uuid4 hex
 JOB_KIND_LENGTH = 64
 JOB_OWNER_LENGTH = 255
+CALLBACK_URL_LENGTH = 2048
 
 
 class Job(Base):
@@ -186,6 +187,10 @@ class Design(Base):
     # NULL: served by the configured storage. Set by a storage migration's URL rewrite to the
     # new store's public base URL (``https://assets.example.com``, no trailing '/').
     public_base_url: Mapped[str | None] = mapped_column(String(1024))
+    # Where to POST the signed notice when the design is done or failed (NULL: nowhere), and the
+    # ``callback`` job delivering it, set in the transaction that finishes the design's job.
+    callback_url: Mapped[str | None] = mapped_column(String(CALLBACK_URL_LENGTH))
+    callback_job_id: Mapped[str | None] = mapped_column(String(JOB_ID_LENGTH))
 
 
 # --- removal statistics (stolentee.removal.stats) ----------------------------------------------

@@ -1,18 +1,36 @@
-"""Job handlers: what a worker does for each job kind.
+"""Job handlers: what a worker does for each job kind, and the queue they run on.
 
 ``design``: run :func:`stolentee.pipeline.process_design` for the design in the payload and
 record the outcome on the design. Bad input (the original is not a usable image, the design was
 deleted) fails at once; anything else is retried by the queue.
+
+``callback``: deliver a finished design's signed notice (:mod:`stolentee.callbacks`); queued by
+the ``design`` jobs' follow-up hook in the transaction that finishes them.
+
+:func:`build_queue` and :func:`build_handlers` are what every process (API server with its
+in-process worker, ``stolentee worker``) uses, so all agree on hooks, backoffs and handlers.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
+from stolentee.callbacks import (
+    CALLBACK_JOB,
+    CallbackRejectedError,
+    CallbackSender,
+    callback_handler,
+    design_follow_up,
+)
+from stolentee.config import QueueSettings
+from stolentee.db.engine import Database
 from stolentee.db.models import Job
 from stolentee.designs import DesignNotFoundError, DesignStore
 from stolentee.errors import FileTooLargeError, ImageError, InvalidOptionError
+from stolentee.jobs.queue import JobQueue
+from stolentee.jobs.transport import Transport
 from stolentee.jobs.worker import Handler, Heartbeat, PermanentJobError
 from stolentee.pipeline import design_options, process_design
 from stolentee.removal.base import Remover
@@ -30,6 +48,7 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     InvalidOptionError,
     FileTooLargeError,
     ProviderRejectedError,  # a remote provider refused the input: the next attempt would too
+    CallbackRejectedError,  # the receiver or the URL policy refused a callback for good
 )
 
 
@@ -54,3 +73,38 @@ def design_handler(*, designs: DesignStore, storage: Storage, remover: Remover) 
         return result
 
     return handle
+
+
+def build_queue(
+    *,
+    database: Database,
+    transport: Transport,
+    settings: QueueSettings,
+    callbacks: CallbackSender,
+) -> JobQueue:
+    """The job queue with the design jobs' follow-up (queue the callback) and the callback
+    jobs' own retry backoff."""
+    return JobQueue(
+        database=database,
+        transport=transport,
+        settings=settings,
+        follow_ups={DESIGN_JOB: design_follow_up(callbacks)},
+        retry_backoff_s={CALLBACK_JOB: callbacks.retry_backoff_s},
+    )
+
+
+def build_handlers(
+    *,
+    designs: DesignStore,
+    storage: Storage,
+    remover: Remover,
+    queue: JobQueue,
+    callbacks: CallbackSender,
+) -> Mapping[str, Handler]:
+    """Every job kind's handler."""
+    return {
+        DESIGN_JOB: design_handler(designs=designs, storage=storage, remover=remover),
+        CALLBACK_JOB: callback_handler(
+            designs=designs, storage=storage, queue=queue, sender=callbacks
+        ),
+    }

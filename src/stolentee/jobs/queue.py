@@ -30,6 +30,12 @@ keeps SQLite (one writer at a time, WAL) from failing a read-then-write upgrade.
   finish its run; its result is discarded (``complete`` returns ``False``) but any file it wrote
   is the same file the next run writes.
 
+**Follow-up jobs.** A hook registered for a job kind (``follow_ups``) runs inside the transaction
+that makes such a job final (``done``, or ``failed`` for good: a run that will be retried is not
+final) and may add jobs to it (:meth:`JobQueue.new_job`); they are committed with the final state
+or not at all, and their messages are sent after the commit. Design callbacks use this
+(:mod:`stolentee.callbacks`): a design's job cannot finish without its notice being queued.
+
 Times are taken from ``clock`` (aware UTC) and compared in SQL as bound parameters, so the
 database server's clock never matters; worker machines' clocks must agree to well within
 ``lease_s``.
@@ -40,7 +46,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -51,6 +57,7 @@ from sqlalchemy.orm import Session
 from stolentee.config import QueueSettings
 from stolentee.db.engine import Database
 from stolentee.db.models import JOB_KIND_LENGTH, JOB_OWNER_LENGTH, Job
+from stolentee.errors import DatabaseUnavailableError
 from stolentee.jobs.transport import Transport
 
 __all__ = [
@@ -58,6 +65,7 @@ __all__ = [
     "FAILED",
     "PROCESSING",
     "QUEUED",
+    "FollowUp",
     "Job",
     "JobQueue",
     "QueueFigures",
@@ -85,9 +93,18 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-def backoff_s(settings: QueueSettings, attempts: int) -> float:
-    """Delay before the next try after ``attempts`` tries: ``retry_backoff_s * 2**(attempts-1)``."""
-    return float(settings.retry_backoff_s * 2 ** max(0, attempts - 1))
+def backoff_s(settings: QueueSettings, attempts: int, *, first_s: float | None = None) -> float:
+    """Delay before the next try after ``attempts`` tries: ``first * 2**(attempts-1)``, where
+    ``first`` is ``first_s`` or else ``settings.retry_backoff_s``."""
+    first = settings.retry_backoff_s if first_s is None else first_s
+    return float(first * 2 ** max(0, attempts - 1))
+
+
+FollowUp = Callable[["JobQueue", Session, Job], Sequence[Job]]
+"""``(queue, session, job) -> new jobs``: called in the transaction that made ``job`` final (its
+``state`` is ``done`` or ``failed``); returns the jobs it added to ``session`` (built with
+:meth:`JobQueue.new_job`), whose messages the queue sends once that transaction committed. An
+exception rolls the final state back with it, so hooks do database work only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,11 +178,17 @@ class JobQueue:
         settings: QueueSettings,
         clock: Callable[[], datetime] = utc_now,
         resend_after_s: float | None = None,
+        follow_ups: Mapping[str, FollowUp] | None = None,
+        retry_backoff_s: Mapping[str, float] | None = None,
     ) -> None:
         self.database = database
         self.transport = transport
         self.settings = settings
         self.clock = clock
+        # Per job kind: a hook run when such a job becomes final (see the module docstring).
+        self.follow_ups: dict[str, FollowUp] = dict(follow_ups or {})
+        # Per job kind: the first retry delay, instead of settings.retry_backoff_s.
+        self.retry_backoff_s: dict[str, float] = dict(retry_backoff_s or {})
         # A queued, available job not leased this long after its message was sent lost it.
         # Duplicates are harmless, so this only trades recovery time for a few extra messages.
         self.resend_after_s = settings.lease_s if resend_after_s is None else resend_after_s
@@ -187,6 +210,22 @@ class JobQueue:
             log.warning("could not send job %s to the queue (%s); the reaper will", job_id, exc)
             return False
         return True
+
+    def _backoff(self, kind: str, attempts: int) -> float:
+        return backoff_s(self.settings, attempts, first_s=self.retry_backoff_s.get(kind))
+
+    def _finalised(self, session: Session, job: Job | None) -> list[Job]:
+        """Run the follow-up hook of a job that just became final, in its transaction."""
+        if job is None or job.state not in (DONE, FAILED):
+            return []
+        hook = self.follow_ups.get(job.kind)
+        return [] if hook is None else list(hook(self, session, job))
+
+    def _send_all(self, jobs: Iterable[Job]) -> None:
+        for job in jobs:
+            delay_s = max(0.0, (job.available_at - self._now()).total_seconds())
+            if not self.send(job.id, delay_s):
+                self._mark_unsent(job.id)
 
     def _update_one(
         self, session: Session, job_id: str, where: ColumnElement[bool], values: dict[str, Any]
@@ -215,11 +254,29 @@ class JobQueue:
         delay_s: float = 0,
     ) -> Job:
         """Store a new queued job (committed first), then send its message."""
+        job = self.new_job(kind, payload, job_id=job_id, max_attempts=max_attempts, delay_s=delay_s)
+        with self.database.session() as session:
+            session.add(job)
+        if not self.send(job.id, delay_s):
+            self._mark_unsent(job.id)
+        return job
+
+    def new_job(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        job_id: str | None = None,
+        max_attempts: int | None = None,
+        delay_s: float = 0,
+    ) -> Job:
+        """A new queued job row, not yet stored: for :meth:`enqueue` and follow-up hooks, which
+        add it to their session (the queue sends its message after their commit)."""
         if not kind or len(kind) > JOB_KIND_LENGTH:
             raise ValueError(f"job kind must be 1 to {JOB_KIND_LENGTH} characters")
         now = self._now()
         available_at = now + timedelta(seconds=max(0.0, delay_s))
-        job = Job(
+        return Job(
             id=job_id or new_job_id(),
             kind=kind,
             payload=payload,
@@ -231,11 +288,6 @@ class JobQueue:
             sent_at=available_at,
             created_at=now,
         )
-        with self.database.session() as session:
-            session.add(job)
-        if not self.send(job.id, delay_s):
-            self._mark_unsent(job.id)
-        return job
 
     def _mark_unsent(self, job_id: str) -> None:
         """Let the next reap() pass re-send at once instead of after ``resend_after_s``."""
@@ -312,6 +364,8 @@ class JobQueue:
                     "lease_expires_at": None,
                 },
             )
+            follow = self._finalised(session, job)
+        self._send_all(follow)
         return job is not None
 
     def fail(self, job_id: str, owner: str, error: str, *, retryable: bool = True) -> Job | None:
@@ -326,9 +380,10 @@ class JobQueue:
         error = _truncate(error)
         same_run = and_(self._owned(owner), Job.attempts == current.attempts)
         retry = retryable and current.attempts < current.max_attempts
+        follow: list[Job] = []
         with self.database.session() as session:
             if retry:
-                delay_s = backoff_s(self.settings, current.attempts)
+                delay_s = self._backoff(current.kind, current.attempts)
                 available_at = now + timedelta(seconds=delay_s)
                 job = self._update_one(
                     session,
@@ -357,8 +412,10 @@ class JobQueue:
                         "lease_expires_at": None,
                     },
                 )
+                follow = self._finalised(session, job)
         if job is not None and retry:
             self.send(job_id, delay_s)
+        self._send_all(follow)
         return job
 
     def release(self, job_id: str, owner: str) -> bool:
@@ -405,14 +462,16 @@ class JobQueue:
         with self.database.session() as session:
             expired = list(
                 session.execute(
-                    select(Job.id, Job.attempts, Job.max_attempts, Job.lost, Job.lease_owner)
+                    select(
+                        Job.id, Job.kind, Job.attempts, Job.max_attempts, Job.lost, Job.lease_owner
+                    )
                     .where(Job.state == PROCESSING, Job.lease_expires_at < now)
                     .order_by(Job.lease_expires_at)
                     .limit(REAP_BATCH)
                 )
             )
         requeued = failed = 0
-        for job_id, attempts, max_attempts, lost, owner in expired:
+        for job_id, kind, attempts, max_attempts, lost, owner in expired:
             # Same row, same run, still expired: otherwise someone else got there first.
             same = and_(
                 Job.state == PROCESSING,
@@ -421,39 +480,41 @@ class JobQueue:
                 Job.lease_owner == owner,
             )
             lost += 1
-            delay_s = backoff_s(self.settings, attempts)
+            delay_s = self._backoff(kind, attempts)
             available_at = now + timedelta(seconds=delay_s)
-            with self.database.session() as session:
-                if attempts < max_attempts:
-                    job = self._update_one(
-                        session,
-                        job_id,
-                        same,
-                        {
-                            "state": QUEUED,
-                            "lost": lost,
-                            "error": f"worker lost (lease expired; owner {owner})",
-                            "available_at": available_at,
-                            "sent_at": available_at,
-                            "lease_owner": None,
-                            "lease_expires_at": None,
-                        },
-                    )
-                else:
-                    times = "once" if lost == 1 else f"{lost} times"
-                    job = self._update_one(
-                        session,
-                        job_id,
-                        same,
-                        {
-                            "state": FAILED,
-                            "lost": lost,
-                            "error": f"worker lost {times} (lease expired; last owner {owner}); "
-                            f"gave up after {attempts} attempts",
-                            "finished_at": now,
-                            "lease_expires_at": None,
-                        },
-                    )
+            values: dict[str, Any]
+            if attempts < max_attempts:
+                values = {
+                    "state": QUEUED,
+                    "lost": lost,
+                    "error": f"worker lost (lease expired; owner {owner})",
+                    "available_at": available_at,
+                    "sent_at": available_at,
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                }
+            else:
+                times = "once" if lost == 1 else f"{lost} times"
+                values = {
+                    "state": FAILED,
+                    "lost": lost,
+                    "error": f"worker lost {times} (lease expired; last owner {owner}); "
+                    f"gave up after {attempts} attempts",
+                    "finished_at": now,
+                    "lease_expires_at": None,
+                }
+            try:  # one job the reaper cannot settle must not keep it from settling the others
+                with self.database.session() as session:
+                    job = self._update_one(session, job_id, same, values)
+                    follow = self._finalised(session, job)  # for a job now failed for good
+            except DatabaseUnavailableError:
+                raise  # nothing else would go better now: the pass ends, the next one retries
+            except Exception:
+                log.exception(
+                    "reaper: job %s could not be reclaimed; the next pass retries", job_id
+                )
+                continue
+            self._send_all(follow)
             if job is None:
                 continue
             if job.state == QUEUED:

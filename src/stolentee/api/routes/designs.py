@@ -3,6 +3,8 @@
 ``POST`` validates the upload with the removal API's limits, stores the original under
 ``uploads/``, records the design, queues its job and answers ``202``; the page polls ``GET``
 until the status is ``done`` (cutout URL under ``/assets/`` or the CDN domain) or ``failed``.
+With callbacks enabled, a ``callback_url`` (checked by the callback URL policy) receives a signed
+POST instead when the design finishes (:mod:`stolentee.callbacks`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from stolentee.api.routes.removebg import read_upload
 from stolentee.api.routes.uploads import InvalidUploadKeyError, check_upload_key
 from stolentee.api.security import authenticate
 from stolentee.db.models import Job
-from stolentee.designs import DesignRecord, check_idempotency_key, new_design_id
+from stolentee.designs import DesignRecord, check_idempotency_key, design_body, new_design_id
 from stolentee.errors import (
     ClientError,
     FileTooLargeError,
@@ -27,7 +29,6 @@ from stolentee.errors import (
 )
 from stolentee.pipeline import design_options
 from stolentee.removal.decode import read_header
-from stolentee.storage.base import Storage, public_url_for
 
 router = APIRouter(prefix="/v1/designs", tags=["designs"])
 
@@ -73,72 +74,29 @@ def _read_direct_upload(services: ServicesDep, upload_key: str, owner_label: str
     return services.storage.get(key)
 
 
-class CallbacksDisabledError(ClientError):
-    code = "callbacks_disabled"
-    title = "Callbacks are disabled"
+async def _jobs(services: ServicesDep, records: list[DesignRecord]) -> dict[str, Job]:
+    """The design and callback jobs of ``records``, by id, in one query."""
+    ids = [
+        job_id
+        for record in records
+        for job_id in (record.job_id, record.callback_job_id)
+        if job_id is not None
+    ]
+    if not ids:
+        return {}
+    jobs: dict[str, Job] = await run_in_threadpool(services.queue.get_many, ids)
+    return jobs
 
 
-def _status(record: DesignRecord, job: Job | None) -> str:
-    """``done`` only with a cutout to show. The design is read before its job, so a job that
-    finished in between is reported as still processing until the next poll."""
-    if record.cutout_key is not None:
-        return "done"
-    if job is None:
-        return "queued"
-    state = str(job.state)
-    return "processing" if state == "done" else state
+async def _body(services: ServicesDep, record: DesignRecord) -> dict[str, Any]:
+    """The design as GET shows it."""
+    return _render(services, record, await _jobs(services, [record]))
 
 
-def object_url(storage: Storage, record: DesignRecord, key: str) -> str:
-    """Where a browser fetches one of the design's objects: under the design's own public base
-    URL once a storage migration moved it (``stolentee.storage.rewrite``), else wherever the
-    configured storage serves it."""
-    if record.public_base_url:
-        return public_url_for(key, public_domain=record.public_base_url, public_base_url="")
-    return storage.public_url(key)
-
-
-def design_body(services: ServicesDep, record: DesignRecord, job: Job | None) -> dict[str, Any]:
-    storage = services.storage
-    result = record.result or {}
-    cutout = None
-    if record.cutout_key is not None:
-        cutout = {
-            "url": object_url(storage, record, record.cutout_key),
-            "content_type": result.get("content_type"),
-            "width": result.get("width"),
-            "height": result.get("height"),
-        }
-    return {
-        "id": record.id,
-        "status": _status(record, job),
-        "type": record.kind,
-        "format": record.output_format,
-        "original": {
-            "url": object_url(storage, record, record.original_key),
-            "content_type": record.original_content_type,
-            "width": record.original_width,
-            "height": record.original_height,
-        },
-        "cutout": cutout,
-        "kind": result.get("kind"),
-        "method": result.get("method"),
-        "provider": result.get("provider"),
-        "foreground": result.get("foreground"),
-        "timings_ms": result.get("timings_ms"),
-        "attempts": job.attempts if job is not None else 0,
-        "error": job.error if job is not None and str(job.state) == "failed" else None,
-        "created_at": record.created_at.isoformat(),
-        "updated_at": record.updated_at.isoformat(),
-        "links": {"self": f"/v1/designs/{record.id}"},
-    }
-
-
-async def _job(services: ServicesDep, record: DesignRecord) -> Job | None:
-    if record.job_id is None:
-        return None
-    job: Job | None = await run_in_threadpool(services.queue.get, record.job_id)
-    return job
+def _render(services: ServicesDep, record: DesignRecord, jobs: dict[str, Job]) -> dict[str, Any]:
+    design_job = jobs.get(record.job_id) if record.job_id is not None else None
+    callback_job = jobs.get(record.callback_job_id) if record.callback_job_id else None
+    return design_body(services.storage, record, design_job, callback_job)
 
 
 @router.post(
@@ -160,17 +118,24 @@ async def create_design(
         str, Form(alias="type", description="auto, graphic or photo (person, product...).")
     ] = "auto",
     fmt: Annotated[str, Form(alias="format", description="png or webp.")] = "png",
-    callback_url: Annotated[str | None, Form(description="Not enabled on this server.")] = None,
+    callback_url: Annotated[
+        str | None,
+        Form(
+            description="Where to POST a signed notice when the design is done or failed "
+            "(only when the server enables callbacks; else 400 callbacks_disabled)."
+        ),
+    ] = None,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
     principal = await authenticate(request, services.keys)
-    if callback_url:
-        raise CallbacksDisabledError("this server does not send callbacks; poll the design")
+    checked_callback_url = None
+    if callback_url:  # checked before any work; resolves the host, so in a thread
+        checked_callback_url = await run_in_threadpool(services.callbacks.check_url, callback_url)
     key = check_idempotency_key(idempotency_key)
     options = design_options(kind, fmt)  # validates type and format before any work
     existing = await run_in_threadpool(services.designs.by_idempotency_key, principal.label, key)
     if existing is not None:
-        body = design_body(services, existing, await _job(services, existing))
+        body = await _body(services, existing)
         return JSONResponse(body, status_code=200, headers={"Idempotent-Replayed": "true"})
 
     if (file is None) == (upload_key is None):
@@ -201,19 +166,20 @@ async def create_design(
             kind=options.kind.value,
             output_format=options.format.value,
             idempotency_key=key,
+            callback_url=checked_callback_url,
         )
     )
     if not created:  # a concurrent request with the same key won the race
         if upload_key is None:
             await run_in_threadpool(services.storage.delete, original_key)
-        body = design_body(services, record, await _job(services, record))
+        body = await _body(services, record)
         return JSONResponse(body, status_code=200, headers={"Idempotent-Replayed": "true"})
     payload = {"design_id": design_id, "premium": principal.premium}
-    job = await run_in_threadpool(services.queue.enqueue, JOB_KIND, payload)
+    job = await run_in_threadpool(services.queue.enqueue, JOB_KIND, payload)  # design job
     await run_in_threadpool(services.designs.attach_job, design_id, str(job.id))
     record = await run_in_threadpool(services.designs.get, design_id)
     return JSONResponse(
-        design_body(services, record, job),
+        await _body(services, record),
         status_code=202,
         headers={"Location": f"/v1/designs/{design_id}"},
     )
@@ -223,7 +189,7 @@ async def create_design(
 async def get_design(request: Request, services: ServicesDep, design_id: str) -> dict[str, Any]:
     principal = await authenticate(request, services.keys)
     record = await run_in_threadpool(services.designs.get, design_id, owner=principal.label)
-    return design_body(services, record, await _job(services, record))
+    return await _body(services, record)
 
 
 @router.get("", responses={400: _ERROR, 403: _ERROR})
@@ -237,7 +203,8 @@ async def list_designs(
     records, next_cursor = await run_in_threadpool(
         lambda: services.designs.page(owner=principal.label, limit=limit, cursor=cursor)
     )
-    items = [design_body(services, record, await _job(services, record)) for record in records]
+    jobs = await _jobs(services, records)
+    items = [_render(services, record, jobs) for record in records]
     return {"data": items, "next_cursor": next_cursor}
 
 
