@@ -19,6 +19,7 @@ from rich.table import Table
 from stolentee import __version__
 from stolentee.bench.cli import bench_app
 from stolentee.config import Settings, effective_settings, iter_setting_docs
+from stolentee.costs.cli import costs_app
 from stolentee.errors import ConfigurationError, StolenteeError
 from stolentee.keys.cli import keys_app
 from stolentee.removal.base import (
@@ -53,6 +54,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(bench_app, name="bench")
 app.add_typer(stats_app, name="stats")
+app.add_typer(costs_app, name="costs")
 app.command("migrate-storage")(migrate_storage)
 
 console = Console()

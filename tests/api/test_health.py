@@ -56,9 +56,10 @@ def test_detailed_health_shape_and_measured_values(client: TestClient) -> None:
     removal = body["removal"]
     assert removal["provider"] == "local" and removal["model"] == "u2netp"
     assert removal["modelInstalled"] is True and removal["slots"] == 2
-    # Not backed by any subsystem yet: reported as null, never invented.
-    assert infrastructure["estimatedMonthlySavings"] is None
-    assert infrastructure["costOptimized"] is None
+    # From the cost model on the recorded statistics: nothing removed yet, so only the storage
+    # line differs from the counterfactual (Supabase Pro), and nothing is self-hosted yet.
+    assert isinstance(infrastructure["estimatedMonthlySavings"], float)
+    assert infrastructure["costOptimized"] is False
 
 
 def test_detailed_health_counts_more_checkouts_each_time(client: TestClient) -> None:
@@ -181,3 +182,32 @@ def test_the_removal_service_role_serves_only_removal_and_health(
         )
         assert client.get("/").status_code == 404
         assert client.app.state.services.worker is None  # type: ignore[attr-defined]
+
+
+def test_live_savings_follow_the_removals_that_really_ran(make_settings: SettingsFactory) -> None:
+    from tests.removal.conftest import composite, draw_logo, encode
+
+    logo = encode(composite(draw_logo((300, 200)), (255, 255, 255)))
+    settings = make_settings(api={"api_keys": "st_health_key"})
+    with TestClient(create_app(settings), headers={"X-Api-Key": "st_health_key"}) as client:
+
+        def savings() -> float:
+            value = client.get("/health/detailed").json()["infrastructure"]
+            assert isinstance(value["estimatedMonthlySavings"], float)
+            return float(value["estimatedMonthlySavings"])
+
+        before = savings()
+        for expected_removals in (1, 2):
+            answer = client.post("/v1.0/removebg", files={"image_file": ("l.png", logo)})
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["X-Removal-Provider"] == "local"
+            after = savings()
+            assert after > before, f"savings did not grow after removal {expected_removals}"
+            before = after
+        assert client.get("/health/detailed").json()["infrastructure"]["costOptimized"] is True
+        report = client.get("/v1/costs/report").json()
+        assert report["live"]["estimated_monthly_savings"]
+        live = report["live"]
+        assert live["estimated_monthly_savings"] == f"${after:,.2f}"
+        assert report["scenarios"]
+        assert client.get("/v1/costs/report?policy=nonsense").status_code == 400

@@ -22,9 +22,20 @@ from stolentee.api.deps import Services
 from stolentee.api.errors import install_error_handlers
 from stolentee.api.limits import BodyLimitMiddleware
 from stolentee.api.removal_service import RemovalService
-from stolentee.api.routes import designs, files, health, rembg, removebg, stats, uploads, web
+from stolentee.api.routes import (
+    costs,
+    designs,
+    files,
+    health,
+    rembg,
+    removebg,
+    stats,
+    uploads,
+    web,
+)
 from stolentee.callbacks import CallbackSender
 from stolentee.config import Settings
+from stolentee.costs.pricebook import load_pricebook
 from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.designs import DesignStore
@@ -106,6 +117,7 @@ def _build_services(
         removal_stats=removal_stats,
         providers=chain,
         http_client=http_client,
+        pricebook=load_pricebook(),
         url_policy=UrlPolicy.from_settings(settings.api),
         designs=designs,
         queue=queue,
@@ -212,6 +224,7 @@ def create_app(
         app.include_router(designs.router)
         app.include_router(uploads.router)
         app.include_router(stats.router)
+        app.include_router(costs.router)
         app.include_router(web.router)
 
     return app

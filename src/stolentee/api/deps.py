@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from stolentee.api.removal_service import RemovalService
 from stolentee.callbacks import CallbackSender
 from stolentee.config import Settings
+from stolentee.costs.pricebook import Pricebook
 from stolentee.db.engine import Database
 from stolentee.designs import DesignStore
 from stolentee.jobs.queue import JobQueue
@@ -34,6 +35,7 @@ class Services:
     removal_stats: RemovalStatsStore  # per-provider counters in the database
     providers: ProviderChain  # local engine / removal service / Remove.bg, with breakers
     http_client: httpx.Client  # shared by the remote providers
+    pricebook: Pricebook  # prices with sources: live savings in health and /v1/costs
     url_policy: UrlPolicy
     designs: DesignStore
     queue: JobQueue

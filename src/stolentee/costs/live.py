@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -32,7 +32,7 @@ from stolentee.costs.model import CORRECTED, Policy, ScenarioCosts, compute, cre
 from stolentee.costs.pricebook import Pricebook
 from stolentee.costs.profile import Compute, Images, Profile, Removal, Service, Storage
 from stolentee.removal.router import PAID_PROVIDERS
-from stolentee.removal.stats import TOTAL, StatsReport
+from stolentee.removal.stats import TOTAL, RemovalStatsStore, StatsReport
 
 DAYS_PER_MONTH = Decimal(30)
 BYTES_PER_GB = Decimal(10**9)  # providers bill decimal gigabytes
@@ -390,4 +390,24 @@ def live_savings(
         counterfactual_monthly_usd=cents(
             sum((ln.amount for ln in _compared(counterfactual_costs)), ZERO)
         ),
+    )
+
+
+def recent_live_savings(
+    book: Pricebook,
+    store: RemovalStatsStore,
+    *,
+    storage_backend: str,
+    storage_endpoint: str = "",
+    days: int = 30,
+) -> LiveSavings:
+    """Live savings of this service over the last ``days`` UTC days (today included), from the
+    removal statistics in the database: what ``/health/detailed`` and ``/v1/costs/report`` show."""
+    end = store.today()
+    stats = store.report(start=end - timedelta(days=days - 1), end=end)
+    return live_savings(
+        book,
+        stats,
+        period_days=days,
+        storage_provider=storage_provider_for(storage_backend, storage_endpoint),
     )

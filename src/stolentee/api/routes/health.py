@@ -22,6 +22,8 @@ from starlette.concurrency import run_in_threadpool
 
 from stolentee import __version__
 from stolentee.api.deps import ServicesDep
+from stolentee.api.routes.costs import storage_endpoint
+from stolentee.costs.live import recent_live_savings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.errors import StolenteeError
@@ -163,6 +165,26 @@ def _removal_section(services: ServicesDep) -> dict[str, Any]:
     }
 
 
+async def _savings(services: ServicesDep) -> dict[str, Any]:
+    """From the cost model on the last 30 days of measured removals (never a constant); null
+    with the reason when it cannot be computed now."""
+    try:
+        live = await run_in_threadpool(
+            lambda: recent_live_savings(
+                services.pricebook,
+                services.removal_stats,
+                storage_backend=services.settings.storage.backend,
+                storage_endpoint=storage_endpoint(services),
+            )
+        )
+    except StolenteeError as exc:
+        return {"costOptimized": None, "estimatedMonthlySavings": None, "costError": exc.detail}
+    return {
+        "costOptimized": live.cost_optimized,
+        "estimatedMonthlySavings": float(live.estimated_monthly_savings_usd),
+    }
+
+
 async def _queue_section(services: ServicesDep) -> dict[str, Any]:
     section: dict[str, Any] = {
         "backend": services.queue.transport.backend,
@@ -234,9 +256,7 @@ async def health_detailed(services: ServicesDep) -> JSONResponse:
             "rembgSelfHosted": services.providers.self_hosted_first_and_healthy(),
             # True when an S3-compatible bucket (R2 or another) is the store and answers now.
             "r2Storage": services.storage.name == "s3" and storage_error is None,
-            # Backed by no subsystem yet (the cost model): null, never invented.
-            "costOptimized": None,
-            "estimatedMonthlySavings": None,
+            **await _savings(services),
         },
     }
     return JSONResponse(body, status_code=503 if status == "unhealthy" else 200)
