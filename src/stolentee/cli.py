@@ -173,6 +173,8 @@ def worker_command(
     ] = 30.0,
 ) -> None:
     """Process design jobs from the queue until SIGTERM (scale out: one or many processes)."""
+    from prometheus_client import start_http_server
+
     from stolentee.callbacks import CallbackSender
     from stolentee.db import migrate
     from stolentee.db.engine import Database
@@ -181,6 +183,7 @@ def worker_command(
     from stolentee.jobs.transport import build_transport
     from stolentee.jobs.worker import Worker
     from stolentee.logs import configure_logging
+    from stolentee.metrics import Metrics
     from stolentee.removal.engine import RemovalEngine
     from stolentee.removal.remote import build_http_client
     from stolentee.removal.router import build_chain
@@ -203,11 +206,13 @@ def worker_command(
         designs = DesignStore(database=database)
         engine = RemovalEngine(settings=settings.engine)
         http_client = build_http_client(settings.removal)
+        metrics = Metrics()
+        metrics.instrument_database(database)
         chain = build_chain(
             settings.removal,
             engine=engine,
             http_client=http_client,
-            stats=RemovalStatsStore(database=database),
+            stats=metrics.removal_sink(RemovalStatsStore(database=database)),
         )
         chain.start_probes()
         queue = build_queue(
@@ -215,12 +220,25 @@ def worker_command(
         )
         job_worker = Worker(
             queue=queue,
-            handlers=build_handlers(
-                designs=designs, storage=storage, remover=chain, queue=queue, callbacks=callbacks
+            handlers=metrics.timed_handlers(
+                build_handlers(
+                    designs=designs,
+                    storage=storage,
+                    remover=chain,
+                    queue=queue,
+                    callbacks=callbacks,
+                )
             ),
             concurrency=concurrency,
             permanent_errors=PERMANENT_ERRORS,
         )
+        metrics.watch(queue=queue, database=database)
+        if settings.service.metrics_port:
+            start_http_server(
+                settings.service.metrics_port,
+                addr=settings.service.host,
+                registry=metrics.registry,
+            )
         err_console.print(
             f"worker {job_worker.owner}: {job_worker.concurrency} at once, "
             f"queue {transport.backend}, database {database.url.get_backend_name()}, "

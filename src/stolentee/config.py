@@ -71,6 +71,20 @@ class ServiceSettings(BaseSettings):
         validation_alias="PORT",
         description="TCP port `stolentee serve` listens on (Railway and most PaaS set `PORT`).",
     )
+    metrics_token: SecretStr = Field(
+        SecretStr(""),
+        validation_alias="STOLENTEE_METRICS_TOKEN",
+        description="When set, `GET /metrics` requires `Authorization: Bearer <token>` (secret, "
+        "masked in `config show`). Empty: /metrics is open (keep it on a private network).",
+    )
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        validation_alias="STOLENTEE_METRICS_PORT",
+        description="`stolentee worker` serves its Prometheus metrics on this port (each process "
+        "is scraped on its own). 0: off.",
+    )
     http_workers: int = Field(
         1,
         ge=1,

@@ -33,6 +33,8 @@ from stolentee.api.routes import (
     uploads,
     web,
 )
+from stolentee.api.routes import metrics as metrics_routes
+from stolentee.api.routes.metrics import install_http_metrics
 from stolentee.callbacks import CallbackSender
 from stolentee.config import Settings
 from stolentee.costs.pricebook import load_pricebook
@@ -46,6 +48,7 @@ from stolentee.jobs.worker import Worker
 from stolentee.keys.ratelimit import MegapixelRateLimiter
 from stolentee.keys.store import KeyStore
 from stolentee.logs import configure_logging
+from stolentee.metrics import Metrics
 from stolentee.netsafe import UrlPolicy
 from stolentee.removal.engine import RemovalEngine
 from stolentee.removal.remote import build_http_client
@@ -86,9 +89,14 @@ def _build_services(
     )
     limiter = MegapixelRateLimiter(settings.api.rate_limit_megapixels_per_minute)
     removal_stats = RemovalStatsStore(database=database)
+    metrics = Metrics()
+    metrics.instrument_database(database)
     http_client = build_http_client(settings.removal)
     chain = build_chain(
-        settings.removal, engine=engine, http_client=http_client, stats=removal_stats
+        settings.removal,
+        engine=engine,
+        http_client=http_client,
+        stats=metrics.removal_sink(removal_stats),
     )
     store = storage if storage is not None else build_storage(settings)
     designs = DesignStore(database=database)
@@ -98,12 +106,15 @@ def _build_services(
         settings=settings.queue,
         callbacks=callbacks,
     )
+    metrics.watch(queue=queue, database=database)
     worker = None
     if run_worker:
         worker = Worker(
             queue=queue,
-            handlers=build_handlers(
-                designs=designs, storage=store, remover=chain, queue=queue, callbacks=callbacks
+            handlers=metrics.timed_handlers(
+                build_handlers(
+                    designs=designs, storage=store, remover=chain, queue=queue, callbacks=callbacks
+                )
             ),
             permanent_errors=PERMANENT_ERRORS,
             name="stolentee-inprocess-worker",
@@ -118,6 +129,7 @@ def _build_services(
         providers=chain,
         http_client=http_client,
         pricebook=load_pricebook(),
+        metrics=metrics,
         url_policy=UrlPolicy.from_settings(settings.api),
         designs=designs,
         queue=queue,
@@ -217,6 +229,8 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.api.max_body_bytes)
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics_routes.router)
+    install_http_metrics(app)
     app.include_router(removebg.router)
     app.include_router(rembg.router)
     if role == "api":

@@ -17,6 +17,7 @@ from stolentee.designs import DesignStore
 from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.worker import Worker
 from stolentee.keys.store import KeyStore
+from stolentee.metrics import Metrics
 from stolentee.netsafe import UrlPolicy
 from stolentee.removal.router import ProviderChain
 from stolentee.removal.stats import RemovalStatsStore
@@ -36,6 +37,7 @@ class Services:
     providers: ProviderChain  # local engine / removal service / Remove.bg, with breakers
     http_client: httpx.Client  # shared by the remote providers
     pricebook: Pricebook  # prices with sources: live savings in health and /v1/costs
+    metrics: Metrics  # this process's Prometheus metrics (GET /metrics)
     url_policy: UrlPolicy
     designs: DesignStore
     queue: JobQueue

@@ -248,6 +248,7 @@ class RemovalEvent:
     credits_avoided: float  # credits Remove.bg would have charged, when self-hosted succeeded
     premium: bool
     at: datetime
+    image_kind: str | None = None  # graphic or photo, when the attempt succeeded
 
 
 class StatsSink(Protocol):

@@ -289,6 +289,7 @@ class ProviderChain:
             credits_avoided=avoided,
             premium=options.premium,
             at=self._wall_clock(),
+            image_kind=result.kind.value if result is not None else None,
         )
         try:
             self.stats.record(event)

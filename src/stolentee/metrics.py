@@ -1,0 +1,203 @@
+"""Prometheus metrics of one process: HTTP, removals, jobs, queue, database, process.
+
+One :class:`Metrics` per process, built at the entry point (API lifespan, worker start-up) on a
+registry of its own. Counters and histograms are updated where the work happens (HTTP middleware,
+the removal chain's statistics sink, the job handlers, SQLAlchemy cursor events); the queue and
+pool figures are read when Prometheus scrapes (:class:`FiguresCollector`). Each process is
+scraped on its own (the API at ``/metrics``, a ``stolentee worker`` at ``STOLENTEE_METRICS_PORT``):
+no shared multiprocess directory to clean up, and a per-process view, which is what an autoscaler
+needs. Metric names are constants here; the autoscaler reads them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import event
+
+from stolentee.db.engine import Database
+from stolentee.db.models import Job
+from stolentee.jobs.queue import JobQueue
+from stolentee.jobs.worker import Handler, Heartbeat, JobResult
+from stolentee.removal.base import RemovalEvent, StatsSink
+
+QUEUE_DEPTH = "stolentee_queue_depth"
+QUEUE_READY = "stolentee_queue_ready"
+JOBS_IN_FLIGHT = "stolentee_jobs_in_flight"
+QUEUE_OLDEST_AGE = "stolentee_queue_oldest_age_seconds"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Latency buckets in seconds: HTTP (the seed's p95 < 500 ms), removals and jobs (< 5 minutes).
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+REMOVAL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+JOB_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+QUERY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+
+
+class Metrics:
+    """Every metric of one process, on its own registry."""
+
+    def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # process CPU seconds, resident memory, fds
+        self.http_requests = Counter(
+            "stolentee_http_requests",
+            "HTTP requests by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_duration = Histogram(
+            "stolentee_http_request_duration_seconds",
+            "HTTP request latency by method and route template.",
+            ["method", "route"],
+            buckets=HTTP_BUCKETS,
+            registry=self.registry,
+        )
+        self.removals = Counter(
+            "stolentee_removals",
+            "Removal attempts by provider, image type and outcome (ok or the failure kind).",
+            ["provider", "type", "outcome"],
+            registry=self.registry,
+        )
+        self.removal_duration = Histogram(
+            "stolentee_removal_duration_seconds",
+            "Latency of removal attempts by provider and outcome.",
+            ["provider", "outcome"],
+            buckets=REMOVAL_BUCKETS,
+            registry=self.registry,
+        )
+        self.removal_megapixels = Counter(
+            "stolentee_removal_megapixels",
+            "Input megapixels of removal attempts by provider.",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.job_duration = Histogram(
+            "stolentee_job_duration_seconds",
+            "Time a worker spent on a job, by kind and outcome.",
+            ["kind", "outcome"],
+            buckets=JOB_BUCKETS,
+            registry=self.registry,
+        )
+        self.query_duration = Histogram(
+            "stolentee_db_query_duration_seconds",
+            "Database statement latency (client side).",
+            buckets=QUERY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of everything on the registry."""
+        return generate_latest(self.registry)
+
+    # --- wiring --------------------------------------------------------------------------------
+
+    def watch(self, *, queue: JobQueue | None = None, database: Database | None = None) -> None:
+        """Report the queue's and the pool's figures at every scrape."""
+        self.registry.register(FiguresCollector(queue=queue, database=database))
+
+    def instrument_database(self, database: Database) -> None:
+        """Time every statement through SQLAlchemy's cursor events."""
+        histogram = self.query_duration
+
+        def before(conn: Any, cursor: Any, statement: Any, *args: Any) -> None:
+            conn.info.setdefault("stolentee_query_started", []).append(time.perf_counter())
+
+        def after(conn: Any, cursor: Any, statement: Any, *args: Any) -> None:
+            started = conn.info.get("stolentee_query_started")
+            if started:
+                histogram.observe(time.perf_counter() - started.pop())
+
+        event.listen(database.engine, "before_cursor_execute", before)
+        event.listen(database.engine, "after_cursor_execute", after)
+
+    def removal_sink(self, inner: StatsSink | None) -> StatsSink:
+        """A statistics sink that updates the removal metrics, then hands the event on."""
+        return _MetricsSink(metrics=self, inner=inner)
+
+    def timed_handlers(self, handlers: Mapping[str, Handler]) -> dict[str, Handler]:
+        """The job handlers, each timed into ``stolentee_job_duration_seconds``."""
+        return {kind: self._timed(kind, handler) for kind, handler in handlers.items()}
+
+    def _timed(self, kind: str, handler: Handler) -> Handler:
+        histogram = self.job_duration
+
+        def timed(job: Job, heartbeat: Heartbeat) -> JobResult:
+            started = time.perf_counter()
+            outcome = "error"
+            try:
+                result = handler(job, heartbeat)
+                outcome = "ok"
+                return result
+            finally:
+                histogram.labels(kind, outcome).observe(time.perf_counter() - started)
+
+        return timed
+
+
+class _MetricsSink:
+    def __init__(self, *, metrics: Metrics, inner: StatsSink | None) -> None:
+        self._metrics = metrics
+        self._inner = inner
+
+    def record(self, event: RemovalEvent) -> None:
+        outcome = "ok" if event.ok else str(event.failure_kind or "failed")
+        metrics = self._metrics
+        metrics.removals.labels(event.provider, event.image_kind or "unknown", outcome).inc()
+        metrics.removal_duration.labels(event.provider, outcome).observe(event.latency_ms / 1000)
+        metrics.removal_megapixels.labels(event.provider).inc(event.megapixels)
+        if self._inner is not None:
+            self._inner.record(event)
+
+
+class FiguresCollector(Collector):
+    """Queue depth, in flight, oldest job age and the database pool, read at scrape time."""
+
+    def __init__(self, *, queue: JobQueue | None, database: Database | None) -> None:
+        self._queue = queue
+        self._database = database
+
+    def collect(self) -> Iterator[Metric]:
+        if self._queue is not None:
+            try:
+                figures = self._queue.figures()
+            except Exception:  # noqa: BLE001 - a scrape reports what it can; health says why
+                figures = None
+            if figures is not None:
+                yield _gauge(
+                    QUEUE_DEPTH, "Jobs queued (ready or waiting for a retry).", figures.depth
+                )
+                yield _gauge(QUEUE_READY, "Queued jobs that may run now.", figures.ready)
+                yield _gauge(JOBS_IN_FLIGHT, "Jobs being processed.", figures.in_flight)
+                yield _gauge(
+                    QUEUE_OLDEST_AGE,
+                    "Age of the longest-waiting ready job.",
+                    figures.oldest_queued_age_s,
+                )
+        if self._database is not None:
+            pool = self._database.figures()
+            for name, value in (
+                ("max", pool.max),
+                ("total", pool.total),
+                ("idle", pool.idle),
+                ("in_use", pool.in_use),
+                ("waiting", pool.waiting),
+            ):
+                yield _gauge(
+                    f"stolentee_db_pool_{name}", f"Database pool: {name} connections.", value
+                )
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)

@@ -1,0 +1,85 @@
+"""``GET /metrics``: present, in the Prometheus text format, and moving with real work."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from stolentee.api.app import create_app
+
+from ..conftest import SettingsFactory
+from ..removal.conftest import composite, draw_logo, encode
+from .test_designs import HEADERS, KEY, upload, wait_for
+
+LOGO = encode(composite(draw_logo((300, 200)), (255, 255, 255)))
+
+
+@pytest.fixture
+def client(make_settings: SettingsFactory) -> Iterator[TestClient]:
+    settings = make_settings(api={"api_keys": KEY}, queue={"reaper_interval_s": 1.0})
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def scrape(
+    client: TestClient, **headers: str
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = client.get("/metrics", headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_metrics_move_with_requests_removals_and_jobs(client: TestClient) -> None:
+    before = scrape(client)
+    assert value(before, "process_resident_memory_bytes") > 0
+    assert value(before, "stolentee_db_pool_max") == 5
+    assert ("stolentee_queue_depth", ()) in before
+
+    removed = client.post("/v1.0/removebg", files={"image_file": ("l.png", LOGO)}, headers=HEADERS)
+    assert removed.status_code == 200
+    design = upload(client).json()
+    assert wait_for(client, design["id"])["status"] == "done"
+    after = scrape(client)
+
+    route = {"method": "POST", "route": "/v1.0/removebg"}
+    assert (
+        value(after, "stolentee_http_requests_total", **route, status="200")
+        == value(before, "stolentee_http_requests_total", **route, status="200") + 1
+    )
+    assert value(after, "stolentee_http_request_duration_seconds_count", **route) >= 1
+    removals = {
+        dict(labels)["type"]: count
+        for (name, labels), count in after.items()
+        if name == "stolentee_removals_total" and dict(labels)["provider"] == "local"
+    }
+    assert sum(removals.values()) == 2, removals  # the request and the design
+    assert set(removals) <= {"graphic", "photo"}
+    assert value(after, "stolentee_removal_megapixels_total", provider="local") > 0
+    assert value(after, "stolentee_job_duration_seconds_count", kind="design", outcome="ok") == 1
+    assert value(after, "stolentee_db_query_duration_seconds_count") > value(
+        before, "stolentee_db_query_duration_seconds_count"
+    )
+    # Route templates, not raw paths: the design id is not a label value.
+    assert not any(design["id"] in dict(labels).get("route", "") for _, labels in after)
+
+
+def test_metrics_token(make_settings: SettingsFactory) -> None:
+    settings = make_settings(service={"metrics_token": "s3cret-metrics-token"})
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/metrics").status_code == 403
+        assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 403
+        assert scrape(client, Authorization="Bearer s3cret-metrics-token")
