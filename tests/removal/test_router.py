@@ -155,6 +155,8 @@ def event(provider: str, wall: FakeWallClock, **fields: Any) -> RemovalEvent:
         "credits_avoided": 0.0,
         "premium": False,
         "at": wall.now,
+        # the fake providers answer photos; a failed attempt has no image kind
+        "image_kind": "photo" if fields.get("ok", True) else None,
         **fields,
     }
     return RemovalEvent(**values)
@@ -645,8 +647,9 @@ def test_real_chain_falls_back_to_the_engine_and_recovers_after_a_probe(
 
     mp = 600 * 400 / 1e6
     avoided = credits_for(OutputSize.FULL, 600, 400)
-    ok_service = event("rembg-service", wall, megapixels=mp, credits_avoided=avoided)
-    ok_local = event("local", wall, megapixels=mp, credits_avoided=avoided)
+    logo_kind = {"image_kind": "graphic"}  # the real engine and service see a logo
+    ok_service = event("rembg-service", wall, megapixels=mp, credits_avoided=avoided, **logo_kind)
+    ok_local = event("local", wall, megapixels=mp, credits_avoided=avoided, **logo_kind)
     dropped = event("rembg-service", wall, ok=False, failure_kind="connect", megapixels=mp)
     assert without_latency(sink.events) == [
         ok_service,
