@@ -41,7 +41,9 @@ REDIS_URL_VAR = "STOLENTEE_TEST_REDIS_URL"
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No stray .env file or app variable from the developer's shell reaches a test."""
     for name in list(os.environ):
-        if name.startswith(("STOLENTEE_", "R2_", "S3_")) and not name.startswith("STOLENTEE_TEST_"):
+        if name.startswith(("STOLENTEE_", "R2_", "S3_", "RAILWAY_")) and not name.startswith(
+            "STOLENTEE_TEST_"
+        ):
             monkeypatch.delenv(name)
     for name in _APP_VARS:
         monkeypatch.delenv(name, raising=False)

@@ -33,6 +33,7 @@ from stolentee.removal.base import (
     parse_size,
 )
 from stolentee.removal.stats_cli import stats_app
+from stolentee.scaling.cli import autoscale_app
 from stolentee.storage.cli import migrate_storage
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(bench_app, name="bench")
 app.add_typer(stats_app, name="stats")
 app.add_typer(costs_app, name="costs")
+app.add_typer(autoscale_app, name="autoscale")
 app.command("migrate-storage")(migrate_storage)
 
 console = Console()
