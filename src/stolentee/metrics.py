@@ -90,6 +90,13 @@ class Metrics:
             buckets=JOB_BUCKETS,
             registry=self.registry,
         )
+        self.storage_operations = Counter(
+            "stolentee_storage_operations",
+            "S3 storage calls by operation and outcome (ok, client_error, server_error, "
+            "connection_error), counted once each after the client's own retries.",
+            ["operation", "outcome"],
+            registry=self.registry,
+        )
         self.query_duration = Histogram(
             "stolentee_db_query_duration_seconds",
             "Database statement latency (client side).",
@@ -121,6 +128,22 @@ class Metrics:
 
         event.listen(database.engine, "before_cursor_execute", before)
         event.listen(database.engine, "after_cursor_execute", after)
+
+    def instrument_s3(self, client: Any) -> None:
+        """Count every call of an S3 client (boto3's ``after-call`` events, retries included)."""
+        counter = self.storage_operations
+
+        def after_call(http_response: Any, model: Any, **_: Any) -> None:
+            status = int(getattr(http_response, "status_code", 0))
+            outcome = "ok" if status < 400 else "client_error" if status < 500 else "server_error"
+            counter.labels(model.name, outcome).inc()
+
+        def after_error(event_name: str = "", **_: Any) -> None:
+            # ``after-call-error.s3.<Operation>``: raised before any answer (connection, timeout)
+            counter.labels(event_name.rsplit(".", 1)[-1], "connection_error").inc()
+
+        client.meta.events.register("after-call.s3", after_call)
+        client.meta.events.register("after-call-error.s3", after_error)
 
     def removal_sink(self, inner: StatsSink | None) -> StatsSink:
         """A statistics sink that updates the removal metrics, then hands the event on."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -83,3 +84,23 @@ def test_metrics_token(make_settings: SettingsFactory) -> None:
         assert client.get("/metrics").status_code == 403
         assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 403
         assert scrape(client, Authorization="Bearer s3cret-metrics-token")
+
+
+def test_s3_storage_calls_are_counted(
+    make_settings: SettingsFactory,
+    s3_storage_settings: Callable[..., dict[str, Any]],
+    s3_buckets: Callable[[], str],
+) -> None:
+    storage = {"backend": "s3", **s3_storage_settings(s3_buckets())}
+    settings = make_settings(api={"api_keys": KEY}, storage=storage)
+    with TestClient(create_app(settings)) as client:
+        design = upload(client).json()
+        assert wait_for(client, design["id"])["status"] == "done"
+        assert client.get("/uploads/missing.png").status_code == 404
+        samples = scrape(client)
+    assert (
+        value(samples, "stolentee_storage_operations_total", operation="PutObject", outcome="ok")
+        >= 2
+    )
+    missing = {"operation": "HeadObject", "outcome": "client_error"}
+    assert value(samples, "stolentee_storage_operations_total", **missing) >= 1

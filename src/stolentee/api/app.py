@@ -56,6 +56,7 @@ from stolentee.removal.router import build_chain
 from stolentee.removal.stats import RemovalStatsStore
 from stolentee.storage.base import Storage
 from stolentee.storage.factory import build_storage
+from stolentee.storage.s3 import S3Storage
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,8 @@ def _build_services(
         callbacks=callbacks,
     )
     metrics.watch(queue=queue, database=database)
+    if isinstance(store, S3Storage):
+        metrics.instrument_s3(store.client)
     worker = None
     if run_worker:
         worker = Worker(
