@@ -119,6 +119,7 @@ def serve(
         "log_config": None,
         "proxy_headers": True,
         "timeout_graceful_shutdown": 30,
+        "timeout_keep_alive": settings.service.keepalive_s,
     }
     if worker_count > 1:
         if worker is not None or worker_concurrency is not None:
@@ -161,6 +162,7 @@ def removal_service(
         log_config=None,
         proxy_headers=True,
         timeout_graceful_shutdown=30,
+        timeout_keep_alive=settings.service.keepalive_s,
     )
 
 

@@ -71,6 +71,14 @@ class ServiceSettings(BaseSettings):
         validation_alias="PORT",
         description="TCP port `stolentee serve` listens on (Railway and most PaaS set `PORT`).",
     )
+    keepalive_s: int = Field(
+        75,
+        ge=1,
+        validation_alias="STOLENTEE_HTTP_KEEPALIVE_S",
+        description="Seconds an idle HTTP keep-alive connection stays open. Above the idle "
+        "timeout of the proxy or load balancer in front (60 s is common), so that the proxy, "
+        "not the server, closes idle connections (else a request racing the close fails).",
+    )
     metrics_token: SecretStr = Field(
         SecretStr(""),
         validation_alias="STOLENTEE_METRICS_TOKEN",
