@@ -6,7 +6,10 @@ Settings are built once here, at the entry point, and passed to what each comman
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -127,8 +130,18 @@ def serve(
                 "with several HTTP workers, set STOLENTEE_RUN_WORKER and "
                 "STOLENTEE_WORKER_CONCURRENCY in the environment instead"
             )
-        # Each worker process builds its own settings and pool from the same environment.
-        uvicorn.run("stolentee.api.app:app_from_env", factory=True, workers=worker_count, **common)
+        # Each worker process builds its own settings and pool from the same environment; their
+        # metrics meet in a fresh multiprocess directory (stale files would be summed in).
+        metrics_root = settings.service.data_dir / "metrics"
+        metrics_root.mkdir(parents=True, exist_ok=True)
+        metrics_dir = tempfile.mkdtemp(prefix="http-workers-", dir=metrics_root)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by the workers' settings
+        try:
+            uvicorn.run(
+                "stolentee.api.app:app_from_env", factory=True, workers=worker_count, **common
+            )
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         return
     if worker_concurrency is not None:
         settings.queue = settings.queue.model_copy(

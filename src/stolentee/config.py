@@ -85,6 +85,13 @@ class ServiceSettings(BaseSettings):
         description="When set, `GET /metrics` requires `Authorization: Bearer <token>` (secret, "
         "masked in `config show`). Empty: /metrics is open (keep it on a private network).",
     )
+    metrics_multiprocess_dir: str = Field(
+        "",
+        validation_alias="PROMETHEUS_MULTIPROC_DIR",
+        description="prometheus_client's multiprocess directory. `stolentee serve` sets it for "
+        "its uvicorn workers when `STOLENTEE_HTTP_WORKERS` > 1 (under `$STOLENTEE_DATA_DIR/"
+        "metrics`), so that a scrape of `/metrics` sums every worker's counters. Leave empty.",
+    )
     metrics_port: int = Field(
         0,
         ge=0,

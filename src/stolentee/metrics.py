@@ -23,6 +23,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import event
 
@@ -48,8 +49,14 @@ QUERY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5
 class Metrics:
     """Every metric of one process, on its own registry."""
 
-    def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, *, registry: CollectorRegistry | None = None, multiprocess_dir: str = ""
+    ) -> None:
         self.registry = registry or CollectorRegistry()
+        # Several uvicorn workers behind one port: each writes its values under this directory
+        # (prometheus_client's multiprocess mode) and a scrape of any of them sums them all.
+        self.multiprocess_dir = multiprocess_dir
+        self._scrape_time: list[Collector] = []
         ProcessCollector(registry=self.registry)  # process CPU seconds, resident memory, fds
         self.http_requests = Counter(
             "stolentee_http_requests",
@@ -105,14 +112,23 @@ class Metrics:
         )
 
     def exposition(self) -> bytes:
-        """The Prometheus text format of everything on the registry."""
-        return generate_latest(self.registry)
+        """The Prometheus text format of everything on the registry (of every process sharing
+        the multiprocess directory, when there is one)."""
+        if not self.multiprocess_dir:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        for collector in self._scrape_time:  # read now, by the process that answers
+            registry.register(collector)
+        return generate_latest(registry)
 
     # --- wiring --------------------------------------------------------------------------------
 
     def watch(self, *, queue: JobQueue | None = None, database: Database | None = None) -> None:
         """Report the queue's and the pool's figures at every scrape."""
-        self.registry.register(FiguresCollector(queue=queue, database=database))
+        collector = FiguresCollector(queue=queue, database=database)
+        self.registry.register(collector)
+        self._scrape_time.append(collector)
 
     def instrument_database(self, database: Database) -> None:
         """Time every statement through SQLAlchemy's cursor events."""

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from stolentee.api.app import create_app
+from tests.processes import StolenteeProcess
 
 from ..conftest import SettingsFactory
 from ..removal.conftest import composite, draw_logo, encode
@@ -104,3 +107,35 @@ def test_s3_storage_calls_are_counted(
     )
     missing = {"operation": "HeadObject", "outcome": "client_error"}
     assert value(samples, "stolentee_storage_operations_total", **missing) >= 1
+
+
+def test_several_http_workers_are_summed_in_every_scrape(tmp_path: Path) -> None:
+    server = StolenteeProcess(
+        ["serve"],
+        {
+            "STOLENTEE_DATA_DIR": str(tmp_path / "data"),
+            "STOLENTEE_HTTP_WORKERS": "2",
+            "STOLENTEE_RUN_WORKER": "false",
+        },
+        tmp_path / "serve.log",
+    )
+    server.start()
+    try:
+        for _ in range(40):  # a new connection each: the kernel spreads them over the workers
+            assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
+        seen: set[float] = set()
+        for _ in range(6):
+            text = httpx.get(f"{server.url}/metrics", timeout=10).text
+            samples = {
+                (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+            }
+            route = {"method": "GET", "route": "/health", "status": "200"}
+            seen.add(value(samples, "stolentee_http_requests_total", **route))
+        assert seen == {40.0}, "every scrape must count the requests of both workers"
+        metrics_dirs = list((tmp_path / "data" / "metrics").iterdir())
+        assert len(metrics_dirs) == 1 and any(metrics_dirs[0].iterdir())
+    finally:
+        server.stop()
+    assert list((tmp_path / "data" / "metrics").iterdir()) == []  # removed on shutdown

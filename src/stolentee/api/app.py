@@ -90,7 +90,7 @@ def _build_services(
     )
     limiter = MegapixelRateLimiter(settings.api.rate_limit_megapixels_per_minute)
     removal_stats = RemovalStatsStore(database=database)
-    metrics = Metrics()
+    metrics = Metrics(multiprocess_dir=settings.service.metrics_multiprocess_dir)
     metrics.instrument_database(database)
     http_client = build_http_client(settings.removal)
     chain = build_chain(
