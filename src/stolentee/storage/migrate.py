@@ -4,7 +4,8 @@
 source into a spool (memory up to :data:`SPOOL_MEMORY_BYTES`, then a temp file) while it is
 hashed, checked against the source's sha256, written to the destination with its content type and
 metadata, and read back from the destination to compare sha256 and size (never ETags, which
-differ between backends and for multipart uploads).
+differ between backends and for multipart uploads). Between two stores of one S3 service and
+account the copy is server-side (``CopyObject``), then read back against the sha256 it carries.
 
 Every finished object is appended to a :class:`Manifest` (JSON lines, flushed per line), so a
 killed run leaves a valid record of what was done. A re-run skips objects the destination already
