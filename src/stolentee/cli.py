@@ -204,7 +204,7 @@ def worker_command(
     from stolentee.removal.engine import RemovalEngine
     from stolentee.removal.remote import build_http_client
     from stolentee.removal.router import build_chain
-    from stolentee.removal.stats import RemovalStatsStore
+    from stolentee.removal.stats import SERVICE_FLUSH_INTERVAL_S, RemovalStatsStore
     from stolentee.storage.factory import build_storage
 
     settings = load_settings()
@@ -225,11 +225,14 @@ def worker_command(
         http_client = build_http_client(settings.removal)
         metrics = Metrics()
         metrics.instrument_database(database)
+        removal_stats = RemovalStatsStore(
+            database=database, flush_interval_s=SERVICE_FLUSH_INTERVAL_S
+        )
         chain = build_chain(
             settings.removal,
             engine=engine,
             http_client=http_client,
-            stats=metrics.removal_sink(RemovalStatsStore(database=database)),
+            stats=metrics.removal_sink(removal_stats),
         )
         chain.start_probes()
         queue = build_queue(
@@ -265,6 +268,7 @@ def worker_command(
             job_worker.run_forever(graceful_timeout_s=graceful_timeout_s)
         finally:
             chain.stop()
+            removal_stats.close()
             http_client.close()
     finally:
         transport.close()

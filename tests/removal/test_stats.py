@@ -10,7 +10,9 @@ import random
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, get_args
@@ -61,9 +63,13 @@ def database(make_database: DatabaseFactory, database_url: str) -> Database:
     return db
 
 
-@pytest.fixture
-def store(database: Database) -> RemovalStatsStore:
-    return RemovalStatsStore(database=database)
+@pytest.fixture(params=[None, 0.05], ids=["one-upsert-each", "buffered"])
+def store(database: Database, request: pytest.FixtureRequest) -> Iterator[RemovalStatsStore]:
+    """Each attempt written at once, and attempts added up and written in the background (as
+    the service and workers run it): the same figures either way."""
+    stats = RemovalStatsStore(database=database, flush_interval_s=request.param)
+    yield stats
+    stats.close()
 
 
 def event(
@@ -290,6 +296,36 @@ def test_a_database_error_drops_the_event_without_failing(
     unmigrated = RemovalStatsStore(database=make_database(url=database_url))
     unmigrated.record(event())  # no table: logged and counted, not raised
     assert unmigrated.dropped == 1
+
+
+def test_buffered_attempts_are_written_in_the_background_and_on_close(
+    database: Database,
+) -> None:
+    buffered = RemovalStatsStore(database=database, flush_interval_s=0.05)
+    reader = RemovalStatsStore(database=database)  # another process's view: no flush of its own
+    for _ in range(3):
+        buffered.record(event(latency_ms=20.0))
+    buffered.record(failed("removebg", "timeout"))
+    deadline = time.monotonic() + 30
+    while reader.report(start=DAY, end=DAY).totals.requests < 4:
+        assert time.monotonic() < deadline, "the background writer never wrote"
+        time.sleep(0.02)
+    totals = reader.report(start=DAY, end=DAY)
+    assert (totals.totals.requests, totals.totals.successes) == (4, 3)
+    buffered.record(event())
+    buffered.close()  # writes what is left without waiting for the interval
+    assert reader.report(start=DAY, end=DAY).totals.requests == 5
+    assert buffered.dropped == 0
+
+
+def test_a_buffered_database_error_counts_every_attempt_dropped(
+    make_database: DatabaseFactory, database_url: str
+) -> None:
+    unmigrated = RemovalStatsStore(database=make_database(url=database_url), flush_interval_s=60)
+    for _ in range(3):
+        unmigrated.record(event())
+    unmigrated.close()
+    assert unmigrated.dropped == 3
 
 
 def test_report_range_is_validated(store: RemovalStatsStore) -> None:

@@ -53,7 +53,7 @@ from stolentee.netsafe import UrlPolicy
 from stolentee.removal.engine import RemovalEngine
 from stolentee.removal.remote import build_http_client
 from stolentee.removal.router import build_chain
-from stolentee.removal.stats import RemovalStatsStore
+from stolentee.removal.stats import SERVICE_FLUSH_INTERVAL_S, RemovalStatsStore
 from stolentee.storage.base import Storage
 from stolentee.storage.factory import build_storage
 from stolentee.storage.s3 import S3Storage
@@ -89,7 +89,7 @@ def _build_services(
         deadline_s=settings.api.request_deadline_s,
     )
     limiter = MegapixelRateLimiter(settings.api.rate_limit_megapixels_per_minute)
-    removal_stats = RemovalStatsStore(database=database)
+    removal_stats = RemovalStatsStore(database=database, flush_interval_s=SERVICE_FLUSH_INTERVAL_S)
     metrics = Metrics(multiprocess_dir=settings.service.metrics_multiprocess_dir)
     metrics.instrument_database(database)
     http_client = build_http_client(settings.removal)
@@ -214,6 +214,7 @@ def create_app(
                 if services.worker is not None:
                     await run_in_threadpool(services.worker.stop, WORKER_STOP_TIMEOUT_S)
                 services.providers.stop()
+                services.removal_stats.close()
                 services.http_client.close()
                 services.removal.gate.close()
                 services.queue.transport.close()

@@ -346,19 +346,38 @@ class StatsReport:
 # --- the store ---------------------------------------------------------------------------------
 
 
+SERVICE_FLUSH_INTERVAL_S = 1.0  # how stale the service's and workers' statistics may be
+
+
 class RemovalStatsStore:
     """The statistics table: :meth:`record` each attempt, :meth:`report` a period.
 
-    Thread-safe and cheap to call from worker threads: :meth:`record` is one statement. It never
-    fails a removal: a database error is logged and counted in :attr:`dropped` instead.
+    Thread-safe and cheap to call from worker threads. It never fails a removal: a database
+    error is logged and counted in :attr:`dropped` instead. Without ``flush_interval_s`` each
+    :meth:`record` is one upsert. With it (the service and workers: removals should not wait for
+    a database write), attempts are added up in memory per day, provider and tier and written
+    by a background thread every ``flush_interval_s`` seconds, one upsert per key;
+    :meth:`report` flushes first, and :meth:`close` writes what is left.
     """
 
-    def __init__(self, *, database: Database, now: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        now: Callable[[], datetime] = _utc_now,
+        flush_interval_s: float | None = None,
+    ) -> None:
+        if flush_interval_s is not None and flush_interval_s <= 0:
+            raise ValueError("flush_interval_s must be > 0")
         self._database = database
         self._now = now
         self._upsert = _upsert_statement(database.engine.dialect.name)
         self._lock = threading.Lock()
         self._dropped = 0
+        self._flush_interval_s = flush_interval_s
+        self._pending: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
 
     @property
     def dropped(self) -> int:
@@ -378,17 +397,53 @@ class RemovalStatsStore:
         or non-finite figure, a naive ``at``.
         """
         values = _row_values(event)
+        if self._flush_interval_s is None:
+            self._write([values])
+            return
+        key = tuple(values[name] for name in _KEY_COLUMNS)
+        with self._lock:
+            pending = self._pending.get(key)
+            if pending is None:
+                self._pending[key] = values
+            else:
+                for name in _COUNTER_COLUMNS:
+                    pending[name] += values[name]
+            if self._flusher is None and not self._stop.is_set():
+                self._flusher = threading.Thread(
+                    target=self._flush_periodically, name="stolentee-stats-flush", daemon=True
+                )
+                self._flusher.start()
+
+    def flush(self) -> None:
+        """Write the attempts added up in memory (nothing to do without buffering)."""
+        with self._lock:
+            rows = list(self._pending.values())
+            self._pending = {}
+        if rows:
+            self._write(rows)
+
+    def close(self) -> None:
+        """Stop the background writer and write what is left."""
+        self._stop.set()
+        flusher = self._flusher
+        if flusher is not None:
+            flusher.join(timeout=10)
+        self.flush()
+
+    def _flush_periodically(self) -> None:
+        assert self._flush_interval_s is not None
+        while not self._stop.wait(self._flush_interval_s):
+            self.flush()
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
         try:
             with self._database.engine.begin() as conn:
-                conn.execute(self._upsert, values)
+                conn.execute(self._upsert, rows)
         except (SQLAlchemyError, StolenteeError):
+            lost = sum(int(row["requests"]) for row in rows)
             with self._lock:
-                self._dropped += 1
-            log.warning(
-                "removal statistics: could not record an attempt of %s",
-                event.provider,
-                exc_info=True,
-            )
+                self._dropped += lost
+            log.warning("removal statistics: could not record %d attempt(s)", lost, exc_info=True)
 
     def report(
         self, *, start: date, end: date, usd_per_credit: float = DEFAULT_USD_PER_CREDIT
@@ -399,6 +454,7 @@ class RemovalStatsStore:
         :data:`MAX_RANGE_DAYS` days.
         """
         check_range(start, end)
+        self.flush()
         if not math.isfinite(usd_per_credit) or usd_per_credit < 0:
             raise ValueError(f"usd_per_credit must be a finite price >= 0; got {usd_per_credit}")
         table = removal_stats_daily
