@@ -103,3 +103,32 @@ def test_serve_answers_health_on_the_embedded_default(tmp_path: Path) -> None:
         process.terminate()
         output = process.communicate(timeout=30)[0].decode()
     assert "ready" in output
+
+
+def test_command_groups_are_imported_only_when_used() -> None:
+    """``stolentee migrate-storage`` does not pay for SQLAlchemy, the cost model or autoscaling;
+    every lazily mounted group still answers, with the same help as when mounted eagerly."""
+    probe = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from stolentee.cli import app\n"
+        "result = CliRunner().invoke(app, ['migrate-storage', '--help'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "heavy = ['sqlalchemy', 'stolentee.costs.cli', 'stolentee.scaling.cli',\n"
+        "         'stolentee.removal.stats_cli', 'stolentee.bench.cli', 'stolentee.keys.cli']\n"
+        "print(','.join(name for name in heavy if name in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
+
+    listing = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert listing.exit_code == 0
+    for name in ("keys", "bench", "stats", "costs", "autoscale", "migrate-storage"):
+        assert f" {name} " in listing.output
+        sub = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"})
+        assert sub.exit_code == 0, sub.output
+        assert "--install-completion" not in sub.output
+    assert runner.invoke(app, ["no-such-command"]).exit_code == 2

@@ -5,6 +5,7 @@ Settings are built once here, at the entry point, and passed to what each comman
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -18,13 +19,11 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from stolentee import __version__
-from stolentee.bench.cli import bench_app
 from stolentee.config import Settings, effective_settings, iter_setting_docs
-from stolentee.costs.cli import costs_app
 from stolentee.errors import ConfigurationError, StolenteeError
-from stolentee.keys.cli import keys_app
 from stolentee.removal.base import (
     ImageKind,
     RemovalOptions,
@@ -35,12 +34,56 @@ from stolentee.removal.base import (
     parse_kind,
     parse_size,
 )
-from stolentee.removal.stats_cli import stats_app
-from stolentee.scaling.cli import autoscale_app
-from stolentee.storage.cli import migrate_storage
 
 if TYPE_CHECKING:
+    from typer._click import Command, Context  # typer carries its own click
+
     from stolentee.db.engine import Database
+
+# Command groups imported only when invoked (or listed by --help): ``stolentee migrate-storage``
+# should not pay for SQLAlchemy, the cost model and the autoscaler before it copies anything.
+# name -> (module, attribute): a ``typer.Typer`` app, or a function for a single command.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "keys": ("stolentee.keys.cli", "keys_app"),
+    "bench": ("stolentee.bench.cli", "bench_app"),
+    "stats": ("stolentee.removal.stats_cli", "stats_app"),
+    "costs": ("stolentee.costs.cli", "costs_app"),
+    "autoscale": ("stolentee.scaling.cli", "autoscale_app"),
+    "migrate-storage": ("stolentee.storage.cli", "migrate_storage"),
+}
+
+
+class _LazyGroup(TyperGroup):
+    """The top-level group: commands of :data:`LAZY_COMMANDS` are imported on first use."""
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        names = super().list_commands(ctx)
+        return names + [name for name in LAZY_COMMANDS if name not in names]
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None or cmd_name not in LAZY_COMMANDS:
+            return command
+        module_name, attribute = LAZY_COMMANDS[cmd_name]
+        target = getattr(importlib.import_module(module_name), attribute)
+        # Mounted on a throw-away parent, so that it is built as a subcommand (no completion
+        # options of its own), exactly as ``add_typer`` / ``command`` would have built it.
+        parent = typer.Typer(add_completion=False)
+        parent.callback()(_no_op)
+        if isinstance(target, typer.Typer):
+            parent.add_typer(target, name=cmd_name)
+        else:
+            parent.command(cmd_name)(target)
+        built = typer.main.get_command(parent)
+        assert isinstance(built, TyperGroup)
+        command = built.commands[cmd_name]
+        self.add_command(command, cmd_name)
+        return command
+
+
+def _no_op() -> None:
+    """Callback of the throw-away parent in :meth:`_LazyGroup.get_command`."""
+
 
 app = typer.Typer(
     name="stolentee",
@@ -48,6 +91,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_LazyGroup,
 )
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
@@ -55,12 +99,6 @@ models_app = typer.Typer(help="Background-removal model files.", no_args_is_help
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
-app.add_typer(keys_app, name="keys")
-app.add_typer(bench_app, name="bench")
-app.add_typer(stats_app, name="stats")
-app.add_typer(costs_app, name="costs")
-app.add_typer(autoscale_app, name="autoscale")
-app.command("migrate-storage")(migrate_storage)
 
 console = Console()
 err_console = Console(stderr=True)
