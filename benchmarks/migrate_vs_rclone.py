@@ -693,8 +693,16 @@ def profile_api(
     dest = "profile-dest"
     client.create_bucket(Bucket=dest)  # type: ignore[attr-defined]
     for case, verify in (("copy", True), ("rerun", True), ("rerun-no-verify", False)):
-        source = S3Storage(client=server.client(), bucket=source_bucket)  # type: ignore[arg-type]
-        target = S3Storage(client=server.client(), bucket=dest)  # type: ignore[arg-type]
+        # As the CLI builds them: credentials known (signed requests), one account.
+        source, target = (
+            S3Storage(
+                client=server.client(),  # type: ignore[arg-type]
+                bucket=bucket,
+                account=server.access_key_id,
+                credentials=server.credentials(),
+            )
+            for bucket in (source_bucket, dest)
+        )
         with Manifest.open(work_dir / "profile-manifest.jsonl") as manifest:
             started = time.perf_counter()
             with profiled_threads() as profiles:

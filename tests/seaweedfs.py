@@ -23,6 +23,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stolentee.storage.s3 import client_config
+from stolentee.storage.s3_requests import S3Credentials
 
 ACCESS_KEY_ID = "stolentee-test"
 SECRET_ACCESS_KEY = "stolentee-test-secret"
@@ -106,6 +107,10 @@ class SeaweedFS:
         self.endpoint = f"http://127.0.0.1:{ports['s3']}"
         self._wait_ready()
         return self
+
+    def credentials(self, *, secret_access_key: str | None = None) -> S3Credentials:
+        """The access key pair of this server (``secret_access_key`` to try a wrong one)."""
+        return S3Credentials(self.access_key_id, secret_access_key or self.secret_access_key)
 
     def client(self, *, secret_access_key: str | None = None) -> object:
         """A boto3 S3 client on this server (``secret_access_key`` to try a wrong one)."""

@@ -2,7 +2,8 @@
 
 To add a backend, add its name to ``BACKENDS`` and a branch to ``storage_factory``. The ``s3``
 backend talks to the real SeaweedFS the session starts (tests/conftest.py), one empty bucket per
-storage built.
+storage built, with its per-object operations on signed requests (as in production); ``s3-boto3``
+is the same store on boto3 alone (how an ``S3Storage`` built without credentials works).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tests.seaweedfs import SeaweedFS
 # Parts at S3's 5 MiB minimum, so the contract's larger objects exercise multipart uploads.
 S3_TEST_MULTIPART_BYTES = 5 * MIB
 
-BACKENDS = ["local", "memory", "s3"]
+BACKENDS = ["local", "memory", "s3", "s3-boto3"]
 
 StorageFactory = Callable[..., Storage]
 
@@ -43,7 +44,7 @@ def storage_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
             )
         if backend == "memory":
             return MemoryStorage(public_domain=public_domain, public_base_url=public_base_url)
-        if backend == "s3":
+        if backend in ("s3", "s3-boto3"):
             server: SeaweedFS = request.getfixturevalue("seaweedfs")
             take_bucket: Callable[[], str] = request.getfixturevalue("s3_buckets")
             built.append(
@@ -54,6 +55,7 @@ def storage_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
                     public_base_url=public_base_url,
                     multipart_threshold_bytes=S3_TEST_MULTIPART_BYTES,
                     multipart_chunk_bytes=S3_TEST_MULTIPART_BYTES,
+                    credentials=server.credentials() if backend == "s3" else None,
                 )
             )
             return built[-1]

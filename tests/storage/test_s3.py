@@ -38,13 +38,15 @@ def bucket(s3_buckets: Callable[[], str]) -> str:
     return s3_buckets()
 
 
-@pytest.fixture
-def s3(seaweedfs: SeaweedFS, bucket: str) -> Iterator[S3Storage]:
+@pytest.fixture(params=["signed-requests", "boto3"])
+def s3(seaweedfs: SeaweedFS, bucket: str, request: pytest.FixtureRequest) -> Iterator[S3Storage]:
+    """The store with its per-object operations on signed requests, then on boto3 alone."""
     storage = S3Storage(
         client=cast(Any, seaweedfs.client()),
         bucket=bucket,
         multipart_threshold_bytes=5 * MIB,
         multipart_chunk_bytes=5 * MIB,
+        credentials=seaweedfs.credentials() if request.param == "signed-requests" else None,
     )
     yield storage
     storage.close()
@@ -147,14 +149,23 @@ def test_a_read_broken_mid_stream_resumes_where_it_stopped(
     assert opened == [0, CHUNK_BYTES]  # the second request starts at the byte reached
 
 
-def test_wrong_credentials_are_a_clear_error(seaweedfs: SeaweedFS, bucket: str) -> None:
+@pytest.mark.parametrize("signed_requests", [True, False])
+def test_wrong_credentials_are_a_clear_error(
+    seaweedfs: SeaweedFS, bucket: str, signed_requests: bool
+) -> None:
     wrong = S3Storage(
-        client=cast(Any, seaweedfs.client(secret_access_key="not-the-secret")), bucket=bucket
+        client=cast(Any, seaweedfs.client(secret_access_key="not-the-secret")),
+        bucket=bucket,
+        credentials=seaweedfs.credentials(secret_access_key="not-the-secret")
+        if signed_requests
+        else None,
     )
     for call in (
         wrong.check,
         lambda: wrong.put("uploads/x.png", b"x"),
         lambda: wrong.head("uploads/x.png"),
+        lambda: wrong.get("uploads/x.png"),
+        lambda: wrong.exists("uploads/x.png"),
         lambda: wrong.list(),
     ):
         with pytest.raises(StorageAuthenticationError, match="refused the credentials"):
@@ -289,3 +300,100 @@ def test_migration_copies_server_side_and_streams_what_it_cannot_verify(
     assert verified["uploads/foreign.png"] == hashlib.sha256(b"foreign").hexdigest()
     for n in range(5):
         assert dest.get(f"uploads/{n}.png") == bytes([n]) * 1000
+
+
+def test_migration_on_signed_requests_copies_server_side(
+    seaweedfs: SeaweedFS, s3_buckets: Callable[[], str], tmp_path: Any
+) -> None:
+    """The same as above with the stores built as in production (credentials known): the copy
+    and the read-back go through the signed requests, and never through boto3."""
+
+    def store() -> S3Storage:
+        return S3Storage(
+            client=cast(Any, seaweedfs.client()),
+            bucket=s3_buckets(),
+            account=seaweedfs.access_key_id,
+            credentials=seaweedfs.credentials(),
+        )
+
+    source, dest = store(), store()
+    for n in range(5):
+        source.put(f"uploads/{n}.png", bytes([n]) * 1000)
+    source.client.put_object(Bucket=source.bucket, Key="uploads/foreign.png", Body=b"foreign")
+    boto_calls: Counter[str] = Counter()
+    dest.client.meta.events.register(
+        "before-call.s3.*", lambda model, **_: boto_calls.update([model.name])
+    )
+    assert dest.requests is not None
+    wire_calls: Counter[str] = Counter()
+    for name in ("copy", "put", "get", "head"):
+        real = getattr(dest.requests, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            wire_calls.update([_name])
+            return _real(*args, **kwargs)
+
+        setattr(dest.requests, name, counted)
+    with Manifest.open(tmp_path / "m.jsonl") as manifest:
+        report = migrate(source, dest, manifest=manifest, concurrency=2)
+    assert report.ok and report.copied == 6
+    # The foreign object: copied, read back without a sha256 to check, so streamed and read back.
+    assert wire_calls == Counter(copy=6, get=7, put=1)
+    assert not boto_calls  # listings too go through the signed requests
+    for n in range(5):
+        assert dest.get(f"uploads/{n}.png") == bytes([n]) * 1000
+    assert dest.get("uploads/foreign.png") == b"foreign"
+
+
+def test_a_rerun_without_read_back_trusts_the_manifest_and_the_listings(
+    seaweedfs: SeaweedFS, s3_buckets: Callable[[], str], tmp_path: Any
+) -> None:
+    """--no-verify-existing: objects verified before and unchanged in both listings (same
+    ETags as recorded) cost no request; a source rewritten or a copy replaced since is looked
+    at again and copied."""
+
+    def store() -> S3Storage:
+        return S3Storage(
+            client=cast(Any, seaweedfs.client()),
+            bucket=s3_buckets(),
+            account=seaweedfs.access_key_id,
+            credentials=seaweedfs.credentials(),
+        )
+
+    source, dest = store(), store()
+    for n in range(6):
+        source.put(f"assets/{n}.png", bytes([n]) * 2000)
+    with Manifest.open(tmp_path / "m.jsonl") as manifest:
+        first = migrate(source, dest, manifest=manifest, concurrency=2)
+        assert first.ok and first.copied == 6
+        recorded = manifest.latest_objects()
+        assert all(r.source_etag and r.dest_etag for r in recorded.values())
+
+        assert dest.requests is not None and source.requests is not None
+        calls: Counter[str] = Counter()
+        for side, requests in (("source", source.requests), ("dest", dest.requests)):
+            for name in ("copy", "put", "get", "head"):
+                real = getattr(requests, name)
+
+                def counted(
+                    *a: Any, _real: Any = real, _n: str = f"{side}.{name}", **k: Any
+                ) -> Any:
+                    calls.update([_n])
+                    return _real(*a, **k)
+
+                setattr(requests, name, counted)
+
+        second = migrate(source, dest, manifest=manifest, concurrency=2, verify_existing=False)
+        assert second.ok and (second.copied, second.skipped) == (0, 6)
+        assert calls == Counter()  # listings only
+        assert set(manifest.verified_keys()) == {f"assets/{n}.png" for n in range(6)}
+
+        source.put("assets/1.png", b"new bytes" * 200)  # rewritten in the source
+        # replaced in the destination behind our back (same size, other bytes, no metadata)
+        dest.client.put_object(Bucket=dest.bucket, Key="assets/2.png", Body=b"\xff" * 2000)
+        third = migrate(source, dest, manifest=manifest, concurrency=2, verify_existing=False)
+        assert third.ok and (third.copied, third.skipped) == (2, 4)
+        verified = manifest.verified_keys()
+    assert dest.get("assets/1.png") == b"new bytes" * 200
+    assert dest.get("assets/2.png") == bytes([2]) * 2000
+    assert verified["assets/1.png"] == hashlib.sha256(b"new bytes" * 200).hexdigest()

@@ -34,6 +34,9 @@ class ObjectInfo:
     sha256: str
     last_modified: datetime
     metadata: dict[str, str] = field(default_factory=dict)
+    # The storage service's own entity tag ("" where the backend has none): it changes whenever
+    # the object is rewritten, so it tells "unchanged since" cheaply; never a content hash.
+    store_etag: str = ""
 
     @property
     def etag(self) -> str:
@@ -55,6 +58,7 @@ class KeyEntry:
 
     key: str
     size: int
+    store_etag: str = ""  # as ObjectInfo.store_etag, when the listing gives it
 
 
 @runtime_checkable
@@ -170,7 +174,7 @@ class PagedStorage:
     def iterate_keys(self, prefix: str = "") -> Iterator[KeyEntry]:
         """Keys and sizes from the full listing (backends with a cheaper one override this)."""
         for info in self.iterate(prefix):
-            yield KeyEntry(key=info.key, size=info.size)
+            yield KeyEntry(key=info.key, size=info.size, store_etag=info.store_etag)
 
     def open_object(self, key: str) -> tuple[ObjectInfo, Iterator[bytes]]:
         """``head`` then ``open_range`` (backends that can do both at once override this)."""

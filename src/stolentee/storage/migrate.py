@@ -10,13 +10,17 @@ account the copy is server-side (``CopyObject``), then read back against the sha
 Every finished object is appended to a :class:`Manifest` (JSON lines, flushed per line), so a
 killed run leaves a valid record of what was done. A re-run skips objects the destination already
 holds with the same sha256, reading them back first unless told not to, and so resumes where the
-last run stopped. :func:`check_delete_allowed` and :func:`delete_source` use the manifest to
+last run stopped. Told not to (``verify_existing=False``), a re-run also trusts the manifest: an
+object whose source and destination both still list the storage service's ETags recorded when
+it was verified (neither was rewritten since) is skipped from the listings alone, with no
+request of its own. :func:`check_delete_allowed` and :func:`delete_source` use the manifest to
 delete the source only once every object in it was copied and verified.
 
 Manifest records, one JSON object per line::
 
     {"type": "run", "run_id", "started_at", "source", "dest", "prefix"}
-    {"type": "object", "key", "size", "sha256", "status", "verified", "error", "note", "run_id"}
+    {"type": "object", "key", "size", "sha256", "status", "verified", "error", "note", "run_id",
+     "source_etag", "dest_etag"}
     {"type": "run_end", "run_id", "finished_at", "copied", "skipped", "failed", "missing",
      "bytes_copied", "elapsed_s", "interrupted"}
 
@@ -59,6 +63,7 @@ DEFAULT_CONCURRENCY = 8
 DEFAULT_SAMPLE_SIZE = 10
 KEYS_NAMED_IN_ERRORS = 10  # how many offending keys an error message lists
 REPLACED_CORRUPT_NOTE = "replaced corrupt destination object"
+UNCHANGED_NOTE = "unchanged since verified (storage ETags of both objects as recorded)"
 
 ObjectStatus = Literal["copied", "skipped", "failed", "missing"]
 ProgressStatus = Literal["copied", "skipped", "failed", "missing", "deleted"]
@@ -95,6 +100,10 @@ class ObjectRecord:
     run_id: str
     error: str | None = None
     note: str | None = None
+    # The storage services' ETags of the two objects when this record was made ("" unknown):
+    # a later run that lists both unchanged need not look at either again.
+    source_etag: str = ""
+    dest_etag: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest line of this record."""
@@ -108,6 +117,8 @@ class ObjectRecord:
             "error": self.error,
             "note": self.note,
             "run_id": self.run_id,
+            "source_etag": self.source_etag,
+            "dest_etag": self.dest_etag,
         }
 
     @classmethod
@@ -124,6 +135,7 @@ class ObjectRecord:
         ):
             return None
         error, note = record.get("error"), record.get("note")
+        source_etag, dest_etag = record.get("source_etag"), record.get("dest_etag")
         return cls(
             key=record["key"],
             size=size,
@@ -133,6 +145,8 @@ class ObjectRecord:
             run_id=record["run_id"],
             error=error if isinstance(error, str) else None,
             note=note if isinstance(note, str) else None,
+            source_etag=source_etag if isinstance(source_etag, str) else "",
+            dest_etag=dest_etag if isinstance(dest_etag, str) else "",
         )
 
 
@@ -485,24 +499,51 @@ class _Copier:
             logger.warning("could not copy %r: %s", listed.key, exc)
             return self._failure(listed, "failed", str(exc))
 
+    def carry_over(self, earlier: ObjectRecord) -> ObjectRecord:
+        """The record of an object skipped because neither copy changed since ``earlier``
+        (a verified record whose ETags both listings still show)."""
+        return replace(earlier, status="skipped", run_id=self.run_id, note=UNCHANGED_NOTE)
+
     def _copy(self, listed: KeyEntry, *, in_dest: bool) -> ObjectRecord:
         note = None
+        source_etag = listed.store_etag
         if in_dest:
             with _stage("reading its head", reading_source=True):
                 info = self.source.head(listed.key)
-            verdict = self._existing_copy(info)
+            source_etag = info.store_etag
+            verdict, dest_etag = self._existing_copy(info)
             if verdict == "same":
-                return self._record(info, "skipped", verified=self.verify_existing)
+                return self._record(
+                    info,
+                    "skipped",
+                    verified=self.verify_existing,
+                    source_etag=source_etag,
+                    dest_etag=dest_etag if self.verify_existing else "",
+                )
             if verdict == "corrupt":
                 logger.warning("%r is corrupt in the destination; copying it again", info.key)
                 note = REPLACED_CORRUPT_NOTE
         copied = self._server_side_copy(listed.key)
         if copied is not None:
-            return self._record(copied, "copied", verified=True, note=note)
+            return self._record(
+                copied,
+                "copied",
+                verified=True,
+                note=note,
+                source_etag=source_etag,
+                dest_etag=copied.store_etag,
+            )
         spool, info = self._spool_source(listed.key)
         with spool:
-            self._put_verified(spool, info)
-        return self._record(info, "copied", verified=True, note=note)
+            dest_etag = self._put_verified(spool, info)
+        return self._record(
+            info,
+            "copied",
+            verified=True,
+            note=note,
+            source_etag=info.store_etag,
+            dest_etag=dest_etag,
+        )
 
     def _server_side_copy(self, key: str) -> ObjectInfo | None:
         """Copy within the storage service when the two stores allow it, then read the copy
@@ -528,30 +569,32 @@ class _Copier:
             return None
         return info
 
-    def _existing_copy(self, info: ObjectInfo) -> Literal["same", "corrupt", "different"]:
-        """Whether the destination already holds ``info``: ``corrupt`` when its record says
-        so but its bytes do not (a copy damaged in place)."""
+    def _existing_copy(
+        self, info: ObjectInfo
+    ) -> tuple[Literal["same", "corrupt", "different"], str]:
+        """Whether the destination already holds ``info`` (``corrupt`` when its record says
+        so but its bytes do not: a copy damaged in place), with the destination's ETag."""
         if not self.verify_existing:
             with _stage("checking the destination"):
                 try:
                     existing = self.dest.head(info.key)
                 except ObjectNotFoundError:
-                    return "different"
+                    return "different", ""
             same = (existing.sha256, existing.size) == (info.sha256, info.size)
-            return "same" if same else "different"
+            return ("same" if same else "different"), existing.store_etag
         with _stage("reading back the destination"):
             try:
                 existing, chunks = self.dest.open_object(info.key)
             except ObjectNotFoundError:
-                return "different"
+                return "different", ""
             claims = existing.sha256 or info.sha256, existing.size
             if claims != (info.sha256, info.size):
                 _close(chunks)
-                return "different"
+                return "different", existing.store_etag
             got = _digest(chunks)
         if got == (info.sha256, info.size):
-            return "same"
-        return "corrupt"
+            return "same", existing.store_etag
+        return "corrupt", existing.store_etag
 
     def _spool_source(self, key: str) -> tuple[tempfile.SpooledTemporaryFile[bytes], ObjectInfo]:
         """The source's bytes in a spool, checked against its sha256; read twice at most.
@@ -585,8 +628,9 @@ class _Copier:
             f"is corrupt in the source): {_describe_mismatch(got, info)}"
         )
 
-    def _put_verified(self, spool: tempfile.SpooledTemporaryFile[bytes], info: ObjectInfo) -> None:
-        """Write the spool to the destination and read it back; one re-copy on a mismatch."""
+    def _put_verified(self, spool: tempfile.SpooledTemporaryFile[bytes], info: ObjectInfo) -> str:
+        """Write the spool to the destination and read it back; one re-copy on a mismatch.
+        Returns the destination's ETag (as the read-back saw it)."""
         got = ("", 0)
         for _attempt in range(2):
             spool.seek(0)
@@ -598,9 +642,10 @@ class _Copier:
                     metadata=info.metadata,
                 )
             with _stage("reading back the destination"):
-                got = _digest(self.dest.open_range(info.key))
+                written, chunks = self.dest.open_object(info.key)
+                got = _digest(chunks)
             if got == (info.sha256, info.size):
-                return
+                return written.store_etag
             logger.warning("%r read back wrong: %s", info.key, _describe_mismatch(got, info))
         raise _CopyFailed(
             "the destination's copy does not match after a re-copy: "
@@ -626,6 +671,8 @@ class _Copier:
         verified: bool,
         error: str | None = None,
         note: str | None = None,
+        source_etag: str = "",
+        dest_etag: str = "",
     ) -> ObjectRecord:
         return ObjectRecord(
             key=info.key,
@@ -636,6 +683,8 @@ class _Copier:
             run_id=self.run_id,
             error=error,
             note=note,
+            source_etag=source_etag,
+            dest_etag=dest_etag,
         )
 
 
@@ -685,7 +734,25 @@ def migrate(
         stop = threading.Event()
 
     # One listing of the destination spares a request per object that is not there yet.
-    in_dest = {entry.key for entry in dest.iterate_keys(prefix)}
+    in_dest = {entry.key: entry for entry in dest.iterate_keys(prefix)}
+    # Not reading copies back: what the manifest verified and neither store rewrote since is
+    # skipped from the listings alone.
+    verified_before = {} if verify_existing else _verified_with_etags(manifest)
+
+    def to_copy(listed_keys: Iterable[KeyEntry]) -> Iterator[KeyEntry]:
+        """The listed objects that need a look; the others are recorded here, in line."""
+        for listed in listed_keys:
+            existing = in_dest.get(listed.key)
+            earlier = verified_before.get(listed.key)
+            if (
+                earlier is not None
+                and existing is not None
+                and _unchanged(earlier, listed, existing)
+                and not stop.is_set()
+            ):
+                tally.finish(copier.carry_over(earlier))
+            else:
+                yield listed
 
     def work(listed: KeyEntry) -> None:
         if stop.is_set():
@@ -695,7 +762,10 @@ def migrate(
 
     listing_errors: list[str] = []
     interrupted = _run_bounded(
-        _listing(source, prefix, listing_errors), work, concurrency=concurrency, stop=stop
+        to_copy(_listing(source, prefix, listing_errors)),
+        work,
+        concurrency=concurrency,
+        stop=stop,
     )
     report = tally.report(
         run_id=run_id,
@@ -714,6 +784,27 @@ def migrate(
         " (interrupted)" if report.interrupted else "",
     )
     return report
+
+
+def _verified_with_etags(manifest: Manifest) -> dict[str, ObjectRecord]:
+    """Latest records that are verified copies or skips and know both objects' ETags."""
+    return {
+        key: record
+        for key, record in manifest.latest_objects().items()
+        if record.verified
+        and record.status in VERIFIABLE_STATUSES
+        and record.source_etag
+        and record.dest_etag
+    }
+
+
+def _unchanged(earlier: ObjectRecord, source: KeyEntry, dest: KeyEntry) -> bool:
+    """Both listings show the objects exactly as ``earlier`` verified them."""
+    return (
+        source.store_etag == earlier.source_etag
+        and dest.store_etag == earlier.dest_etag
+        and source.size == dest.size == earlier.size
+    )
 
 
 def _listing(source: Storage, prefix: str, errors: list[str]) -> Iterator[KeyEntry]:

@@ -40,6 +40,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
     ResponseStreamingError,
 )
+from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ProtocolError
 
 from stolentee.config import S3Profile, StorageSettings
@@ -48,6 +49,7 @@ from stolentee.errors import (
     InvalidKeyError,
     ObjectNotFoundError,
     RangeNotSatisfiableError,
+    StolenteeError,
     StorageAuthenticationError,
     StorageError,
     StorageUnavailableError,
@@ -68,6 +70,14 @@ from stolentee.storage.base import (
     validate_prefix,
 )
 from stolentee.storage.cache_policy import cache_policy_for
+from stolentee.storage.s3_requests import (
+    ObjectHeaders,
+    S3ConnectionError,
+    S3Credentials,
+    S3Requests,
+    S3ResponseError,
+    object_headers,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -83,6 +93,7 @@ _STREAM_ERRORS = (
     ResponseStreamingError,
     ConnectionClosedError,
     ProtocolError,
+    Urllib3Error,
 )
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
 _AUTH_CODES = {
@@ -178,6 +189,7 @@ class S3Storage(PagedStorage):
         stream_attempts: int = 4,
         label: str = "s3",
         account: str = "",
+        credentials: S3Credentials | None = None,
     ) -> None:
         if multipart_chunk_bytes < 5 * MIB:
             raise ValueError("multipart parts must be at least 5 MiB (S3's minimum)")
@@ -194,6 +206,10 @@ class S3Storage(PagedStorage):
         self.account = account
         self._pool_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        # With the credentials known, GET/HEAD/PUT/CopyObject go through the lean signed
+        # requests of :mod:`stolentee.storage.s3_requests` (same endpoint, region, timeouts,
+        # retries and pool size as the boto3 client); without, through boto3.
+        self.requests = _requests_for(client, credentials) if credentials is not None else None
 
     @classmethod
     def from_settings(
@@ -213,6 +229,7 @@ class S3Storage(PagedStorage):
             stream_attempts=settings.s3_max_attempts,
             label=profile_name,
             account=profile.access_key_id,
+            credentials=S3Credentials(profile.access_key_id, profile.secret_access_key),
         )
 
     def __repr__(self) -> str:
@@ -233,6 +250,8 @@ class S3Storage(PagedStorage):
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None
+        if self.requests is not None:
+            self.requests.close()
         self.client.close()
 
     # --- health ----------------------------------------------------------------------------
@@ -279,9 +298,19 @@ class S3Storage(PagedStorage):
                 extra["CacheControl"] = policy.cache_control
             with self._errors(key):
                 if size >= self.multipart_threshold_bytes:
-                    self._put_multipart(key, body, extra)
+                    etag = self._put_multipart(key, body, extra)
+                elif self.requests is not None:
+                    headers = {"Content-Type": content_type}
+                    if "CacheControl" in extra:
+                        headers["Cache-Control"] = extra["CacheControl"]
+                    for name, value in extra["Metadata"].items():
+                        headers[f"x-amz-meta-{name}"] = value
+                    etag = self.requests.put(
+                        self.bucket, key, body, size=size, sha256=sha256, headers=headers
+                    )
                 else:
-                    self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
+                    answer = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
+                    etag = answer.get("ETag", "")
         # Everything is known without a HEAD, except the server's Last-Modified: the local
         # clock stands in for it (S3 keeps whole seconds; a HEAD later gives the server's).
         return ObjectInfo(
@@ -291,6 +320,7 @@ class S3Storage(PagedStorage):
             sha256=sha256,
             last_modified=datetime.now(UTC),
             metadata=user_metadata,
+            store_etag=_unquoted(etag),
         )
 
     @contextmanager
@@ -306,7 +336,8 @@ class S3Storage(PagedStorage):
             spool.seek(0)
             yield spool, size, hasher.hexdigest()
 
-    def _put_multipart(self, key: str, body: IO[bytes], extra: dict[str, Any]) -> None:
+    def _put_multipart(self, key: str, body: IO[bytes], extra: dict[str, Any]) -> str:
+        """Upload ``body`` in parts; the object's ETag."""
         upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, **extra)[
             "UploadId"
         ]
@@ -319,12 +350,13 @@ class S3Storage(PagedStorage):
                 )
                 parts.append({"ETag": answer["ETag"], "PartNumber": number})
                 number += 1
-            self.client.complete_multipart_upload(
+            completed = self.client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=key,
                 UploadId=upload_id,
                 MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
             )
+            return str(completed.get("ETag", ""))
         except BaseException:
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
@@ -356,22 +388,17 @@ class S3Storage(PagedStorage):
 
     def _open(self, key: str, start: int, end: int | None) -> tuple[Any, int, int]:
         """GET the range, check it against the object's size; ``(body, first, last)``."""
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
-        if start or end is not None:
-            kwargs["Range"] = f"bytes={start}-{'' if end is None else end}"
+        byte_range = (
+            f"bytes={start}-{'' if end is None else end}" if start or end is not None else None
+        )
         try:
             with self._errors(key):
-                answer = self.client.get_object(**kwargs)
+                body, headers = self._get_object(key, byte_range)
         except RangeNotSatisfiableError:
             size = self.head(key).size  # S3 says 416; say how big the object is
             resolve_range(size, start, end)
             raise
-        body = answer["Body"]
-        content_range = answer.get("ContentRange")
-        if content_range:
-            size = int(content_range.rsplit("/", 1)[1])
-        else:
-            size = int(answer["ContentLength"])
+        size = headers.size
         try:
             first, last = resolve_range(size, start, end)  # S3 clamps an end past the object
         except RangeNotSatisfiableError:
@@ -406,12 +433,28 @@ class S3Storage(PagedStorage):
         finally:
             body.close()
 
+    def _get_object(self, key: str, byte_range: str | None = None) -> tuple[Any, ObjectHeaders]:
+        """A GET: its body (``read(n)``, ``close()``) and what its headers say."""
+        if self.requests is not None:
+            answer = self.requests.get(self.bucket, key, byte_range=byte_range)
+            return _PooledBody(answer), object_headers(answer.headers)
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if byte_range:
+            kwargs["Range"] = byte_range
+        response = self.client.get_object(**kwargs)
+        return response["Body"], _headers_of_boto(response)
+
+    def _head_object(self, key: str) -> ObjectHeaders:
+        if self.requests is not None:
+            return self.requests.head(self.bucket, key)
+        return _headers_of_boto(self.client.head_object(Bucket=self.bucket, Key=key))
+
     def head(self, key: str) -> ObjectInfo:
         """The object's information; hashes the object once when it lacks our sha256."""
         validate_key(key)
         with self._errors(key):
-            answer = self.client.head_object(Bucket=self.bucket, Key=key)
-        info = _info(key, answer)
+            headers = self._head_object(key)
+        info = _info(key, headers)
         if not info.sha256:
             info = replace(info, sha256=self._hash(key, info.size))
         return info
@@ -423,28 +466,47 @@ class S3Storage(PagedStorage):
         """
         validate_key(key)
         with self._errors(key):
-            answer = self.client.get_object(Bucket=self.bucket, Key=key)
-        info = _info(key, answer)
+            body, headers = self._get_object(key)
+        info = _info(key, headers)
         size = info.size
         if size == 0:
-            answer["Body"].close()
+            body.close()
             return info, iter(())
-        return info, self._stream(key, answer["Body"], 0, size - 1)
+        return info, self._stream(key, body, 0, size - 1)
 
     def iterate_keys(self, prefix: str = "") -> Iterator[KeyEntry]:
         """Keys and sizes straight from ``ListObjectsV2`` (no HEAD per object)."""
         validate_prefix(prefix)
+        if self.requests is not None:
+            yield from self._iterate_keys_signed(prefix)
+            return
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
         while True:
             with self._errors(None):
                 answer = self.client.list_objects_v2(**kwargs)
             for item in answer.get("Contents", []):
                 if "Key" in item:
-                    yield KeyEntry(key=item["Key"], size=int(item.get("Size", 0)))
+                    yield KeyEntry(
+                        key=item["Key"],
+                        size=int(item.get("Size", 0)),
+                        store_etag=_unquoted(item.get("ETag", "")),
+                    )
             token = answer.get("NextContinuationToken")
             if not answer.get("IsTruncated") or not token:
                 return
             kwargs["ContinuationToken"] = token
+
+    def _iterate_keys_signed(self, prefix: str) -> Iterator[KeyEntry]:
+        assert self.requests is not None
+        token: str | None = None
+        while True:
+            with self._errors(None):
+                page = self.requests.list_page(self.bucket, prefix=prefix, token=token)
+            for item in page.objects:
+                yield KeyEntry(key=item.key, size=item.size, store_etag=item.etag)
+            if page.next_token is None:
+                return
+            token = page.next_token
 
     def _hash(self, key: str, size: int) -> str:
         hasher = hashlib.sha256()
@@ -458,7 +520,7 @@ class S3Storage(PagedStorage):
         validate_key(key)
         try:
             with self._errors(key):
-                self.client.head_object(Bucket=self.bucket, Key=key)
+                self._head_object(key)
         except ObjectNotFoundError:
             return False
         return True
@@ -467,8 +529,7 @@ class S3Storage(PagedStorage):
         """The ``Cache-Control`` stored with the object (what the CDN will send)."""
         validate_key(key)
         with self._errors(key):
-            answer = self.client.head_object(Bucket=self.bucket, Key=key)
-        return answer.get("CacheControl")
+            return self._head_object(key).cache_control
 
     def list(
         self,
@@ -535,12 +596,17 @@ class S3Storage(PagedStorage):
             return False
         try:
             with self._errors(key):
-                self.client.copy_object(
-                    Bucket=self.bucket,
-                    Key=key,
-                    CopySource={"Bucket": source.bucket, "Key": key},
-                    MetadataDirective="COPY",
-                )
+                if self.requests is not None:
+                    self.requests.copy(
+                        self.bucket, key, source_bucket=source.bucket, source_key=key
+                    )
+                else:
+                    self.client.copy_object(
+                        Bucket=self.bucket,
+                        Key=key,
+                        CopySource={"Bucket": source.bucket, "Key": key},
+                        MetadataDirective="COPY",
+                    )
         except ObjectNotFoundError:
             raise
         except StorageError as exc:  # e.g. over CopyObject's 5 GB limit: stream it instead
@@ -601,8 +667,7 @@ class S3Storage(PagedStorage):
 
     @contextmanager
     def _errors(self, key: str | None) -> Iterator[None]:
-        """Translate botocore's exceptions into the project's error tree."""
-        what = f"{key!r} in {self.location}" if key is not None else self.location
+        """Translate botocore's and the signed requests' exceptions into the project's errors."""
         try:
             yield
         except ClientError as exc:
@@ -610,41 +675,111 @@ class S3Storage(PagedStorage):
             code = str(error.get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             message = error.get("Message") or code or str(exc)
-            if code == "NoSuchBucket" or (key is None and status == 404):
-                raise ObjectNotFoundError(f"bucket {self.bucket!r} does not exist") from exc
-            if code in _NOT_FOUND_CODES or status == 404:
-                raise ObjectNotFoundError(f"no object under key {key!r}") from exc
-            if code == "InvalidRange" or status == 416:
-                raise RangeNotSatisfiableError(f"byte range outside {what}") from exc
-            if code in _AUTH_CODES or status in (401, 403):
-                raise StorageAuthenticationError(
-                    f"{self.location} refused the credentials of the {self.label!r} profile "
-                    f"({code or status}: {message}); check its access key id and secret"
-                ) from exc
-            if status >= 500 or code in ("SlowDown", "Throttling", "RequestTimeout"):
-                raise StorageUnavailableError(
-                    f"{what}: the storage service kept failing ({code or status}: {message})"
-                ) from exc
-            raise StorageError(f"{what}: {code or status}: {message}") from exc
+            raise self._error_for(key, code, status, message) from exc
+        except S3ResponseError as exc:
+            raise self._error_for(key, exc.code, exc.status, exc.message or exc.code) from exc
         except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
             raise StorageUnavailableError(f"cannot reach {self.location}: {exc}") from exc
+        except S3ConnectionError as exc:
+            raise StorageUnavailableError(f"cannot reach {self.location}: {exc}") from exc
         except BotoCoreError as exc:
+            what = f"{key!r} in {self.location}" if key is not None else self.location
             raise StorageError(f"{what}: {exc}") from exc
 
+    def _error_for(self, key: str | None, code: str, status: int, message: str) -> StolenteeError:
+        """The project's error for an S3 error answer (``code``, HTTP ``status``)."""
+        what = f"{key!r} in {self.location}" if key is not None else self.location
+        if code == "NoSuchBucket" or (key is None and status == 404):
+            return ObjectNotFoundError(f"bucket {self.bucket!r} does not exist")
+        if code in _NOT_FOUND_CODES or status == 404:
+            return ObjectNotFoundError(f"no object under key {key!r}")
+        if code == "InvalidRange" or status == 416:
+            return RangeNotSatisfiableError(f"byte range outside {what}")
+        if code in _AUTH_CODES or status in (401, 403):
+            return StorageAuthenticationError(
+                f"{self.location} refused the credentials of the {self.label!r} profile "
+                f"({code or status}: {message}); check its access key id and secret"
+            )
+        if status >= 500 or code in ("SlowDown", "Throttling", "RequestTimeout"):
+            return StorageUnavailableError(
+                f"{what}: the storage service kept failing ({code or status}: {message})"
+            )
+        return StorageError(f"{what}: {code or status}: {message}")
 
-def _info(key: str, answer: Any) -> ObjectInfo:
-    """An ``ObjectInfo`` from the headers of a HEAD or GET answer (sha256 ``""`` if not ours)."""
-    metadata = dict(answer.get("Metadata", {}))
+
+class _PooledBody:
+    """The body of a streaming GET made with :class:`S3Requests`: read it, then ``close()``
+    hands the connection back to the pool when the body was read to its end (and drops the
+    connection when it was abandoned half way)."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+
+    def read(self, amount: int) -> bytes:
+        data: bytes = self._response.read(amount)
+        return data
+
+    def close(self) -> None:
+        response = self._response
+        if response.length_remaining:  # abandoned: unread bytes would poison the connection
+            response.close()
+        response.release_conn()
+
+
+def _requests_for(client: S3Client, credentials: S3Credentials) -> S3Requests:
+    """Signed requests to ``client``'s endpoint, with its region, timeouts, retries and pool."""
+    config = client.meta.config
+    retries = getattr(config, "retries", None) or {}
+    return S3Requests(
+        endpoint=str(client.meta.endpoint_url),
+        region=client.meta.region_name or "us-east-1",
+        credentials=credentials,
+        connect_timeout_s=float(getattr(config, "connect_timeout", 10) or 10),
+        read_timeout_s=float(getattr(config, "read_timeout", 60) or 60),
+        max_attempts=int(retries.get("max_attempts", 3)),
+        max_connections=int(getattr(config, "max_pool_connections", 10) or 10),
+    )
+
+
+def _headers_of_boto(answer: Any) -> ObjectHeaders:
+    """The same view of a boto3 ``get_object``/``head_object`` answer as of wire headers."""
+    size = int(answer["ContentLength"])
+    first, length = 0, size
+    content_range = answer.get("ContentRange")
+    if content_range:
+        size = int(content_range.rsplit("/", 1)[1])
+        first = int(content_range.split(" ", 1)[1].split("-", 1)[0])
+    return ObjectHeaders(
+        size=size,
+        content_type=answer.get("ContentType") or "",
+        last_modified=_utc(answer["LastModified"]),
+        metadata={name.lower(): value for name, value in answer.get("Metadata", {}).items()},
+        etag=answer.get("ETag", ""),
+        cache_control=answer.get("CacheControl"),
+        range_first=first,
+        range_length=length,
+    )
+
+
+def _info(key: str, headers: ObjectHeaders) -> ObjectInfo:
+    """An ``ObjectInfo`` from a HEAD's or GET's headers (sha256 ``""`` if not ours)."""
+    metadata = dict(headers.metadata)
     sha256 = metadata.pop(SHA256_METADATA, "")
     metadata = {k: v for k, v in metadata.items() if not k.startswith(RESERVED_METADATA_PREFIX)}
     return ObjectInfo(
         key=key,
-        size=int(answer["ContentLength"]),
-        content_type=answer.get("ContentType") or resolve_content_type(key, None),
+        size=headers.size,
+        content_type=headers.content_type or resolve_content_type(key, None),
         sha256=sha256 if len(sha256) == 64 else "",
-        last_modified=_utc(answer["LastModified"]),
+        last_modified=headers.last_modified,
         metadata=metadata,
+        store_etag=_unquoted(headers.etag),
     )
+
+
+def _unquoted(etag: str) -> str:
+    """An ETag without its quotes (listings and headers do not always agree on them)."""
+    return etag.strip().removeprefix("W/").strip('"')
 
 
 def _utc(value: datetime) -> datetime:
