@@ -397,3 +397,32 @@ def test_a_rerun_without_read_back_trusts_the_manifest_and_the_listings(
     assert dest.get("assets/1.png") == b"new bytes" * 200
     assert dest.get("assets/2.png") == bytes([2]) * 2000
     assert verified["assets/1.png"] == hashlib.sha256(b"new bytes" * 200).hexdigest()
+
+
+@pytest.mark.parametrize("signed_requests", [True, False])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "assets/sp ace.bin",
+        "assets/pl+us.bin",
+        "assets/été 2024 + — résumé.bin",
+        "assets/👕 +~=&%20.bin",
+    ],
+)
+def test_server_side_copy_of_awkward_keys(
+    seaweedfs: SeaweedFS, s3_buckets: Callable[[], str], key: str, signed_requests: bool
+) -> None:
+    def store() -> S3Storage:
+        return S3Storage(
+            client=cast(Any, seaweedfs.client()),
+            bucket=s3_buckets(),
+            account=seaweedfs.access_key_id,
+            credentials=seaweedfs.credentials() if signed_requests else None,
+        )
+
+    source, dest = store(), store()
+    source.put(key, b"awkward")
+    assert [entry.key for entry in source.iterate_keys()] == [key]
+    assert dest.copy_object_from(source, key) is True
+    assert dest.get(key) == b"awkward"
+    assert [(entry.key, entry.size) for entry in dest.iterate_keys("assets/")] == [(key, 7)]

@@ -28,6 +28,7 @@ from stolentee.storage.s3_requests import (
     S3ResponseError,
     SigV4Signer,
     object_headers,
+    parse_listing,
     uri_encode,
 )
 
@@ -277,3 +278,16 @@ def test_an_unreachable_endpoint_fails_after_the_attempts() -> None:
     )
     with pytest.raises(S3ConnectionError):
         requests.head("b", "k")
+
+
+def test_listings_decode_url_encoded_keys() -> None:
+    page = parse_listing(
+        b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        b"<IsTruncated>true</IsTruncated><NextContinuationToken>t1</NextContinuationToken>"
+        b"<Contents><Key>a/sp+ace%2Bplus%C3%BC.bin</Key><ETag>&#34;e1&#34;</ETag>"
+        b"<Size>12</Size></Contents><EncodingType>url</EncodingType></ListBucketResult>"
+    )
+    assert [(o.key, o.size, o.etag) for o in page.objects] == [("a/sp ace+plusü.bin", 12, "e1")]
+    assert page.next_token == "t1"
+    last = parse_listing(b"<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>")
+    assert (last.objects, last.next_token) == ([], None)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import IO, Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote_plus, urlsplit
 from xml.etree import ElementTree
 
 import urllib3
@@ -191,7 +191,7 @@ def parse_listing(data: bytes) -> ListedPage:
             fields = {part.tag.rpartition("}")[2]: part.text or "" for part in child}
             objects.append(
                 ListedObject(
-                    key=unquote(fields.get("Key", "")),
+                    key=unquote_plus(fields.get("Key", "")),  # form encoding: " " is "+"
                     size=int(fields.get("Size") or 0),
                     etag=fields.get("ETag", "").strip().strip('"'),
                 )
