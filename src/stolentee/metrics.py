@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -32,6 +32,9 @@ from stolentee.db.models import Job
 from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.worker import Handler, Heartbeat, JobResult
 from stolentee.removal.base import RemovalEvent, StatsSink
+
+if TYPE_CHECKING:
+    from stolentee.storage.s3 import S3Storage
 
 QUEUE_DEPTH = "stolentee_queue_depth"
 QUEUE_READY = "stolentee_queue_ready"
@@ -145,21 +148,10 @@ class Metrics:
         event.listen(database.engine, "before_cursor_execute", before)
         event.listen(database.engine, "after_cursor_execute", after)
 
-    def instrument_s3(self, client: Any) -> None:
-        """Count every call of an S3 client (boto3's ``after-call`` events, retries included)."""
+    def instrument_s3(self, store: S3Storage) -> None:
+        """Count every operation of an S3 store, on boto3 and on its signed requests alike."""
         counter = self.storage_operations
-
-        def after_call(http_response: Any, model: Any, **_: Any) -> None:
-            status = int(getattr(http_response, "status_code", 0))
-            outcome = "ok" if status < 400 else "client_error" if status < 500 else "server_error"
-            counter.labels(model.name, outcome).inc()
-
-        def after_error(event_name: str = "", **_: Any) -> None:
-            # ``after-call-error.s3.<Operation>``: raised before any answer (connection, timeout)
-            counter.labels(event_name.rsplit(".", 1)[-1], "connection_error").inc()
-
-        client.meta.events.register("after-call.s3", after_call)
-        client.meta.events.register("after-call-error.s3", after_error)
+        store.observe(lambda operation, outcome: counter.labels(operation, outcome).inc())
 
     def removal_sink(self, inner: StatsSink | None) -> StatsSink:
         """A statistics sink that updates the removal metrics, then hands the event on."""

@@ -218,6 +218,39 @@ def test_built_from_settings(
     assert not other.exists("assets/a.png")
 
 
+def test_from_settings_boto3_is_built_only_when_needed(
+    make_settings: SettingsFactory, s3_storage_settings: Callable[..., dict[str, Any]], bucket: str
+) -> None:
+    """Per-object work, listings and health go through the signed requests; the boto3 client
+    (0.1-0.4 s to build) appears with the first multipart upload, and is observed too."""
+    settings = make_settings(storage={"backend": "s3", **s3_storage_settings(bucket)})
+    storage = build_storage(settings)
+    assert isinstance(storage, S3Storage)
+    seen: Counter[tuple[str, str]] = Counter()
+    storage.observe(lambda operation, outcome: seen.update([(operation, outcome)]))
+    storage.check()
+    storage.put("assets/a.png", b"a")
+    assert storage.get("assets/a.png") == b"a"
+    assert not storage.exists("assets/missing.png")
+    assert [entry.key for entry in storage.iterate_keys()] == ["assets/a.png"]
+    assert storage._client is None
+    assert seen == Counter(
+        {
+            ("HeadBucket", "ok"): 1,
+            ("PutObject", "ok"): 1,
+            ("GetObject", "ok"): 1,
+            ("HeadObject", "client_error"): 1,
+            ("ListObjectsV2", "ok"): 1,
+        }
+    )
+    big = bytes(9 * MIB)  # over the default 8 MiB multipart threshold
+    storage.put("assets/big.bin", big)
+    assert storage._client is not None
+    assert seen[("CompleteMultipartUpload", "ok")] == 1
+    assert storage.get("assets/big.bin") == big
+    storage.close()
+
+
 def test_missing_settings_are_named(make_settings: SettingsFactory) -> None:
     with pytest.raises(ConfigurationError, match="R2_ENDPOINT, R2_BUCKET_NAME"):
         build_named_storage(make_settings(), "r2")

@@ -109,7 +109,7 @@ def _build_services(
     )
     metrics.watch(queue=queue, database=database)
     if isinstance(store, S3Storage):
-        metrics.instrument_s3(store.client)
+        metrics.instrument_s3(store)
     worker = None
     if run_worker:
         worker = Worker(

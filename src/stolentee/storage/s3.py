@@ -127,8 +127,8 @@ def client_config(
     )
 
 
-def build_client(profile: S3Profile, settings: StorageSettings) -> S3Client:
-    """An S3 client for ``profile``; raises ``ConfigurationError`` when a setting is missing."""
+def check_profile(profile: S3Profile) -> None:
+    """Raise ``ConfigurationError`` naming every setting ``profile`` lacks."""
     missing = [
         f"{profile.env_prefix}{name}"
         for name, value in (
@@ -144,6 +144,11 @@ def build_client(profile: S3Profile, settings: StorageSettings) -> S3Client:
         raise ConfigurationError(
             f"the {profile.name!r} storage profile needs {', '.join(missing)} to be set"
         )
+
+
+def build_client(profile: S3Profile, settings: StorageSettings) -> S3Client:
+    """An S3 client for ``profile``; raises ``ConfigurationError`` when a setting is missing."""
+    check_profile(profile)
     client: S3Client = boto3.session.Session().client(
         "s3",
         endpoint_url=profile.endpoint or None,
@@ -180,7 +185,7 @@ class S3Storage(PagedStorage):
     def __init__(
         self,
         *,
-        client: S3Client,
+        client: S3Client | None = None,
         bucket: str,
         public_domain: str = "",
         public_base_url: str = "",
@@ -190,10 +195,20 @@ class S3Storage(PagedStorage):
         label: str = "s3",
         account: str = "",
         credentials: S3Credentials | None = None,
+        requests: S3Requests | None = None,
+        connect: Callable[[], S3Client] | None = None,
     ) -> None:
+        """``client``, or ``connect`` to build it on first use (with ``requests`` given, a
+        migration or the service may never need boto3 at all: building a client costs
+        ~0.1-0.4 s)."""
         if multipart_chunk_bytes < 5 * MIB:
             raise ValueError("multipart parts must be at least 5 MiB (S3's minimum)")
-        self.client = client
+        if client is None and (connect is None or requests is None):
+            raise ValueError("give a boto3 client, or requests and a way to connect")
+        self._client = client
+        self._connect = connect
+        self._client_lock = threading.Lock()
+        self._observers: list[Callable[[str, str], None]] = []
         self.bucket = bucket
         self.public_domain = public_domain
         self.public_base_url = public_base_url
@@ -206,10 +221,38 @@ class S3Storage(PagedStorage):
         self.account = account
         self._pool_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
-        # With the credentials known, GET/HEAD/PUT/CopyObject go through the lean signed
-        # requests of :mod:`stolentee.storage.s3_requests` (same endpoint, region, timeouts,
-        # retries and pool size as the boto3 client); without, through boto3.
-        self.requests = _requests_for(client, credentials) if credentials is not None else None
+        # With the credentials known, GET/HEAD/PUT/CopyObject and listings go through the lean
+        # signed requests of :mod:`stolentee.storage.s3_requests` (same endpoint, region,
+        # timeouts, retries and pool size as the boto3 client); without, through boto3.
+        if requests is None and credentials is not None and client is not None:
+            requests = _requests_for(client, credentials)
+        self.requests = requests
+
+    @property
+    def client(self) -> S3Client:
+        """The boto3 client (multipart uploads, presigned forms, buckets; everything without
+        ``requests``), built on first use when the store was given a way to connect."""
+        client = self._client
+        if client is not None:
+            return client
+        with self._client_lock:
+            if self._client is None:
+                assert self._connect is not None
+                self._client = self._connect()
+                for observer in self._observers:
+                    _observe_client(self._client, observer)
+            return self._client
+
+    def observe(self, callback: Callable[[str, str], None]) -> None:
+        """Call ``callback(operation, outcome)`` once per S3 operation, after retries, with
+        boto3's operation names and an outcome of ``ok``, ``client_error``, ``server_error``
+        or ``connection_error``: both request paths are seen."""
+        with self._client_lock:
+            self._observers.append(callback)
+            if self._client is not None:
+                _observe_client(self._client, callback)
+        if self.requests is not None:
+            self.requests.observers.append(callback)
 
     @classmethod
     def from_settings(
@@ -219,8 +262,26 @@ class S3Storage(PagedStorage):
         if profile_name not in ("r2", "s3"):
             raise ConfigurationError(f"unknown S3 profile {profile_name!r} (use r2 or s3)")
         profile = settings.s3_profile("r2" if profile_name == "r2" else "s3")
+        credentials = S3Credentials(profile.access_key_id, profile.secret_access_key)
+        client: S3Client | None = None
+        requests: S3Requests | None = None
+        if profile.endpoint:  # the usual case (R2, Supabase, MinIO): boto3 only when needed
+            check_profile(profile)
+            requests = S3Requests(
+                endpoint=profile.endpoint,
+                region=profile.region or "us-east-1",
+                credentials=credentials,
+                connect_timeout_s=settings.s3_connect_timeout_s,
+                read_timeout_s=settings.s3_read_timeout_s,
+                max_attempts=settings.s3_max_attempts,
+                max_connections=settings.s3_max_pool_connections,
+            )
+        else:  # AWS itself: the client resolves the regional endpoint
+            client = build_client(profile, settings)
         return cls(
-            client=build_client(profile, settings),
+            client=client,
+            connect=lambda: build_client(profile, settings),
+            requests=requests,
             bucket=profile.bucket,
             public_domain=profile.public_domain,
             public_base_url=public_base_url,
@@ -229,7 +290,7 @@ class S3Storage(PagedStorage):
             stream_attempts=settings.s3_max_attempts,
             label=profile_name,
             account=profile.access_key_id,
-            credentials=S3Credentials(profile.access_key_id, profile.secret_access_key),
+            credentials=credentials,
         )
 
     def __repr__(self) -> str:
@@ -237,6 +298,8 @@ class S3Storage(PagedStorage):
 
     @property
     def endpoint(self) -> str:
+        if self.requests is not None:
+            return self.requests.endpoint
         return str(self.client.meta.endpoint_url)
 
     @property
@@ -252,14 +315,19 @@ class S3Storage(PagedStorage):
                 self._pool = None
         if self.requests is not None:
             self.requests.close()
-        self.client.close()
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
 
     # --- health ----------------------------------------------------------------------------
 
     def check(self) -> None:
         """Raise a ``StorageError`` unless the bucket is reachable with these credentials."""
         with self._errors(None):
-            self.client.head_bucket(Bucket=self.bucket)
+            if self.requests is not None:
+                self.requests.head_bucket(self.bucket)
+            else:
+                self.client.head_bucket(Bucket=self.bucket)
 
     def ensure_bucket(self) -> bool:
         """Create the bucket when it does not exist (tests, MinIO set-up); ``True`` if created."""
@@ -724,6 +792,25 @@ class _PooledBody:
         if response.length_remaining:  # abandoned: unread bytes would poison the connection
             response.close()
         response.release_conn()
+
+
+def _observe_client(client: S3Client, callback: Callable[[str, str], None]) -> None:
+    """Feed boto3's per-operation events (after its retries) to ``callback``."""
+
+    def after_call(http_response: Any, model: Any, **_: Any) -> None:
+        status = int(getattr(http_response, "status_code", 0))
+        callback(model.name, _outcome(status))
+
+    def after_error(event_name: str = "", **_: Any) -> None:
+        # ``after-call-error.s3.<Operation>``: raised before any answer (connection, timeout)
+        callback(event_name.rsplit(".", 1)[-1], "connection_error")
+
+    client.meta.events.register("after-call.s3", after_call)
+    client.meta.events.register("after-call-error.s3", after_error)
+
+
+def _outcome(status: int) -> str:
+    return "ok" if status < 400 else "client_error" if status < 500 else "server_error"
 
 
 def _requests_for(client: S3Client, credentials: S3Credentials) -> S3Requests:

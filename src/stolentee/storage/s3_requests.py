@@ -24,7 +24,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -266,6 +266,8 @@ class S3Requests:
             )
         self.signer = SigV4Signer(credentials, region=region)
         self.max_attempts = max(1, max_attempts)
+        # Called once per operation, after retries: (boto3's operation name, outcome).
+        self.observers: list[Callable[[str, str], None]] = []
         timeout = urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s)
         self.pool: urllib3.HTTPConnectionPool = urllib3.connection_from_url(
             endpoint, maxsize=max(1, max_connections), block=False, timeout=timeout, retries=False
@@ -288,11 +290,18 @@ class S3Requests:
         """A streaming GET (the caller reads and releases the body); ``byte_range`` as in a
         ``Range`` header value."""
         headers = {"Range": byte_range} if byte_range else {}
-        return self._send("GET", self.path(bucket, key), headers, stream=True)
+        return self._send("GetObject", "GET", self.path(bucket, key), headers, stream=True)
 
     def head(self, bucket: str, key: str) -> ObjectHeaders:
-        answer = self._send("HEAD", self.path(bucket, key), {})
+        answer = self._send("HeadObject", "HEAD", self.path(bucket, key), {})
         return object_headers(answer.headers)
+
+    def head_bucket(self, bucket: str) -> None:
+        """Succeeds when ``bucket`` exists and these credentials may use it."""
+        self._send("HeadBucket", "HEAD", self.bucket_path(bucket), {})
+
+    def bucket_path(self, bucket: str) -> str:
+        return f"{self.base_path}/{uri_encode(bucket, keep_slash=False)}"
 
     def list_page(self, bucket: str, *, prefix: str = "", token: str | None = None) -> ListedPage:
         """One page (up to 1,000 keys) of ``ListObjectsV2`` under ``prefix``."""
@@ -301,9 +310,7 @@ class S3Requests:
             query["prefix"] = prefix
         if token:
             query["continuation-token"] = token
-        answer = self._send(
-            "GET", f"{self.base_path}/{uri_encode(bucket, keep_slash=False)}", {}, query=query
-        )
+        answer = self._send("ListObjectsV2", "GET", self.bucket_path(bucket), {}, query=query)
         return parse_listing(answer.data)
 
     def put(
@@ -319,7 +326,9 @@ class S3Requests:
         """Upload ``size`` bytes of ``body`` (a rewindable stream from its current position, or
         bytes) whose sha256 is ``sha256``; returns the new object's ETag."""
         sent = {**headers, "Content-Length": str(size)}
-        answer = self._send("PUT", self.path(bucket, key), sent, body=body, payload_sha256=sha256)
+        answer = self._send(
+            "PutObject", "PUT", self.path(bucket, key), sent, body=body, payload_sha256=sha256
+        )
         return str(answer.headers.get("ETag", ""))
 
     def copy(self, bucket: str, key: str, *, source_bucket: str, source_key: str) -> str:
@@ -328,7 +337,7 @@ class S3Requests:
             source_key, keep_slash=True
         )
         headers = {"x-amz-copy-source": source, "x-amz-metadata-directive": "COPY"}
-        answer = self._send("PUT", self.path(bucket, key), headers)
+        answer = self._send("CopyObject", "PUT", self.path(bucket, key), headers)
         match = re.search(rb"<ETag>([^<]*)</ETag>", answer.data)
         return match.group(1).decode("utf-8", "replace").replace("&quot;", '"') if match else ""
 
@@ -336,6 +345,7 @@ class S3Requests:
 
     def _send(
         self,
+        operation: str,
         method: str,
         path: str,
         headers: Mapping[str, str],
@@ -372,6 +382,7 @@ class S3Requests:
                 )
             except Urllib3Error as exc:
                 if attempt >= self.max_attempts:
+                    self._observed(operation, "connection_error")
                     timed_out = isinstance(exc, urllib3.exceptions.TimeoutError)
                     raise S3ConnectionError(
                         f"{method} {self.endpoint}: {exc}", timed_out=timed_out
@@ -381,13 +392,19 @@ class S3Requests:
             if answer.status < 300:
                 embedded = _embedded_error(answer) if "x-amz-copy-source" in headers else None
                 if embedded is None:
+                    self._observed(operation, "ok")
                     return answer
                 error = embedded
             else:
                 error = _error_of(method, answer)
             if attempt >= self.max_attempts or not _retryable(error):
+                self._observed(operation, "client_error" if error.status < 500 else "server_error")
                 raise error
             attempt = self._back_off(attempt, answer.headers.get("Retry-After"))
+
+    def _observed(self, operation: str, outcome: str) -> None:
+        for observer in self.observers:
+            observer(operation, outcome)
 
     @staticmethod
     def _back_off(attempt: int, retry_after: str | None = None) -> int:
