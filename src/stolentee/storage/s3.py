@@ -29,8 +29,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -80,6 +78,7 @@ from stolentee.storage.s3_requests import (
 )
 
 if TYPE_CHECKING:
+    from botocore.config import Config
     from mypy_boto3_s3 import S3Client
 
 logger = logging.getLogger(__name__)
@@ -115,6 +114,8 @@ def client_config(
     max_pool_connections: int,
 ) -> Config:
     """The botocore configuration every S3 client of stolentee uses (see the module docstring)."""
+    from botocore.config import Config  # boto3 is imported when a client is first needed
+
     return Config(
         signature_version="s3v4",
         s3={"addressing_style": "path"},
@@ -148,6 +149,8 @@ def check_profile(profile: S3Profile) -> None:
 
 def build_client(profile: S3Profile, settings: StorageSettings) -> S3Client:
     """An S3 client for ``profile``; raises ``ConfigurationError`` when a setting is missing."""
+    import boto3
+
     check_profile(profile)
     client: S3Client = boto3.session.Session().client(
         "s3",
