@@ -459,3 +459,25 @@ def test_server_side_copy_of_awkward_keys(
     assert dest.copy_object_from(source, key) is True
     assert dest.get(key) == b"awkward"
     assert [(entry.key, entry.size) for entry in dest.iterate_keys("assets/")] == [(key, 7)]
+
+
+def test_signed_requests_keep_connections_alive_and_survive_abandoned_reads(
+    seaweedfs: SeaweedFS, bucket: str
+) -> None:
+    storage = S3Storage(
+        client=cast(Any, seaweedfs.client()), bucket=bucket, credentials=seaweedfs.credentials()
+    )
+    assert storage.requests is not None
+    data = bytes(range(256)) * (3 * CHUNK_BYTES // 256)
+    storage.put("assets/keep.bin", data)
+    for _ in range(10):
+        assert storage.get("assets/keep.bin") == data
+        assert storage.head("assets/keep.bin").size == len(data)
+    assert storage.requests.pool.num_connections == 1  # one connection, reused throughout
+
+    chunks = storage.open_range("assets/keep.bin")
+    assert next(chunks) == data[:CHUNK_BYTES]
+    chunks.close()  # abandoned half way: its connection is dropped, not reused mid-body
+    assert storage.get("assets/keep.bin") == data
+    assert storage.head("assets/keep.bin").size == len(data)
+    storage.close()

@@ -792,7 +792,9 @@ class _PooledBody:
 
     def close(self) -> None:
         response = self._response
-        if response.length_remaining:  # abandoned: unread bytes would poison the connection
+        # Unread bytes (an abandoned read, or a body of unknown length) would poison the
+        # connection for the next request: drop it instead of pooling it.
+        if response.length_remaining != 0:
             response.close()
         response.release_conn()
 
