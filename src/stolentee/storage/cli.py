@@ -91,7 +91,9 @@ def migrate_storage(
         bool,
         typer.Option(
             help="Read back objects the destination already holds before skipping them "
-            "(catches copies corrupted in place)."
+            "(catches copies corrupted in place). Off: objects verified before whose source "
+            "and copy both still list the ETags the manifest recorded are skipped from the "
+            "listings alone; others are compared by their heads' sha256."
         ),
     ] = True,
     delete_source: Annotated[
