@@ -181,7 +181,10 @@ async def read_fields(request: Request) -> Fields:
     if content_type in FORM_TYPES:
         form = await request.form(max_files=4, max_fields=_MAX_FIELDS)
         for name, value in form.multi_items():
-            fields.setdefault(name, value)
+            if name not in fields:
+                fields[name] = value
+            elif isinstance(value, UploadFile):  # a repeat is ignored: release it now
+                await value.close()
         return fields
     if content_type == "application/json":
         try:
@@ -206,6 +209,13 @@ async def read_fields(request: Request) -> Fields:
         f"unsupported content type {content_type or '(none)'!r}; send multipart/form-data, "
         "application/x-www-form-urlencoded or application/json"
     )
+
+
+async def close_uploads(fields: Fields) -> None:
+    """Release the uploaded files of a parsed form (their spooled temporary files)."""
+    for value in fields.values():
+        if isinstance(value, UploadFile):
+            await value.close()
 
 
 def text(fields: Fields, name: str) -> str | None:
@@ -317,8 +327,11 @@ async def background_source(services: ServicesDep, fields: Fields) -> bytes | No
 async def remove_background(request: Request, services: ServicesDep) -> Response:
     principal = await authenticate(request, services.keys)
     fields = await read_fields(request)
-    data = await image_source(services, fields)
-    options = options_from_fields(fields, bg_image=await background_source(services, fields))
+    try:
+        data = await image_source(services, fields)
+        options = options_from_fields(fields, bg_image=await background_source(services, fields))
+    finally:
+        await close_uploads(fields)
     served = await services.removal.serve(principal, data, options)
     result = served.result
     if "application/json" in request.headers.get("accept", ""):
