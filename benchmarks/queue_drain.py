@@ -14,8 +14,14 @@ scikit-image's samples, which take the model), then for each worker count in ``-
 Start-up (spawn to the first lease) is reported apart from the drain (first lease to the last
 job finished, from the jobs table). Queue overhead compares the per-job drain time of one worker
 process at concurrency 1 with ``process_design`` called in a loop in this process (same storage
-backend, same engine), and splits it into time inside a job beyond the pipeline and idle time
-between jobs (receive + lease). Exits 1 when a job failed, never finished or lost its output.
+backend, same engine), and splits it into time inside a job beyond the pipeline and time
+between jobs. Exits 1 when a job failed, never finished or lost its output.
+
+The **queue floor** (``--floor-jobs``, per backend) is the queue's own cost with nothing else:
+the real worker (``build_queue``, ``build_handlers``, ``Worker`` at concurrency 1) draining a
+backlog in this process with ``process_design`` replaced by a stub that returns a fixed outcome.
+It counts the SQL statements and transactions of the worker's threads per job (SQLAlchemy
+events) and measures wall and CPU time per job: counts that noise on a shared machine cannot move.
 
     .venv/bin/python benchmarks/queue_drain.py                       # sqlite, 500 designs
     .venv/bin/python benchmarks/queue_drain.py --backend all --designs 100
@@ -32,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -45,16 +52,21 @@ import psutil
 import redis
 import skimage
 from PIL import Image, ImageDraw
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, event, select, text
 
+from stolentee.callbacks import CallbackSender
 from stolentee.config import DatabaseSettings, QueueSettings, ServiceSettings, Settings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.db.models import Design, Job
 from stolentee.designs import DesignStore, new_design_id
+from stolentee.jobs import handlers as job_handlers
+from stolentee.jobs.handlers import PERMANENT_ERRORS, build_handlers, build_queue
 from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.transport import build_transport
-from stolentee.pipeline import design_options, process_design
+from stolentee.jobs.worker import Worker
+from stolentee.pipeline import DesignOutcome, design_options, process_design
+from stolentee.removal.base import RemovalOptions, Remover
 from stolentee.removal.engine import RemovalEngine
 from stolentee.storage.base import Storage
 from stolentee.storage.factory import build_storage
@@ -494,6 +506,140 @@ def queue_run(
     return result
 
 
+# --- the queue's own floor ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class FloorResult:
+    backend: str
+    jobs: int
+    wall_ms: float = 0.0  # per job, backlog drained by one in-process worker thread
+    cpu_ms: float = 0.0  # per job, this process minus its main thread (which only polls)
+    statements: Counter[str] = field(default_factory=Counter)  # worker threads, whole drain
+    transactions: int = 0
+    done: int = 0
+
+
+def stub_process_design(
+    *, storage: Storage, remover: Remover, original_key: str, options: RemovalOptions
+) -> DesignOutcome:
+    """A pipeline that costs nothing: what is left of a job is the queue's own work."""
+    return DesignOutcome(
+        cutout_key="assets/cutouts/floor.png",
+        content_type="image/png",
+        width=1,
+        height=1,
+        kind="graphic",
+        method="stub",
+        provider="local",
+        foreground=None,
+        timings_ms={},
+    )
+
+
+def queue_floor(backend: str, count: int, root: Path, args: argparse.Namespace) -> FloorResult:
+    """Drain ``count`` design jobs through the real worker code with a stub pipeline."""
+    result = FloorResult(backend, count)
+    data_dir = root / f"{backend}-floor"
+    data_dir.mkdir()
+    with fresh_backend(backend, data_dir, args) as overrides:
+        settings = settings_for(overrides)
+        database = Database(settings=settings.database)
+        migrate.upgrade(database)
+        transport = build_transport(settings)
+        storage = build_storage(settings)
+        designs = DesignStore(database=database)
+        callbacks = CallbackSender.from_settings(settings.api)
+        queue = build_queue(
+            database=database, transport=transport, settings=settings.queue, callbacks=callbacks
+        )
+        handlers = build_handlers(
+            designs=designs, storage=storage, remover=RemovalEngine(settings=settings.engine),
+            queue=queue, callbacks=callbacks,
+        )  # fmt: skip
+        worker = Worker(
+            queue=queue,
+            handlers=handlers,
+            concurrency=1,
+            permanent_errors=PERMANENT_ERRORS,
+            name="floor-worker",
+        )
+        for design_id in store_design_rows(designs, count):
+            job = queue.enqueue(JOB_KIND, {"design_id": design_id})
+            designs.attach_job(design_id, str(job.id))
+
+        def on_statement(conn: object, cursor: object, statement: str, *rest: object) -> None:
+            if threading.current_thread().name.startswith(worker.name):
+                words = statement.split()
+                table = next(
+                    (words[i + 1] for i, w in enumerate(words[:-1])
+                     if w.upper() in ("UPDATE", "FROM", "INTO")),
+                    "",
+                )  # fmt: skip
+                result.statements[f"{words[0].upper()} {table}".strip()] += 1
+
+        def on_commit(conn: object) -> None:
+            if threading.current_thread().name.startswith(worker.name):
+                result.transactions += 1
+
+        event.listen(database.engine, "before_cursor_execute", on_statement)
+        event.listen(database.engine, "commit", on_commit)
+        vars(job_handlers)["process_design"] = stub_process_design  # the worker's pipeline call
+        try:
+            cpu_before, main_before = time.process_time(), time.thread_time()
+            started = time.perf_counter()
+            worker.start()
+            deadline = time.monotonic() + args.timeout_s
+            while worker.stats().done + worker.stats().failed_runs < count:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+            elapsed = time.perf_counter() - started
+            cpu = (time.process_time() - cpu_before) - (time.thread_time() - main_before)
+        finally:
+            vars(job_handlers)["process_design"] = process_design
+            worker.stop(graceful_timeout_s=5)
+            event.remove(database.engine, "before_cursor_execute", on_statement)
+            event.remove(database.engine, "commit", on_commit)
+        result.done = worker.stats().done
+        result.wall_ms = elapsed * 1000 / count
+        result.cpu_ms = cpu * 1000 / count
+        transport.close()
+        database.dispose()
+    return result
+
+
+def store_design_rows(designs: DesignStore, count: int) -> list[str]:
+    """Design rows whose originals are never read (the stub pipeline does not look)."""
+    design_ids = []
+    for _ in range(count):
+        design_id = new_design_id()
+        designs.create(
+            design_id=design_id,
+            owner=OWNER,
+            original_key=f"uploads/{design_id}/original.png",
+            original_content_type="image/png",
+            original_width=1,
+            original_height=1,
+            kind="auto",
+            output_format="png",
+            idempotency_key=None,
+        )
+        design_ids.append(design_id)
+    return design_ids
+
+
+def print_floor(floors: list[FloorResult]) -> None:
+    for f in floors:
+        ranked = sorted(f.statements.items(), key=lambda item: -item[1])
+        per_job = ", ".join(f"{name} {n / f.jobs:.2f}" for name, n in ranked)
+        print(
+            f"{f.backend} queue floor (stub pipeline, 1 in-process worker thread, {f.done}/{f.jobs}"
+            f" done): {f.wall_ms:.2f} ms/job wall, {f.cpu_ms:.2f} ms/job CPU; per job: "
+            f"{f.transactions / f.jobs:.2f} transactions, statements {per_job}"
+        )
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -534,8 +680,8 @@ def print_overhead(results: list[DrainResult], direct: DirectResult) -> None:
             f"  CPU:  {r.worker_cpu_ms:.2f} vs {direct.cpu_ms:.2f} ms/job -> overhead "
             f"{cpu:+.2f} ms/job = {100 * cpu / direct.cpu_ms:+.1f}% (worker processes only)\n"
             f"  where: inside a job beyond the pipeline {r.in_job_ms - direct.wall_ms:+.2f} ms "
-            f"(design read and result, lease, complete, heartbeat thread); between jobs "
-            f"{r.gap_ms:.2f} ms (receive + lease)\n"
+            f"(lease commit, design read; lease time to completion time); between jobs "
+            f"{r.gap_ms:.2f} ms (completion transaction, receive, lease UPDATE)\n"
             f"  API side per design: enqueue + attach_job {r.enqueue_ms:.2f} ms, original + "
             f"design row {r.upload_ms:.2f} ms"
         )
@@ -558,6 +704,9 @@ def main() -> int:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--timeout-s", type=float, default=600, help="per run")
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument(
+        "--floor-jobs", type=int, default=300, help="stub-pipeline jobs per backend (0: skip)"
+    )
     args = parser.parse_args()
     if args.designs < 1 or not 0 <= args.photo_share <= 1 or args.concurrency < 1:
         parser.error("--designs and --concurrency must be >= 1, --photo-share within 0-1")
@@ -580,6 +729,8 @@ def main() -> int:
             f"direct process_design: {direct.wall_ms:.2f} ms/job ({1000 / direct.wall_ms:.1f} "
             f"jobs/s), CPU {direct.cpu_ms:.2f} ms/job; methods: {dict(direct.methods)}"
         )
+        if args.floor_jobs > 0:
+            print_floor([queue_floor(b, args.floor_jobs, root, args) for b in backends])
         for backend in backends:
             for workers in worker_counts:
                 result = queue_run(backend, workers, uploads, root, args)

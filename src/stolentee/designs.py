@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
@@ -211,6 +211,13 @@ def design_body(
     }
 
 
+def design_in(session: Session, design_id: str) -> DesignRecord | None:
+    """In the caller's transaction: the design, or ``None`` when there is none (a design job's
+    lease reads its design this way, in the lease's own transaction)."""
+    row = session.get(Design, design_id)
+    return None if row is None else _record(row)
+
+
 def claim_callback(session: Session, design_id: str, callback_job_id: str) -> str | None:
     """In the caller's transaction: record ``callback_job_id`` as the job delivering the
     design's callback, unless it has no callback URL or already has such a job. Returns the
@@ -229,6 +236,48 @@ def claim_callback(session: Session, design_id: str, callback_job_id: str) -> st
     )
     url: str | None = session.scalars(stmt).first()
     return url
+
+
+# Run once per design job: built once, with bound parameters (see stolentee.jobs.queue).
+_RECORD_RESULT = (
+    update(Design)
+    .where(Design.id == bindparam("design_id"))
+    .values(
+        cutout_key=bindparam("cutout_key"),
+        result=bindparam("result", type_=Design.__table__.c.result.type),
+        updated_at=bindparam("updated_at", type_=Design.__table__.c.updated_at.type),
+    )
+    .returning(Design.callback_url, Design.callback_job_id)
+    .execution_options(synchronize_session=False)
+)
+
+
+class RecordedResult(NamedTuple):
+    """What :func:`record_result_in` found on the design it updated."""
+
+    callback_url: str | None
+    callback_job_id: str | None
+
+    @property
+    def callback_due(self) -> bool:
+        """A callback must still be queued: a URL and no callback job yet."""
+        return self.callback_url is not None and self.callback_job_id is None
+
+
+def record_result_in(
+    session: Session, design_id: str, *, cutout_key: str, result: dict[str, Any]
+) -> RecordedResult | None:
+    """In the caller's transaction: store the design's outcome. Returns the design's callback
+    state as of this write (one statement, ``RETURNING``), or ``None`` when the design was
+    deleted meanwhile."""
+    params = {
+        "design_id": design_id,
+        "cutout_key": cutout_key,
+        "result": result,
+        "updated_at": datetime.now(UTC),
+    }
+    row = session.execute(_RECORD_RESULT, params).first()
+    return None if row is None else RecordedResult(row[0], row[1])
 
 
 def new_design_id() -> str:
@@ -337,15 +386,9 @@ class DesignStore:
 
     def record_result(self, design_id: str, *, cutout_key: str, result: dict[str, Any]) -> bool:
         """Store the outcome; False when the design was deleted meanwhile."""
-        stmt = (
-            update(Design)
-            .where(Design.id == design_id)
-            .values(cutout_key=cutout_key, result=result, updated_at=datetime.now(UTC))
-            .returning(Design.id)
-        )
         with self._database.session() as session:
-            changed = session.scalars(stmt).first()
-        return changed is not None
+            recorded = record_result_in(session, design_id, cutout_key=cutout_key, result=result)
+        return recorded is not None
 
     def page(
         self, *, owner: str, limit: int, cursor: str | None

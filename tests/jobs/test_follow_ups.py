@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session
 
 from stolentee.callbacks import CALLBACK_JOB, CallbackSender
@@ -21,14 +21,17 @@ from stolentee.config import ApiSettings, QueueSettings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.db.models import Base, Job
-from stolentee.designs import DesignStore
-from stolentee.jobs.handlers import DESIGN_JOB, build_queue
-from stolentee.jobs.queue import DONE, FAILED, QUEUED, JobQueue
+from stolentee.designs import DesignRecord, DesignStore
+from stolentee.jobs.handlers import DESIGN_JOB, build_queue, design_handler
+from stolentee.jobs.queue import DONE, FAILED, PROCESSING, QUEUED, JobQueue
 from stolentee.jobs.transport import Transport
+from stolentee.jobs.worker import Completion, Heartbeat, PermanentJobError
+from stolentee.removal.base import ImageKind, RemovalOptions, RemovalResult
+from stolentee.storage.memory import MemoryStorage
 
 from ..clocks import FakeWallClock
 from .conftest import QUEUE_TEST_SETTINGS, DatabaseFactory
-from .test_queue import OWNER, drain
+from .test_queue import OTHER, OWNER, drain
 
 SECRET = "whsec-0123456789abcdef"
 
@@ -342,3 +345,179 @@ def test_migration_0007_downgrades_and_keeps_designs(
     columns = {column["name"] for column in inspect(db.engine).get_columns("designs")}
     assert "callback_url" not in columns
     assert migrate.upgrade(db) == "0007_design_callbacks"
+
+
+# --- the design job's completion: result, done and callback in one transaction ----------------
+
+
+class FakeRemover:
+    """Returns the same small cutout for any input (the pipeline's storage path stays real)."""
+
+    name = "fake"
+
+    def remove(self, data: bytes, options: RemovalOptions) -> RemovalResult:
+        return RemovalResult(
+            data=b"cutout of " + data,
+            content_type="image/png",
+            width=10,
+            height=10,
+            kind=ImageKind.GRAPHIC,
+            method="fake",
+            foreground=None,
+            input_width=10,
+            input_height=10,
+        )
+
+
+def run_design_handler(
+    queue: JobQueue, designs: DesignStore, storage: MemoryStorage, job: Job
+) -> Completion:
+    storage.put(f"uploads/{job.payload['design_id']}/original.png", b"png bytes")
+    handler = design_handler(designs=designs, storage=storage, remover=FakeRemover())
+    heartbeat = Heartbeat(queue=queue, job_id=job.id, owner=OWNER, interval_s=10)
+    completion = handler(job, heartbeat)
+    assert isinstance(completion, Completion)
+    return completion
+
+
+def finish(queue: JobQueue, job: Job, completion: Completion, owner: str = OWNER) -> bool:
+    """What the worker does with a handler's Completion."""
+    completed = queue.complete(job.id, owner, completion.result, within=completion.within)
+    if completion.after is not None:
+        completion.after(completed)
+    return completed
+
+
+class Statements:
+    """SQL statements run on a database while the block runs."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.seen: list[str] = []
+
+    def _on(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.seen.append(" ".join(statement.split()))
+
+    def __enter__(self) -> Statements:
+        event.listen(self.database.engine, "before_cursor_execute", self._on)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.database.engine, "before_cursor_execute", self._on)
+
+    def updates(self, table: str) -> list[str]:
+        return [s for s in self.seen if s.upper().startswith(f"UPDATE {table.upper()} ")]
+
+
+def test_the_design_result_commits_with_the_jobs_completion_or_not_at_all(
+    callback_queue: JobQueue, designs: DesignStore, database: Database, wall: FakeWallClock
+) -> None:
+    storage = MemoryStorage()
+    new_design(designs, "d6", "http://127.0.0.1:9/hook")
+    job = start_design_job(callback_queue, designs, "d6")
+    completion = run_design_handler(callback_queue, designs, storage, job)
+    assert designs.get("d6").cutout_key is None  # nothing recorded before the completion
+
+    # A hook that fails: done, the design's result and the callback roll back together.
+    def broken(queue: JobQueue, session: Session, done: Job) -> Sequence[Job]:
+        raise RuntimeError("hook failed")
+
+    failing = JobQueue(
+        database=database,
+        transport=callback_queue.transport,
+        settings=callback_queue.settings,
+        clock=wall,
+        follow_ups={DESIGN_JOB: broken},
+    )
+    with pytest.raises(RuntimeError, match="hook failed"):
+        failing.complete(job.id, OWNER, completion.result, within=completion.within)
+    stored = callback_queue.get(job.id)
+    assert stored is not None and stored.state == PROCESSING and stored.result is None
+    assert designs.get("d6").cutout_key is None
+    assert callback_jobs(callback_queue, designs, "d6") == []
+
+    # A run that lost its lease writes nothing at all, the design included.
+    assert not finish(callback_queue, job, completion, owner=OTHER)
+    assert designs.get("d6").cutout_key is None
+
+    assert finish(callback_queue, job, completion)
+    record = designs.get("d6")
+    stored = callback_queue.get(job.id)
+    assert stored is not None and stored.state == DONE
+    assert record.cutout_key is not None and record.cutout_key == stored.result["cutout_key"]
+    assert record.result == stored.result
+    assert storage.exists(record.cutout_key)
+    [callback] = callback_jobs(callback_queue, designs, "d6")
+    assert callback.state == QUEUED
+
+
+def test_a_design_without_a_callback_url_skips_the_callback_claim(
+    callback_queue: JobQueue, designs: DesignStore, database: Database
+) -> None:
+    storage = MemoryStorage()
+    new_design(designs, "d7", None)
+    new_design(designs, "d8", "http://127.0.0.1:9/hook")
+    for design_id, claims in (("d7", 0), ("d8", 1)):
+        job = start_design_job(callback_queue, designs, design_id)
+        completion = run_design_handler(callback_queue, designs, storage, job)
+        with Statements(database) as statements:
+            assert finish(callback_queue, job, completion)
+        # One transaction: the job's UPDATE, the design's UPDATE, and the claim only if due.
+        assert len(statements.updates("jobs")) == 1
+        design_updates = statements.updates("designs")
+        assert len(design_updates) == 1 + claims
+        assert sum("callback_job_id=" in s.replace(" ", "") for s in design_updates) == claims
+        assert designs.get(design_id).cutout_key is not None
+    assert callback_jobs(callback_queue, designs, "d7") == []
+    assert len(callback_jobs(callback_queue, designs, "d8")) == 1
+
+
+def test_a_design_deleted_while_processing_leaves_no_cutout(
+    callback_queue: JobQueue, designs: DesignStore
+) -> None:
+    storage = MemoryStorage()
+    new_design(designs, "d9", "http://127.0.0.1:9/hook")
+    job = start_design_job(callback_queue, designs, "d9")
+    completion = run_design_handler(callback_queue, designs, storage, job)
+    assert completion.result is not None
+    cutout = completion.result["cutout_key"]
+    assert storage.exists(cutout)
+    designs.delete("d9", owner="shop")
+
+    assert finish(callback_queue, job, completion)  # the job is done all the same
+    assert not storage.exists(cutout)  # and the orphaned cutout is removed after the commit
+
+
+def test_a_design_job_reads_its_design_in_the_lease_transaction(
+    callback_queue: JobQueue, designs: DesignStore, database: Database
+) -> None:
+    storage = MemoryStorage()
+    storage.put("uploads/d10/original.png", b"png bytes")
+    new_design(designs, "d10", None)
+    job = callback_queue.enqueue(DESIGN_JOB, {"design_id": "d10"})
+    designs.attach_job("d10", job.id)
+    with Statements(database) as statements:
+        leased = callback_queue.lease_with_context(job.id, OWNER)
+    assert leased is not None and leased.job.state == PROCESSING
+    assert isinstance(leased.context, DesignRecord) and leased.context.id == "d10"
+    assert leased.context.job_id == job.id
+    assert len(statements.updates("jobs")) == 1
+    assert sum(s.upper().startswith("SELECT") for s in statements.seen) == 1
+
+    handler = design_handler(designs=designs, storage=storage, remover=FakeRemover())
+    heartbeat = Heartbeat(
+        queue=callback_queue, job_id=job.id, owner=OWNER, interval_s=10, context=leased.context
+    )
+    with Statements(database) as statements:
+        completion = handler(leased.job, heartbeat)
+    assert statements.seen == []  # nothing read again: the lease brought the design
+    assert isinstance(completion, Completion)
+    assert finish(callback_queue, leased.job, completion)
+    assert designs.get("d10").cutout_key is not None
+
+    orphan = callback_queue.enqueue(DESIGN_JOB, {"design_id": "gone"})
+    leased = callback_queue.lease_with_context(orphan.id, OWNER)
+    assert leased is not None and leased.context is None
+    heartbeat = Heartbeat(queue=callback_queue, job_id=orphan.id, owner=OWNER, interval_s=10)
+    with pytest.raises(PermanentJobError, match="no longer exists"):
+        handler(leased.job, heartbeat)

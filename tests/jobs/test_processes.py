@@ -260,8 +260,11 @@ def test_sigterm_past_the_deadline_hands_the_job_back(cluster: Cluster) -> None:
     assert worker.wait(10) == 0
     job = cluster.queue.get(job_id)
     assert job is not None and (job.state, job.attempts) == (QUEUED, 0)
-    # Its message goes back on the queue; should that send be lost while the process exits,
-    # the next worker's reaper re-sends it, so only the outcome below is asserted.
+    # Its message is back on the queue for the next worker: the stopping worker's idle
+    # consumer (concurrency 2) returned from its receive before the hand-back was sent, so it
+    # could not take the message with it as the process exited (then only the reaper's
+    # re-send, lease_s later, would have brought the job back).
+    assert cluster.transport.pending() == 1
 
     cluster.start_worker()
     cluster.wait_for(lambda: cluster.states([job_id]) == Counter({DONE: 1}))

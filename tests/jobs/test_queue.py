@@ -7,7 +7,7 @@ in-memory huey so their number and delays can be checked.
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -117,6 +117,31 @@ def test_heartbeat_extends_the_lease_until_it_is_lost(queue: JobQueue, wall: Fak
     assert not queue.heartbeat(job.id, OWNER)
     assert not queue.complete(job.id, OWNER, {"late": True})
     assert queue.complete(job.id, OTHER, {"ok": True})
+
+
+def test_one_heartbeat_renews_several_leases_and_reports_the_lost_ones(
+    queue: JobQueue, wall: FakeWallClock
+) -> None:
+    first, second, third = (queue.enqueue("design", {}) for _ in range(3))
+    queue.lease(first.id, OWNER)
+    queue.lease(second.id, OTHER)
+    queue.lease(third.id, OWNER)
+    assert queue.heartbeat_many([]) == set()
+    wall.advance(20)
+    held = queue.heartbeat_many(
+        [(first.id, OWNER), (second.id, OTHER), (third.id, OTHER), ("no-such-job", OWNER)]
+    )
+    assert held == {(first.id, OWNER), (second.id, OTHER)}  # third is OWNER's, not OTHER's
+    wall.advance(20)  # 40 s after the leases: the two renewed ones are alive, the third is not
+    assert queue.reap().requeued == 1
+    reaped = queue.get(third.id)
+    assert reaped is not None and reaped.state == QUEUED
+    for job in (first, second):
+        stored = queue.get(job.id)
+        assert stored is not None and stored.state == PROCESSING
+        assert stored.heartbeat_at == wall.now - timedelta(seconds=20)
+    assert queue.complete(first.id, OWNER)
+    assert queue.heartbeat_many([(first.id, OWNER), (second.id, OTHER)]) == {(second.id, OTHER)}
 
 
 def test_complete_stores_the_result(queue: JobQueue, wall: FakeWallClock) -> None:

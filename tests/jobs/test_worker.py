@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from stolentee.config import QueueSettings
 from stolentee.db.engine import Database
@@ -214,3 +214,62 @@ def test_stop_past_the_deadline_hands_jobs_back(
     assert worker.stats().released == 2
     assert embedded.pending() == 2  # and their messages are back for the next worker
     assert not (tmp_path / "cutouts").exists()
+
+
+def test_one_heartbeat_thread_keeps_every_running_job_alive(
+    database: Database, embedded: Transport, tmp_path: Path
+) -> None:
+    settings = QueueSettings(**{**FAST, "lease_s": 0.4, "reaper_interval_s": 0.05})
+    queue = JobQueue(database=database, transport=embedded, settings=settings)
+    worker = Worker(queue=queue, handlers=HANDLERS, concurrency=3)  # beats every 0.1 s
+    renewals: list[str] = []
+
+    def on_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        assignments = " ".join(statement.split()).partition(" WHERE ")[0]
+        if assignments.startswith("UPDATE jobs SET") and "state=" not in assignments:
+            renewals.append(statement)  # only renewals update jobs without changing the state
+
+    event.listen(database.engine, "before_cursor_execute", on_statement)
+    worker.start()
+    try:
+        ids = [
+            queue.enqueue(SLEEP_AND_WRITE, {"out": str(tmp_path), "n": n, "sleep_s": 1.2}).id
+            for n in range(3)
+        ]
+        wait_for(lambda: len(worker.running_jobs()) == 3)
+        names = [thread.name for thread in threading.enumerate()]
+        assert names.count("stolentee-worker-heartbeat") == 1
+        assert not [name for name in names if name.startswith("stolentee-heartbeat-")]
+        wait_for(lambda: set(states(queue, ids).values()) == {DONE}, timeout_s=15)
+    finally:
+        worker.stop(graceful_timeout_s=0)
+        event.remove(database.engine, "before_cursor_execute", on_statement)
+    for stored in queue.get_many(ids).values():
+        assert (stored.attempts, stored.lost) == (1, 0)  # three times the lease, never lost
+    assert len(read_log(tmp_path)) == 6  # each job started and ended once
+    # One UPDATE per beat for all three jobs (a thread per job would need three per beat).
+    assert renewals and len(renewals) <= 1.2 / 0.1 + 5
+
+
+def test_a_handed_back_message_is_on_the_queue_when_stop_returns(
+    database: Database, make_transport: TransportFactory, redis_url: str, tmp_path: Path
+) -> None:
+    """A consumer still blocked in its receive must not take the handed-back message (it
+    would put it back, but the process may be gone by then: the job would wait for the
+    reaper). Redis: the idle consumer blocks in BRPOP."""
+    transport = make_transport(redis_url=redis_url, poll_s=0.3)
+    queue = JobQueue(database=database, transport=transport, settings=QueueSettings(**FAST))
+    for attempt in range(3):
+        worker = Worker(queue=queue, handlers=HANDLERS, concurrency=2, reaper=False)
+        worker.start()
+        payload = {"out": str(tmp_path), "n": attempt, "sleep_s": 30, "cooperative": True}
+        job = queue.enqueue(SLEEP_AND_WRITE, payload)
+        wait_for(lambda: worker.running_jobs() == [job.id])  # noqa: B023 - used at once
+        worker.stop(graceful_timeout_s=0)
+        assert worker.stats().released == 1
+        assert transport.pending() == 1, f"attempt {attempt}: the message is not on the queue"
+        assert transport.receive(0) == job.id
+        stored = queue.get(job.id)
+        assert stored is not None and (stored.state, stored.attempts) == (QUEUED, 0)
+        with database.session() as session:  # out of the way of the next attempt
+            session.execute(update(Job).where(Job.id == job.id).values(state=FAILED))

@@ -1,8 +1,12 @@
 """Job handlers: what a worker does for each job kind, and the queue they run on.
 
-``design``: run :func:`stolentee.pipeline.process_design` for the design in the payload and
-record the outcome on the design. Bad input (the original is not a usable image, the design was
-deleted) fails at once; anything else is retried by the queue.
+``design``: run :func:`stolentee.pipeline.process_design` for the design in the payload (read
+in the lease's own transaction by :func:`load_design`) and record the outcome on the design in
+the transaction that marks the job done: a design shows a cutout only once its job is done, and
+a run that lost its lease writes nothing. That UPDATE also says whether a callback is due (a URL
+and no callback job yet); when none is, the callback follow-up hook is skipped. Bad input (the
+original is not a usable image, the design was deleted) fails at once; anything else is retried
+by the queue. Two transactions per job: take it, finish it.
 
 ``callback``: deliver a finished design's signed notice (:mod:`stolentee.callbacks`); queued by
 the ``design`` jobs' follow-up hook in the transaction that finishes them.
@@ -15,7 +19,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+
+from sqlalchemy.orm import Session
 
 from stolentee.callbacks import (
     CALLBACK_JOB,
@@ -27,11 +32,17 @@ from stolentee.callbacks import (
 from stolentee.config import QueueSettings
 from stolentee.db.engine import Database
 from stolentee.db.models import Job
-from stolentee.designs import DesignNotFoundError, DesignStore
+from stolentee.designs import (
+    DesignNotFoundError,
+    DesignRecord,
+    DesignStore,
+    design_in,
+    record_result_in,
+)
 from stolentee.errors import FileTooLargeError, ImageError, InvalidOptionError
 from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.transport import Transport
-from stolentee.jobs.worker import Handler, Heartbeat, PermanentJobError
+from stolentee.jobs.worker import Completion, Handler, Heartbeat, PermanentJobError
 from stolentee.pipeline import design_options, process_design
 from stolentee.removal.base import Remover
 from stolentee.removal.remote import ProviderRejectedError
@@ -53,12 +64,14 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def design_handler(*, designs: DesignStore, storage: Storage, remover: Remover) -> Handler:
-    def handle(job: Job, heartbeat: Heartbeat) -> dict[str, Any]:
+    def handle(job: Job, heartbeat: Heartbeat) -> Completion:
         design_id = str(job.payload.get("design_id", ""))
-        try:
-            record = designs.get(design_id)
-        except DesignNotFoundError:
-            raise PermanentJobError(f"design {design_id!r} no longer exists") from None
+        record = heartbeat.context  # read with the lease (load_design), in its transaction
+        if not isinstance(record, DesignRecord) or record.id != design_id:
+            try:
+                record = designs.get(design_id)
+            except DesignNotFoundError:
+                raise PermanentJobError(f"design {design_id!r} no longer exists") from None
         premium = bool(job.payload.get("premium", False))
         options = design_options(record.kind, record.output_format, premium=premium)
         outcome = process_design(
@@ -66,13 +79,33 @@ def design_handler(*, designs: DesignStore, storage: Storage, remover: Remover) 
         )
         heartbeat.check()  # the lease was lost meanwhile: another worker owns the job now
         result = outcome.as_dict()
-        if not designs.record_result(design_id, cutout_key=outcome.cutout_key, result=result):
-            log.info("design %s was deleted while processing", design_id)
-            if not designs.cutout_in_use(outcome.cutout_key):
-                storage.delete(outcome.cutout_key)
-        return result
+        deleted = False
+
+        def within(session: Session, done: Job) -> bool:
+            """Runs with the job's completion: record the outcome on the design."""
+            nonlocal deleted
+            recorded = record_result_in(
+                session, design_id, cutout_key=outcome.cutout_key, result=result
+            )
+            deleted = recorded is None
+            # The callback hook can only queue a notice for a design that has a callback URL
+            # and no callback job yet (the URL is set at upload and never changes).
+            return recorded is not None and recorded.callback_due
+
+        def after(completed: bool) -> None:
+            if completed and deleted:
+                log.info("design %s was deleted while processing", design_id)
+                if not designs.cutout_in_use(outcome.cutout_key):
+                    storage.delete(outcome.cutout_key)
+
+        return Completion(result=result, within=within, after=after)
 
     return handle
+
+
+def load_design(session: Session, job: Job) -> DesignRecord | None:
+    """The ``design`` jobs' lease hook: read the design with the lease, in its transaction."""
+    return design_in(session, str(job.payload.get("design_id", "")))
 
 
 def build_queue(
@@ -82,13 +115,14 @@ def build_queue(
     settings: QueueSettings,
     callbacks: CallbackSender,
 ) -> JobQueue:
-    """The job queue with the design jobs' follow-up (queue the callback) and the callback
-    jobs' own retry backoff."""
+    """The job queue with the design jobs' lease hook (read the design) and follow-up (queue the
+    callback), and the callback jobs' own retry backoff."""
     return JobQueue(
         database=database,
         transport=transport,
         settings=settings,
         follow_ups={DESIGN_JOB: design_follow_up(callbacks)},
+        on_lease={DESIGN_JOB: load_design},
         retry_backoff_s={CALLBACK_JOB: callbacks.retry_backoff_s},
     )
 

@@ -6,7 +6,10 @@ duplicated message is harmless because leasing is atomic. So huey is used for wh
 a fast shared queue with delayed delivery, and none of its task execution, retries or result
 store:
 
-* ``SqliteHuey`` in ``$STOLENTEE_DATA_DIR/queue.db`` on the embedded default (no ``REDIS_URL``);
+* ``SqliteHuey`` in ``$STOLENTEE_DATA_DIR/queue.db`` on the embedded default (no ``REDIS_URL``),
+  in WAL mode with ``synchronous=NORMAL`` like the application database (huey's default, FULL,
+  syncs the file on every send and every receive; a message lost to a power cut is one more
+  message the reaper re-sends, and the job row it points at is no safer than that);
 * ``RedisHuey`` when ``REDIS_URL`` is set (many worker processes and machines).
 
 Messages are ordinary huey task messages for one task registered under the fixed name
@@ -29,6 +32,7 @@ from typing import Any
 
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
 from huey.exceptions import HueyException
+from huey.storage import SqliteStorage
 from redis import ConnectionPool
 
 from stolentee.config import Settings
@@ -43,7 +47,24 @@ TASK_NAME = "job"
 WIRE_NAME = f"{TASK_MODULE}.{TASK_NAME}"
 QUEUE_FILE_NAME = "queue.db"
 DEFAULT_POLL_S = 0.5  # longest a receive() blocks per call (Redis BRPOP timeout, SQLite polling)
-SQLITE_POLL_FLOOR_S = 0.02  # first SQLite re-poll after an empty read; doubles up to poll_s
+SQLITE_POLL_FLOOR_S = 0.02  # first SQLite re-poll after an empty read; doubles up to the ceiling
+# Longest pause between two SQLite polls: a send from another process (the API server) cannot
+# wake this one, so this bounds how long an idle worker process takes to notice it. An empty
+# poll is one indexed read (huey checks before it takes the write lock): ~10 a second is cheap.
+SQLITE_POLL_CEILING_S = 0.1
+
+
+class QueueFileStorage(SqliteStorage):  # type: ignore[misc]  # huey has no type hints
+    """huey's SQLite storage with ``synchronous=NORMAL`` (see the module docstring)."""
+
+    def _create_connection(self) -> Any:
+        conn = super()._create_connection()
+        conn.execute("pragma synchronous=NORMAL")
+        return conn
+
+
+class SqliteQueue(SqliteHuey):  # type: ignore[misc]  # huey has no type hints
+    storage_class = QueueFileStorage
 
 
 def _refuse_local_execution(job_id: str) -> None:
@@ -123,7 +144,7 @@ class Transport:
             with self._wakeup:
                 if self._sends == seen:
                     self._wakeup.wait(min(wait_s, remaining))
-            wait_s = min(wait_s * 2, self.poll_s)
+            wait_s = min(wait_s * 2, self.poll_s, SQLITE_POLL_CEILING_S)
 
     def promote_due(self) -> int:
         """Move delayed messages whose time has come onto the queue; returns how many.
@@ -189,7 +210,7 @@ def build_transport(settings: Settings, *, poll_s: float = DEFAULT_POLL_S) -> Tr
         return Transport(huey, poll_s=poll_s, blocking=True)
     path = queue_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    huey = SqliteHuey(QUEUE_NAME, results=False, filename=str(path), timeout=10)
+    huey = SqliteQueue(QUEUE_NAME, results=False, filename=str(path), timeout=10)
     return Transport(huey, poll_s=poll_s)
 
 

@@ -1,20 +1,30 @@
-"""The job worker: N consumer threads, a heartbeat per running job, one reaper thread.
+"""The job worker: N consumer threads, one heartbeat thread, one reaper thread.
 
 Each consumer thread loops: receive a job id from the transport → :meth:`JobQueue.lease` it
-(nothing to do when that returns ``None``: a duplicate or stale message) → start the job's
+(nothing to do when that returns ``None``: a duplicate or stale message) → register the run's
 :class:`Heartbeat` → call the handler registered for the job's kind → ``complete`` with its
 result, or ``fail`` (retryable for any exception, permanent for :class:`PermanentJobError`).
+A handler may return a :class:`Completion` instead of a plain result: its ``within`` is committed
+in the very transaction that marks the job done, and only if this run still holds the lease.
 A handler whose heartbeat reports the lease lost has its result discarded: the job belongs to
 another run now, and the output it wrote is content-addressed, so the same file either way.
+
+One heartbeat thread per worker renews the leases of every running job every ``heartbeat_s``
+with a single UPDATE (:meth:`JobQueue.heartbeat_many`), and marks the runs whose lease is gone
+as lost; no thread is started or stopped per job.
 
 One background thread moves due delayed messages onto the queue (about twice a second) and runs
 :meth:`JobQueue.reap` every ``reaper_interval_s``; every worker process runs one, and they race
 harmlessly.
 
 Stopping (:meth:`Worker.stop`, SIGTERM/SIGINT under :meth:`Worker.run_forever`): consumers take
-no new message; jobs already running get ``graceful_timeout_s`` to finish; those still running
-then are handed back with :meth:`JobQueue.release` (queued again at once, no attempt counted)
-and their handlers' results will be discarded. A second signal skips the wait.
+no new message; jobs already running get ``graceful_timeout_s`` to finish (their leases are
+still renewed meanwhile); those still running then are handed back with :meth:`JobQueue.release`
+(queued again at once, no attempt counted) and their handlers' results will be discarded. A
+second signal skips the wait. Before handing anything back, the consumer threads that are not
+running a job are waited for (at most one receive timeout): one of them still blocked in a
+receive could otherwise take the handed-back message off the queue while the process exits, and
+the job would wait for the reaper (``resend_after_s``) instead of the next worker.
 
 The same class runs in ``stolentee worker`` processes and inside the API server (threads on the
 embedded default); nothing here imports the web framework or the CLI.
@@ -35,11 +45,12 @@ from types import FrameType
 from typing import Any
 
 from stolentee.db.models import Job
-from stolentee.jobs.queue import QUEUED, JobQueue
+from stolentee.jobs.queue import QUEUED, JobQueue, Within
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GRACEFUL_TIMEOUT_S = 30.0
+IDLE_RECEIVER_GRACE_S = 1.0  # on stop: beyond one receive timeout, for receivers to return
 SCHEDULER_TICK_S = 0.5  # how often due delayed messages are moved onto the queue
 MAX_ERROR_BACKOFF_S = 5.0
 
@@ -52,27 +63,37 @@ class LeaseLostError(Exception):
     """Raised by :meth:`Heartbeat.check`: the job is no longer this run's to finish."""
 
 
-JobResult = dict[str, Any] | None
-
-
 class Heartbeat:
-    """Renews a running job's lease every ``interval_s`` in its own thread.
+    """A running job's lease: renewed by the worker's heartbeat thread (or by :meth:`start`).
 
     Handed to the handler, which may call :meth:`check` between steps to stop early when the
-    lease was lost or the worker is stopping past its deadline (the job was handed back).
+    lease was lost or the worker is stopping past its deadline (the job was handed back), and
+    may use :attr:`context`, what was read with the lease (:data:`~stolentee.jobs.queue.LeaseHook`).
+
+    Inside a :class:`Worker` the leases of all running jobs are renewed together by one thread
+    (:meth:`JobQueue.heartbeat_many`); :meth:`start` gives a lone heartbeat its own thread.
     """
 
-    def __init__(self, *, queue: JobQueue, job_id: str, owner: str, interval_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        queue: JobQueue,
+        job_id: str,
+        owner: str,
+        interval_s: float,
+        context: object = None,
+    ) -> None:
         self.queue = queue
         self.job_id = job_id
         self.owner = owner
         self.interval_s = interval_s
+        # What the queue's lease hook for the job's kind read in the lease's transaction (the
+        # design of a design job); None without one. The handler may use it instead of a read.
+        self.context = context
         self._stop = threading.Event()
         self._lost = threading.Event()
         self._cancelled = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"stolentee-heartbeat-{job_id[:8]}", daemon=True
-        )
+        self._thread: threading.Thread | None = None
 
     @property
     def lost(self) -> bool:
@@ -83,6 +104,11 @@ class Heartbeat:
     def cancelled(self) -> bool:
         """The worker stopped past its graceful deadline and handed the job back."""
         return self._cancelled.is_set()
+
+    @property
+    def stopped(self) -> bool:
+        """The run is over (or finishing): its lease needs no more renewals."""
+        return self._stop.is_set()
 
     def check(self) -> None:
         """Raise :class:`LeaseLostError` when the run should stop early."""
@@ -99,17 +125,29 @@ class Heartbeat:
             log.warning("heartbeat for job %s failed: %s", self.job_id, exc)
             return True
         if not held:
-            log.warning("job %s: lease lost; this run's result will be discarded", self.job_id)
-            self._lost.set()
+            self.mark_lost()
         return held
 
+    def mark_lost(self) -> None:
+        """The lease is gone (a renewal found it taken): this run's result will be discarded."""
+        if self.stopped or self.lost:
+            return  # finished meanwhile: its completion, not a loss, ended the lease
+        log.warning("job %s: lease lost; this run's result will be discarded", self.job_id)
+        self._lost.set()
+
     def start(self) -> None:
-        self._thread.start()
+        """Renew in a thread of its own every ``interval_s`` (a heartbeat outside a Worker)."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name=f"stolentee-heartbeat-{self.job_id[:8]}", daemon=True
+            )
+            self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(timeout=5)
 
     def cancel(self) -> None:
         self._cancelled.set()
@@ -119,6 +157,26 @@ class Heartbeat:
         while not self._stop.wait(self.interval_s):
             if not self.beat():
                 return
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What a handler may return instead of a plain result.
+
+    ``result`` is stored on the job. ``within(session, job)`` runs in the transaction that marks
+    the job done, right after the UPDATE that proves this run still holds the lease (it is not
+    called otherwise), so its writes are committed together with ``done`` or not at all; it
+    returns ``False`` when the job kind's follow-up hook has nothing to do for this job (see
+    :meth:`JobQueue.complete`). ``after(completed)`` runs once that transaction is over (for
+    clean-up outside the database), with whether the job was completed by this run.
+    """
+
+    result: dict[str, Any] | None = None
+    within: Within | None = None
+    after: Callable[[bool], None] | None = None
+
+
+JobResult = dict[str, Any] | Completion | None
 
 
 Handler = Callable[[Job, Heartbeat], JobResult]
@@ -193,6 +251,8 @@ class Worker:
         self._running: dict[int, _Running] = {}
         self._threads: list[threading.Thread] = []
         self._reaper_thread: threading.Thread | None = None
+        self._heartbeat_thread: threading.Thread | None = None
+        self._heartbeats_done = threading.Event()
         self._started = False
         self._counts = {
             "leased": 0,
@@ -227,6 +287,10 @@ class Worker:
             )
             self._threads.append(thread)
             thread.start()
+        self._heartbeat_thread = threading.Thread(
+            target=self._heartbeat_loop, name=f"{self.name}-heartbeat", daemon=True
+        )
+        self._heartbeat_thread.start()
         if self._with_reaper:
             self._reaper_thread = threading.Thread(
                 target=self._reap_loop, name=f"{self.name}-reaper", daemon=True
@@ -254,14 +318,37 @@ class Worker:
                 if remaining <= 0:
                     break
                 thread.join(min(remaining, 0.1))
+        self._join_idle_receivers()
         with self._lock:
             self._abandon.set()
             leftovers = list(self._running.values())
         for run in leftovers:
             self._hand_back(run)
+        self._heartbeats_done.set()
+        if self._heartbeat_thread is not None:
+            self._heartbeat_thread.join(timeout=5)
         if self._reaper_thread is not None:
             self._reaper_thread.join(timeout=5)
         log.info("worker %s stopped (%d job(s) handed back)", self.owner, len(leftovers))
+
+    def _join_idle_receivers(self) -> None:
+        """Wait (at most one receive timeout) for the consumer threads not running a job.
+
+        They take no new job once ``_stopping`` is set, but one still blocked in a receive
+        could get the message that :meth:`_hand_back` is about to send; it would put it back,
+        unless the process exits first, and then the job waits for the reaper's re-send.
+        """
+        deadline = time.monotonic() + self.transport.poll_s + IDLE_RECEIVER_GRACE_S
+        for slot, thread in enumerate(self._threads):
+            with self._lock:
+                busy = slot in self._running
+            if busy or thread is threading.current_thread():
+                continue
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning(
+                    "worker %s: consumer %d did not return from its receive", self.owner, slot
+                )
 
     def run_forever(self, graceful_timeout_s: float = DEFAULT_GRACEFUL_TIMEOUT_S) -> None:
         """Run until SIGTERM or SIGINT (main thread only), then :meth:`stop` gracefully."""
@@ -317,10 +404,11 @@ class Worker:
                 log.exception("job %s: unexpected worker error; the reaper will recover it", job_id)
 
     def _run_one(self, slot: int, job_id: str, owner: str) -> None:
-        job = self.queue.lease(job_id, owner)
-        if job is None:
+        leased = self.queue.lease_with_context(job_id, owner)
+        if leased is None:
             self.queue.resend_if_early(job_id)
             return
+        job = leased.job
         self._bump("leased")
         run = _Running(job_id=job_id, owner=owner, heartbeat=None)
         with self._lock:
@@ -331,10 +419,14 @@ class Worker:
                 self._hand_back(run)  # leased while stopping: do not start it
                 return
             heartbeat = Heartbeat(
-                queue=self.queue, job_id=job_id, owner=owner, interval_s=self.heartbeat_s
+                queue=self.queue,
+                job_id=job_id,
+                owner=owner,
+                interval_s=self.heartbeat_s,
+                context=leased.context,
             )
-            run.heartbeat = heartbeat
-            heartbeat.start()
+            with self._lock:
+                run.heartbeat = heartbeat  # from now on renewed by the heartbeat thread
             try:
                 self._execute(job, heartbeat, owner)
             finally:
@@ -352,8 +444,12 @@ class Worker:
             )
             return
         try:
-            result = handler(job, heartbeat)
+            outcome = handler(job, heartbeat)
         except Exception as exc:
+            if isinstance(exc, LeaseLostError) and (heartbeat.lost or heartbeat.cancelled):
+                self._bump("discarded")  # it stopped early, as asked: no failure to record
+                log.info("job %s stopped early: %s", job.id, describe_error(exc))
+                return
             if isinstance(exc, self.permanent_errors):
                 self._fail(job, heartbeat, owner, describe_error(exc), retryable=False)
                 return
@@ -368,12 +464,16 @@ class Worker:
             )
             self._fail(job, heartbeat, owner, describe_error(exc), retryable=True)
             return
+        heartbeat.stop()  # no renewal needed past this point; complete() checks the lease
         if heartbeat.lost or heartbeat.cancelled:
             self._bump("discarded")
             log.warning("job %s: finished after its lease was lost; result discarded", job.id)
             return
+        completion = outcome if isinstance(outcome, Completion) else Completion(result=outcome)
         try:
-            completed = self.queue.complete(job.id, owner, result)
+            completed = self.queue.complete(
+                job.id, owner, completion.result, within=completion.within
+            )
         except Exception as exc:  # noqa: BLE001 - e.g. a result that is not JSON: a failed run
             self._fail(
                 job,
@@ -389,6 +489,11 @@ class Worker:
         else:
             self._bump("discarded")
             log.warning("job %s: lease lost before completion; result discarded", job.id)
+        if completion.after is not None:
+            try:
+                completion.after(completed)
+            except Exception:
+                log.exception("job %s: clean-up after completion failed", job.id)
 
     def _fail(
         self, job: Job, heartbeat: Heartbeat, owner: str, error: str, *, retryable: bool
@@ -417,6 +522,30 @@ class Worker:
         if released:
             self._bump("released")
             log.info("job %s handed back unfinished", run.job_id)
+
+    # --- heartbeat ----------------------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        """Renew every running job's lease every ``heartbeat_s``, one UPDATE for all of them,
+        until :meth:`stop` has handed back what was left (running jobs keep their leases while
+        they get their graceful time)."""
+        while not self._heartbeats_done.wait(self.heartbeat_s):
+            with self._lock:
+                beating = [
+                    run.heartbeat
+                    for run in self._running.values()
+                    if run.heartbeat is not None and not run.heartbeat.stopped
+                ]
+            if not beating:
+                continue
+            try:
+                held = self.queue.heartbeat_many([(hb.job_id, hb.owner) for hb in beating])
+            except Exception as exc:  # noqa: BLE001 - database down: retry until leases expire
+                log.warning("renewing %d lease(s) failed: %s", len(beating), exc)
+                continue
+            for heartbeat in beating:
+                if (heartbeat.job_id, heartbeat.owner) not in held:
+                    heartbeat.mark_lost()
 
     # --- reaper -------------------------------------------------------------------------------
 
