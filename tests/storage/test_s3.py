@@ -481,3 +481,24 @@ def test_signed_requests_keep_connections_alive_and_survive_abandoned_reads(
     assert storage.get("assets/keep.bin") == data
     assert storage.head("assets/keep.bin").size == len(data)
     storage.close()
+
+
+def test_endpoints_behind_an_environment_proxy_stay_on_boto3(
+    make_settings: SettingsFactory,
+    s3_storage_settings: Callable[..., dict[str, Any]],
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """botocore honours HTTP(S)_PROXY; the signed requests do not, so such stores use boto3."""
+    settings = make_settings(storage={"backend": "s3", **s3_storage_settings(bucket)})
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("http_proxy", "http://proxy.invalid:3128")
+    proxied = build_storage(settings)
+    assert isinstance(proxied, S3Storage) and proxied.requests is None
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    direct = build_storage(settings)
+    assert isinstance(direct, S3Storage) and direct.requests is not None
+    direct.check()

@@ -22,12 +22,14 @@ import hashlib
 import logging
 import tempfile
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
+from urllib.parse import urlsplit
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -268,7 +270,11 @@ class S3Storage(PagedStorage):
         credentials = S3Credentials(profile.access_key_id, profile.secret_access_key)
         client: S3Client | None = None
         requests: S3Requests | None = None
-        if profile.endpoint:  # the usual case (R2, Supabase, MinIO): boto3 only when needed
+        # The usual case (R2, Supabase, MinIO): boto3 only when needed. On AWS itself the
+        # client resolves the regional endpoint first. An endpoint behind an HTTP(S)_PROXY from
+        # the environment (honoured by botocore, not by the signed requests) stays on boto3.
+        proxied = bool(profile.endpoint) and _behind_proxy(profile.endpoint)
+        if profile.endpoint and not proxied:
             check_profile(profile)
             requests = S3Requests(
                 endpoint=profile.endpoint,
@@ -279,7 +285,7 @@ class S3Storage(PagedStorage):
                 max_attempts=settings.s3_max_attempts,
                 max_connections=settings.s3_max_pool_connections,
             )
-        else:  # AWS itself: the client resolves the regional endpoint
+        else:
             client = build_client(profile, settings)
         return cls(
             client=client,
@@ -293,7 +299,7 @@ class S3Storage(PagedStorage):
             stream_attempts=settings.s3_max_attempts,
             label=profile_name,
             account=profile.access_key_id,
-            credentials=credentials,
+            credentials=None if proxied else credentials,
         )
 
     def __repr__(self) -> str:
@@ -797,6 +803,15 @@ class _PooledBody:
         if response.length_remaining != 0:
             response.close()
         response.release_conn()
+
+
+def _behind_proxy(endpoint: str) -> bool:
+    """Whether the environment routes ``endpoint`` through a proxy (as botocore would)."""
+    parts = urlsplit(endpoint)
+    proxies = urllib.request.getproxies()
+    if not proxies.get(parts.scheme):
+        return False
+    return not urllib.request.proxy_bypass(parts.netloc)
 
 
 def _observe_client(client: S3Client, callback: Callable[[str, str], None]) -> None:
