@@ -326,3 +326,80 @@ def test_engine_without_a_model_keeps_the_key(
     ImageDraw.Draw(art).ellipse([30, 120, 150, 240], fill=(230, 120, 20, 255))
     radial = bare.remove(encode(composite(art, radial_background(600, 400))))
     assert radial.method == "colour-key"
+
+
+def starfield(size: tuple[int, int] = (1600, 1200), count: int = 4000) -> Image.Image:
+    """Many small bright dots on black: the band around them covers most of the frame."""
+    rng = np.random.default_rng(5)
+    art = Image.new("RGBA", size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(art)
+    for x, y, r in zip(
+        rng.integers(20, size[0] - 20, count),
+        rng.integers(20, size[1] - 20, count),
+        rng.integers(2, 6, count),
+        strict=True,
+    ):
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=(250, 240, 200, 255))
+    return composite(art, (0, 0, 0))
+
+
+@pytest.mark.parametrize("image", ["starfield", "large-band"])
+def test_band_chunks_give_the_whole_stack_result(
+    monkeypatch: pytest.MonkeyPatch, image: str
+) -> None:
+    """The band's tiles are processed a bounded number at a time (memory); any chunk size,
+    down to one tile per chunk, gives exactly the same cut."""
+    if image == "starfield":
+        picture = starfield()
+    else:
+        art = Image.new("RGBA", (2400, 1600), (0, 0, 0, 0))
+        ImageDraw.Draw(art).ellipse([500, 300, 2300, 1500], fill=(200, 30, 30, 255))
+        picture = composite(art, (255, 255, 255))
+    monkeypatch.setattr(graphics, "_CHUNK_STACK_PX", 1 << 40)  # one chunk: the whole stack
+    _, whole = cut(picture)
+    for stack_px in (1, 5000, 1 << 19):
+        monkeypatch.setattr(graphics, "_CHUNK_STACK_PX", stack_px)
+        _, chunked = cut(picture)
+        assert np.array_equal(chunked.alpha, whole.alpha)
+        assert np.array_equal(chunked.rgb, whole.rgb)
+        assert chunked.flat_edges == whole.flat_edges
+
+
+def test_tile_chunks_cover_every_band_pixel_once() -> None:
+    rng = np.random.default_rng(3)
+    ys = rng.integers(0, 900, 5000).astype(np.intp)
+    xs = rng.integers(0, 700, 5000).astype(np.intp)
+    tiles = graphics._Tiles.around(ys, xs, tile=32, margin=11)
+    seen = np.zeros(len(ys), dtype=int)
+    for part, picked in tiles.chunks(7):
+        assert len(part.origins) <= 7
+        seen[picked] += 1
+        # Each band pixel keeps its place relative to its own tile's origin.
+        tile_of = part.rows // part.side
+        assert np.array_equal(part.origins[tile_of, 0] + part.rows % part.side, ys[picked])
+        assert np.array_equal(part.origins[tile_of, 1] + part.cols, xs[picked])
+    assert (seen == 1).all()
+
+
+def test_hole_vote_runs_without_the_decoded_image(engine: RemovalEngine) -> None:
+    """While the model votes on holes, the engine no longer holds the decoded Pillow image (the
+    colour key has its own numpy copy), nor does the key hold the near-background mask."""
+    import weakref
+
+    taken = [engine.decode(encode(composite(ring_icon(), (255, 255, 255))))]
+    alive = weakref.ref(taken[0].image)
+    session = engine.session()
+    seen: list[bool] = []
+    original = session.predict
+
+    def spy(rgb: Image.Image) -> Image.Image:
+        seen.append(alive() is not None)
+        return original(rgb)
+
+    session.predict = spy  # type: ignore[method-assign]
+    try:
+        matte = engine._matte(taken, ImageKind.AUTO, None)
+    finally:
+        del session.predict
+    assert matte.method == "model+colour-key:u2netp"
+    assert seen == [False]

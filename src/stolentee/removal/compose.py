@@ -8,7 +8,11 @@ image) → channels → format.
 from __future__ import annotations
 
 import io
+import os
+import struct
 import zipfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +37,12 @@ CONTENT_TYPES = {
     OutputFormat.ZIP: "application/zip",
 }
 WHITE = (255, 255, 255, 255)
+PNG_PARALLEL_MIN_BYTES = 2 << 20  # smaller images (raw bytes) are left to Pillow's encoder
+PNG_BAND_BYTES = 4 << 20  # raw bytes per independently deflated band of rows
+_PNG_COLOUR_TYPES = {"L": 0, "RGB": 2, "RGBA": 6}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_ZLIB_HEADER = b"\x78\x01"  # deflate, 32 KiB window, "fastest" (informative only)
+_ADLER_BASE = 65521
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,10 +233,10 @@ def _zip(color: Image.Image, alpha: Image.Image, png_compress_level: int) -> byt
 
 
 def _encode(image: Image.Image, fmt: OutputFormat, png_compress_level: int) -> bytes:
-    buffer = io.BytesIO()
     if fmt is OutputFormat.PNG:
-        image.save(buffer, format="PNG", compress_level=png_compress_level)
-    elif fmt is OutputFormat.WEBP:
+        return encode_png(image, png_compress_level)
+    buffer = io.BytesIO()
+    if fmt is OutputFormat.WEBP:
         image.save(buffer, format="WEBP", quality=WEBP_QUALITY, method=4)
     elif fmt is OutputFormat.JPG:
         if image.mode not in ("RGB", "L"):
@@ -235,3 +245,90 @@ def _encode(image: Image.Image, fmt: OutputFormat, png_compress_level: int) -> b
     else:
         raise ValueError(f"{fmt} is not an image encoding")
     return buffer.getvalue()
+
+
+def encode_png(image: Image.Image, compress_level: int) -> bytes:
+    """PNG of ``image``; large L, RGB and RGBA images are deflated in bands on several threads.
+
+    Each band of rows is filtered with PNG's "Up" filter (numpy) and deflated on its own
+    (zlib releases the GIL), ending in a full flush so that the bands concatenate into one valid
+    zlib stream; the stream's Adler-32 is combined from the bands'. The pixels decode exactly as
+    from Pillow's encoder; the bands do not depend on the number of threads, so the bytes are
+    the same on every machine. Pillow's encoder (adaptive filtering, one thread) takes over for
+    small images and other modes: at 12 MP it was 2-3x slower for files ~1-4 % smaller.
+    """
+    colour_type = _PNG_COLOUR_TYPES.get(image.mode)
+    width, height = image.size
+    row_bytes = width * len(image.getbands())
+    if colour_type is None or row_bytes * height < PNG_PARALLEL_MIN_BYTES:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", compress_level=compress_level)
+        return buffer.getvalue()
+    image.load()
+    rows = max(1, PNG_BAND_BYTES // row_bytes)
+    tops = list(range(0, height, rows))
+
+    def band(number: int) -> tuple[bytes, int, int]:
+        top, bottom = tops[number], min(tops[number] + rows, height)
+        # The band plus the row above it, which the "Up" filter subtracts.
+        above = np.asarray(image.crop((0, max(top - 1, 0), width, bottom))).reshape(-1, row_bytes)
+        filtered = np.empty((bottom - top, row_bytes + 1), dtype=np.uint8)
+        filtered[:, 0] = 2  # filter type "Up"
+        if top == 0:
+            filtered[0, 1:] = above[0]
+            np.subtract(above[1:], above[:-1], out=filtered[1:, 1:])
+        else:
+            np.subtract(above[1:], above[:-1], out=filtered[:, 1:])
+        data = filtered.data  # contiguous bytes, as a memoryview
+        deflate = zlib.compressobj(compress_level, zlib.DEFLATED, -15)  # raw deflate
+        last = number == len(tops) - 1
+        body = deflate.compress(data) + deflate.flush(zlib.Z_FINISH if last else zlib.Z_FULL_FLUSH)
+        if number == 0:
+            body = _ZLIB_HEADER + body
+        return _png_chunk(b"IDAT", body), zlib.adler32(data), filtered.size
+
+    workers = max(1, min(len(tops), _cpu_count()))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="png") as pool:
+        bands = list(pool.map(band, range(len(tops))))
+    checksum = 1  # Adler-32 of nothing
+    for _, adler, length in bands:
+        checksum = _adler32_combine(checksum, adler, length)
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return b"".join(
+        [
+            _PNG_SIGNATURE,
+            _png_chunk(b"IHDR", header),
+            *(chunk for chunk, _, _ in bands),
+            _png_chunk(b"IDAT", struct.pack(">I", checksum)),  # the zlib stream's trailer
+            _png_chunk(b"IEND", b""),
+        ]
+    )
+
+
+def _cpu_count() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(data, zlib.crc32(kind))
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def _adler32_combine(first: int, second: int, second_length: int) -> int:
+    """Adler-32 of two buffers joined, from theirs (zlib's ``adler32_combine``)."""
+    remainder = second_length % _ADLER_BASE
+    sum1 = first & 0xFFFF
+    sum2 = (remainder * sum1) % _ADLER_BASE
+    sum1 += (second & 0xFFFF) + _ADLER_BASE - 1
+    sum2 += (first >> 16) + (second >> 16) + _ADLER_BASE - remainder
+    if sum1 >= _ADLER_BASE:
+        sum1 -= _ADLER_BASE
+    if sum1 >= _ADLER_BASE:
+        sum1 -= _ADLER_BASE
+    if sum2 >= _ADLER_BASE << 1:
+        sum2 -= _ADLER_BASE << 1
+    if sum2 >= _ADLER_BASE:
+        sum2 -= _ADLER_BASE
+    return sum1 | (sum2 << 16)

@@ -12,7 +12,7 @@ model is both slower and worse than keying out the background colour:
    once. Regions of the background colour enclosed by artwork are kept (white text inside a logo
    stays), unless they look like holes (a ring's centre): large, containing no other artwork,
    not most of the artwork, of exactly the background's colour, and called background by the
-   segmentation model, which is run only when such a region exists (:func:`_open_holes`).
+   segmentation model, which is run only when such a region exists (:func:`_hole_candidates`).
 3. **Matte the edges**: in a thin band of artwork pixels next to the background, estimate the
    local foreground colour F from nearby solid artwork and solve p = a*F + (1-a)*B for the
    partial alpha a of anti-aliased pixels. The band is a thin curve, so these neighbourhood
@@ -30,7 +30,7 @@ Full-frame work is kept to a few 8-bit OpenCV passes (range test, flood fill, di
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -52,6 +52,7 @@ _MIN_HOLE_PX = 64  # ... and so are those under this many pixels (letter counter
 _HOLE_MAX_DISTANCE = 1.0  # mean distance to the background of a hole, above the border noise
 _HOLE_MAX_VOTE = 0.3  # an enclosed region is a hole when the model's mean alpha is below this
 _HOLE_MAX_SHARE = 0.3  # ... and it is at most this share of the artwork (holes included)
+_CHUNK_STACK_PX = 1 << 19  # band tiles are processed this many stacked pixels at a time
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,10 +210,13 @@ def _has_islands(region: NDArray[np.bool_]) -> bool:
     return int(reached) < cv2.countNonZero(padded)
 
 
-def _open_holes(
-    rgb: U8, background: U8, candidate: U8, is_bg: U8, noise: float, vote: HoleVote
-) -> int:
-    """Mark large enclosed background-coloured regions as background when they look like holes.
+_Hole = tuple[tuple[slice, slice], NDArray[np.bool_]]  # a window of the image, the region in it
+
+
+def _hole_candidates(
+    rgb: U8, background: U8, candidate: U8, is_bg: U8, noise: float
+) -> list[_Hole]:
+    """Large enclosed background-coloured regions that may be holes, to put to the model.
 
     Regions of the background colour that the border flood fill did not reach are either part
     of the artwork (white text inside a badge, a white face or body, a blank screen) or real
@@ -225,21 +229,18 @@ def _open_holes(
       ``_HOLE_MAX_DISTANCE`` on average: a white fill on an off-white background. The region
       includes its anti-aliased rim, so thin shapes (white letters) seldom pass this test.
 
-    The remaining candidates go to the segmentation model (``vote``, called at most once): one
-    whose mean model alpha is below ``_HOLE_MAX_VOTE`` becomes background (``is_bg`` is updated
-    in place). Returns the number of regions opened (``vote`` may return None: no opinion,
-    every region is kept).
+    The remaining candidates are returned, for the segmentation model to decide.
     """
     height, width = is_bg.shape
     min_area = max(_MIN_HOLE_PX, _MIN_HOLE_SHARE * height * width)
     enclosed = _u8(cv2.subtract(candidate, is_bg))
     if cv2.countNonZero(enclosed) < min_area:
-        return 0
+        return []
     left, top, box_w, box_h = cv2.boundingRect(enclosed)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(
         enclosed[top : top + box_h, left : left + box_w], connectivity=4
     )
-    holes: list[tuple[tuple[slice, slice], NDArray[np.bool_]]] = []
+    holes: list[_Hole] = []
     artwork_area = height * width - cv2.countNonZero(is_bg)
     for label in range(1, count):
         area = int(stats[label, cv2.CC_STAT_AREA])
@@ -255,11 +256,19 @@ def _open_holes(
         if float(distance[region].mean()) > noise + _HOLE_MAX_DISTANCE:
             continue
         holes.append((window, region))
+    return holes
+
+
+def _open_holes(holes: list[_Hole], is_bg: U8, vote: HoleVote) -> int:
+    """Ask the segmentation model about the hole candidates: one whose mean model alpha is below
+    ``_HOLE_MAX_VOTE`` becomes background (``is_bg`` is updated in place). Returns the number of
+    regions opened (``vote`` may return None: no opinion, every region is kept)."""
     if not holes:
         return 0
     matte = vote()
     if matte is None:
         return 0
+    height, width = is_bg.shape
     matte_h, matte_w = matte.shape[:2]
     opened = 0
     for window, region in holes:
@@ -304,6 +313,27 @@ class _Tiles:
         cols = xs - origins[index, 1]
         return cls(origins=origins, side=side, rows=rows, cols=cols)
 
+    def chunks(self, max_tiles: int) -> Iterator[tuple[_Tiles, NDArray[np.intp]]]:
+        """These tiles in groups of at most ``max_tiles``, each with the indices (into this
+        object's pixels) of the band pixels it holds."""
+        count = len(self.origins)
+        if count <= max_tiles:
+            yield self, np.arange(len(self.rows), dtype=np.intp)
+            return
+        tile_of = self.rows // self.side
+        order = np.argsort(tile_of, kind="stable")
+        starts = np.arange(0, count, max_tiles)
+        bounds = np.searchsorted(tile_of[order], np.append(starts, count))
+        for number, first in enumerate(starts.tolist()):
+            picked = order[bounds[number] : bounds[number + 1]]
+            part = _Tiles(
+                origins=self.origins[first : first + max_tiles],
+                side=self.side,
+                rows=self.rows[picked] - first * self.side,
+                cols=self.cols[picked],
+            )
+            yield part, picked
+
     def gather(self, image: U8, outside: int = 0) -> U8:
         """The tiles of ``image`` (HxW or HxWxC) stacked vertically; ``outside`` beyond it."""
         height, width = image.shape[:2]
@@ -344,12 +374,20 @@ def colour_key(
     is_bg = _border_connected(candidate)
     holes = 0
     if hole_vote is not None:
-        holes = _open_holes(rgb, background, candidate, is_bg, analysis.noise, hole_vote)
+        found = _hole_candidates(rgb, background, candidate, is_bg, analysis.noise)
+        if found:
+            # The model runs now: hold no more full-size buffers than needed while it does (its
+            # tensors are the largest allocation of the whole cut). A gradient is cheap to redo.
+            del candidate
+            if analysis.is_gradient:
+                del background
+            holes = _open_holes(found, is_bg, hole_vote)
+            background = background_image(analysis, height, width)
 
     alpha = _u8(cv2.bitwise_not(is_bg))
     out_rgb = rgb.copy()
     radius = band_width_px(height, width)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    kernel = _u8(cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
     near_bg = _u8(cv2.dilate(is_bg, kernel))  # background and the band; the rest is solid artwork
     points = cv2.findNonZero(cv2.subtract(near_bg, is_bg))
     if points is None:
@@ -358,9 +396,47 @@ def colour_key(
     xs = points[:, 0].astype(np.intp)
     ys = points[:, 1].astype(np.intp)
 
-    # Neighbourhood statistics on the tiles around the band only.
+    # Neighbourhood statistics on the tiles around the band only, a bounded number of tiles at
+    # a time: every statistic is local to a band pixel's own tile, so the chunks give exactly
+    # the whole-stack result while the float32 stacks stay small even when the band covers
+    # most of the image (a starfield, halftone dots).
     half_window = 2 * radius + 1
     tiles = _Tiles.around(ys, xs, tile=max(32, 2 * half_window), margin=half_window)
+    flat = 0
+    for part, picked in tiles.chunks(max(1, _CHUNK_STACK_PX // (tiles.side * tiles.side))):
+        flat += _matte_band(
+            part,
+            ys[picked],
+            xs[picked],
+            rgb,
+            background,
+            near_bg,
+            kernel,
+            tolerance,
+            half_window,
+            alpha,
+            out_rgb,
+        )
+    flat_edges = flat / len(ys)
+    return GraphicCut(alpha=alpha, rgb=out_rgb, holes=holes, flat_edges=flat_edges)
+
+
+def _matte_band(
+    tiles: _Tiles,
+    ys: NDArray[np.intp],
+    xs: NDArray[np.intp],
+    rgb: U8,
+    background: U8,
+    near_bg: U8,
+    kernel: U8,
+    tolerance: int,
+    half_window: int,
+    alpha: U8,
+    out_rgb: U8,
+) -> int:
+    """Partial alpha and decontaminated colour of the band pixels ``ys, xs`` (all inside
+    ``tiles``), written into ``alpha`` and ``out_rgb``; returns how many of them have no
+    contrast across the edge."""
     rgb_t = tiles.gather(rgb)
     bg_t = tiles.gather(background)
     solid_t = (tiles.gather(near_bg, outside=255) == 0).astype(np.float32)
@@ -372,7 +448,7 @@ def colour_key(
     # under the tolerance to well over it; a cut through a smooth shade of the background (a
     # background surface that does not fit) rises by almost nothing.
     spread = _u8(cv2.morphologyEx(distance_t, cv2.MORPH_GRADIENT, kernel))[rows, cols]
-    flat_edges = float((spread < _FLAT_EDGE_CONTRAST * tolerance).mean())
+    flat = int(np.count_nonzero(spread < _FLAT_EDGE_CONTRAST * tolerance))
 
     # Foreground colour near each band pixel: mean colour of solid artwork in a window.
     window = (2 * half_window + 1, 2 * half_window + 1)
@@ -405,4 +481,4 @@ def colour_key(
     recovered = b + (p - b) / np.maximum(a, 0.05)[:, None]
     colour = np.where(usable[:, None], fg, recovered)
     out_rgb[ys, xs] = np.clip(colour + 0.5, 0, 255).astype(np.uint8)
-    return GraphicCut(alpha=alpha, rgb=out_rgb, holes=holes, flat_edges=flat_edges)
+    return flat
