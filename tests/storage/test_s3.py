@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import socket
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, cast
 
 import httpx
@@ -54,6 +54,30 @@ def s3(seaweedfs: SeaweedFS, bucket: str, request: pytest.FixtureRequest) -> Ite
 
 def _raw_head(storage: S3Storage, key: str) -> dict[str, Any]:
     return cast(dict[str, Any], storage.client.head_object(Bucket=storage.bucket, Key=key))
+
+
+def _account_store(seaweedfs: SeaweedFS, bucket: str, *, signed: bool = True) -> S3Storage:
+    """A store as the CLI builds one (account known: server-side copies), on signed requests
+    or on boto3 alone."""
+    return S3Storage(
+        client=cast(Any, seaweedfs.client()),
+        bucket=bucket,
+        account=seaweedfs.access_key_id,
+        credentials=seaweedfs.credentials() if signed else None,
+    )
+
+
+def _count_requests(storage: S3Storage, calls: Counter[str], prefix: str = "") -> None:
+    """Count ``storage``'s signed GET/HEAD/PUT/copy calls in ``calls`` (as ``prefix + name``)."""
+    assert storage.requests is not None
+    for name in ("copy", "put", "get", "head"):
+        real = getattr(storage.requests, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = prefix + name, **kw: Any) -> Any:
+            calls.update([_name])
+            return _real(*args, **kw)
+
+        setattr(storage.requests, name, counted)
 
 
 def test_objects_carry_cache_headers_content_type_and_sha256(s3: S3Storage) -> None:
@@ -340,16 +364,7 @@ def test_migration_on_signed_requests_copies_server_side(
 ) -> None:
     """The same as above with the stores built as in production (credentials known): the copy
     and the read-back go through the signed requests, and never through boto3."""
-
-    def store() -> S3Storage:
-        return S3Storage(
-            client=cast(Any, seaweedfs.client()),
-            bucket=s3_buckets(),
-            account=seaweedfs.access_key_id,
-            credentials=seaweedfs.credentials(),
-        )
-
-    source, dest = store(), store()
+    source, dest = (_account_store(seaweedfs, s3_buckets()) for _ in range(2))
     for n in range(5):
         source.put(f"uploads/{n}.png", bytes([n]) * 1000)
     source.client.put_object(Bucket=source.bucket, Key="uploads/foreign.png", Body=b"foreign")
@@ -357,16 +372,8 @@ def test_migration_on_signed_requests_copies_server_side(
     dest.client.meta.events.register(
         "before-call.s3.*", lambda model, **_: boto_calls.update([model.name])
     )
-    assert dest.requests is not None
     wire_calls: Counter[str] = Counter()
-    for name in ("copy", "put", "get", "head"):
-        real = getattr(dest.requests, name)
-
-        def counted(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
-            wire_calls.update([_name])
-            return _real(*args, **kwargs)
-
-        setattr(dest.requests, name, counted)
+    _count_requests(dest, wire_calls)
     with Manifest.open(tmp_path / "m.jsonl") as manifest:
         report = migrate(source, dest, manifest=manifest, concurrency=2)
     assert report.ok and report.copied == 6
@@ -384,16 +391,7 @@ def test_a_rerun_without_read_back_trusts_the_manifest_and_the_listings(
     """--no-verify-existing: objects verified before and unchanged in both listings (same
     ETags as recorded) cost no request; a source rewritten or a copy replaced since is looked
     at again and copied."""
-
-    def store() -> S3Storage:
-        return S3Storage(
-            client=cast(Any, seaweedfs.client()),
-            bucket=s3_buckets(),
-            account=seaweedfs.access_key_id,
-            credentials=seaweedfs.credentials(),
-        )
-
-    source, dest = store(), store()
+    source, dest = (_account_store(seaweedfs, s3_buckets()) for _ in range(2))
     for n in range(6):
         source.put(f"assets/{n}.png", bytes([n]) * 2000)
     with Manifest.open(tmp_path / "m.jsonl") as manifest:
@@ -402,19 +400,9 @@ def test_a_rerun_without_read_back_trusts_the_manifest_and_the_listings(
         recorded = manifest.latest_objects()
         assert all(r.source_etag and r.dest_etag for r in recorded.values())
 
-        assert dest.requests is not None and source.requests is not None
         calls: Counter[str] = Counter()
-        for side, requests in (("source", source.requests), ("dest", dest.requests)):
-            for name in ("copy", "put", "get", "head"):
-                real = getattr(requests, name)
-
-                def counted(
-                    *a: Any, _real: Any = real, _n: str = f"{side}.{name}", **k: Any
-                ) -> Any:
-                    calls.update([_n])
-                    return _real(*a, **k)
-
-                setattr(requests, name, counted)
+        _count_requests(source, calls, "source.")
+        _count_requests(dest, calls, "dest.")
 
         second = migrate(source, dest, manifest=manifest, concurrency=2, verify_existing=False)
         assert second.ok and (second.copied, second.skipped) == (0, 6)
@@ -445,15 +433,9 @@ def test_a_rerun_without_read_back_trusts_the_manifest_and_the_listings(
 def test_server_side_copy_of_awkward_keys(
     seaweedfs: SeaweedFS, s3_buckets: Callable[[], str], key: str, signed_requests: bool
 ) -> None:
-    def store() -> S3Storage:
-        return S3Storage(
-            client=cast(Any, seaweedfs.client()),
-            bucket=s3_buckets(),
-            account=seaweedfs.access_key_id,
-            credentials=seaweedfs.credentials() if signed_requests else None,
-        )
-
-    source, dest = store(), store()
+    source, dest = (
+        _account_store(seaweedfs, s3_buckets(), signed=signed_requests) for _ in range(2)
+    )
     source.put(key, b"awkward")
     assert [entry.key for entry in source.iterate_keys()] == [key]
     assert dest.copy_object_from(source, key) is True
@@ -475,7 +457,7 @@ def test_signed_requests_keep_connections_alive_and_survive_abandoned_reads(
         assert storage.head("assets/keep.bin").size == len(data)
     assert storage.requests.pool.num_connections == 1  # one connection, reused throughout
 
-    chunks = storage.open_range("assets/keep.bin")
+    chunks = cast(Generator[bytes, None, None], storage.open_range("assets/keep.bin"))
     assert next(chunks) == data[:CHUNK_BYTES]
     chunks.close()  # abandoned half way: its connection is dropped, not reused mid-body
     assert storage.get("assets/keep.bin") == data
