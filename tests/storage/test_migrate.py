@@ -28,6 +28,7 @@ from stolentee.storage.migrate import (
     ProgressEvent,
     check_delete_allowed,
     delete_source,
+    list_both,
     migrate,
     plan,
 )
@@ -455,6 +456,54 @@ def test_listing_failure_is_reported(manifest: Manifest) -> None:
     assert not report.ok
     assert report.listing_error is not None
     assert "listing timed out" in report.listing_error
+
+
+class CountedListings(MemoryStorage):
+    """Counts how often it is listed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listings = 0
+
+    def iterate(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        self.listings += 1
+        yield from super().iterate(prefix)
+
+
+def test_listings_made_up_front_replace_the_runs_own(manifest: Manifest) -> None:
+    source, dest = CountedListings(), CountedListings()
+    _fill(source, OBJECTS)
+    _fill(dest, {"uploads/2026/11/a.png": OBJECTS["uploads/2026/11/a.png"]})
+
+    listings = list_both(source, dest, prefix="uploads/")
+    report = _run(source, dest, manifest, prefix="uploads/", listings=listings)
+
+    assert (source.listings, dest.listings) == (1, 1)  # once each, by list_both only
+    assert [entry.key for entry in listings.source] == ["uploads/2026/11/a.png", UNICODE_KEY]
+    assert set(listings.dest) == {"uploads/2026/11/a.png"}
+    assert listings.plan() == plan(source, prefix="uploads/")
+    assert (report.copied, report.skipped, report.failed) == (1, 1, 0)
+    assert dest.get(UNICODE_KEY) == b"unicode key"
+
+
+def test_listings_of_another_prefix_are_refused(source: MemoryStorage, manifest: Manifest) -> None:
+    listings = list_both(source, MemoryStorage(), prefix="uploads/")
+
+    with pytest.raises(ValueError, match="prefix"):
+        _run(source, MemoryStorage(), manifest, prefix="assets/", listings=listings)
+    assert manifest.records("run") == []
+
+
+def test_a_failing_listing_up_front_raises() -> None:
+    class BrokenListing(MemoryStorage):
+        def iterate(self, prefix: str = "") -> Iterator[ObjectInfo]:
+            raise StorageError("listing refused (simulated)")
+            yield  # a generator
+
+    with pytest.raises(StorageError, match="listing refused"):
+        list_both(MemoryStorage(), BrokenListing())
+    with pytest.raises(StorageError, match="listing refused"):
+        list_both(BrokenListing(), MemoryStorage())
 
 
 def test_stop_event_interrupts_and_a_rerun_resumes(tmp_path: Path, manifest: Manifest) -> None:

@@ -234,8 +234,9 @@ def _copy(
     concurrency: int,
     verify_existing: bool,
 ) -> None:
-    with console.status("Listing the source..."):
-        plan = migration.plan(source, prefix=prefix)
+    with console.status("Listing the source and the destination..."):
+        listings = migration.list_both(source, dest, prefix=prefix)
+    plan = listings.plan()
     err_console.print(
         f"Copying {plan.object_count} objects ({_size(plan.total_bytes)}) with {concurrency} at "
         f"a time; manifest {escape(str(path))}"
@@ -256,6 +257,7 @@ def _copy(
                 stop=stop,
                 total_objects=plan.object_count,
                 total_bytes=plan.total_bytes,
+                listings=listings,
             )
     _print_report(report, path)
     if not report.ok:

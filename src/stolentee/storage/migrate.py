@@ -298,14 +298,51 @@ def plan(
 ) -> MigrationPlan:
     """List the source under ``prefix``: object count, total bytes and the first few objects."""
     validate_prefix(prefix)
+    return _plan_of(source.iterate_keys(prefix), prefix=prefix, sample_size=sample_size)
+
+
+def _plan_of(entries: Iterable[KeyEntry], *, prefix: str, sample_size: int) -> MigrationPlan:
     count = total = 0
     sample: list[KeyEntry] = []
-    for info in source.iterate_keys(prefix):
+    for info in entries:
         count += 1
         total += info.size
         if len(sample) < sample_size:
             sample.append(info)
     return MigrationPlan(prefix=prefix, object_count=count, total_bytes=total, sample=tuple(sample))
+
+
+@dataclass(frozen=True, slots=True)
+class Listings:
+    """Both stores listed before a migration starts (:func:`list_both`).
+
+    Handed to :func:`migrate`, they replace its own listings: a caller that shows the plan first
+    (the CLI) lists each store once instead of the source twice. The source's keys are then held
+    in memory for the run (the destination's always are); objects written to the source after
+    the listing are left to the next run, as with any listing.
+    """
+
+    prefix: str
+    source: tuple[KeyEntry, ...]
+    dest: Mapping[str, KeyEntry]
+
+    def plan(self, sample_size: int = DEFAULT_SAMPLE_SIZE) -> MigrationPlan:
+        return _plan_of(self.source, prefix=self.prefix, sample_size=sample_size)
+
+
+def list_both(source: Storage, dest: Storage, *, prefix: str = "") -> Listings:
+    """List the source and the destination under ``prefix`` at the same time (two threads).
+
+    A failing listing raises its error, as :func:`plan` does.
+    """
+    validate_prefix(prefix)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="list-dest") as pool:
+        dest_listing = pool.submit(
+            lambda: {entry.key: entry for entry in dest.iterate_keys(prefix)}
+        )
+        source_keys = tuple(source.iterate_keys(prefix))
+        in_dest = dest_listing.result()
+    return Listings(prefix=prefix, source=source_keys, dest=in_dest)
 
 
 # --- progress and the report -----------------------------------------------------------------
@@ -703,8 +740,12 @@ def migrate(
     stop: threading.Event | None = None,
     total_objects: int | None = None,
     total_bytes: int | None = None,
+    listings: Listings | None = None,
 ) -> MigrationReport:
     """Copy every object under ``prefix`` from ``source`` to ``dest``; see the module docstring.
+
+    ``listings`` (from :func:`list_both`, same prefix) stand in for the two listings this
+    function makes otherwise.
 
     ``progress`` is called after each object, from the worker threads but never two at a time.
     Setting ``stop`` starts no new object; those in flight finish and the report is marked
@@ -714,6 +755,8 @@ def migrate(
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     validate_prefix(prefix)
+    if listings is not None and listings.prefix != prefix:
+        raise ValueError(f"listings of prefix {listings.prefix!r} for a migration of {prefix!r}")
     run_id = uuid.uuid4().hex
     started = time.monotonic()
     manifest.append(
@@ -734,7 +777,11 @@ def migrate(
         stop = threading.Event()
 
     # One listing of the destination spares a request per object that is not there yet.
-    in_dest = {entry.key: entry for entry in dest.iterate_keys(prefix)}
+    in_dest: Mapping[str, KeyEntry]
+    if listings is not None:
+        in_dest = listings.dest
+    else:
+        in_dest = {entry.key: entry for entry in dest.iterate_keys(prefix)}
     # Not reading copies back: what the manifest verified and neither store rewrote since is
     # skipped from the listings alone.
     verified_before = {} if verify_existing else _verified_with_etags(manifest)
@@ -761,8 +808,11 @@ def migrate(
         tally.finish(copier.copy(listed, in_dest=listed.key in in_dest))
 
     listing_errors: list[str] = []
+    source_keys = (
+        listings.source if listings is not None else _listing(source, prefix, listing_errors)
+    )
     interrupted = _run_bounded(
-        to_copy(_listing(source, prefix, listing_errors)),
+        to_copy(source_keys),
         work,
         concurrency=concurrency,
         stop=stop,
