@@ -10,27 +10,33 @@ from __future__ import annotations
 import hashlib
 import io
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from stolentee.storage import s3
 from stolentee.storage.s3_requests import (
     EMPTY_SHA256,
     S3ConnectionError,
     S3Credentials,
     S3Requests,
     S3ResponseError,
+    S3StreamError,
     SigV4Signer,
     object_headers,
     parse_listing,
     uri_encode,
 )
+from tests.storage.rawhttp import Answer, RawServer, ok, self_signed_certificate
 
 CREDENTIALS = S3Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
 
@@ -291,3 +297,109 @@ def test_listings_decode_url_encoded_keys() -> None:
     assert page.next_token == "t1"
     last = parse_listing(b"<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>")
     assert (last.objects, last.next_token) == ([], None)
+
+
+# --- on the lean HTTP client (stolentee.storage.http_wire) -------------------------------------
+
+
+def _requests_on(port: int, *, scheme: str = "http", **options: Any) -> S3Requests:
+    settings: dict[str, Any] = {
+        "region": "us-east-1",
+        "credentials": CREDENTIALS,
+        "connect_timeout_s": 1,
+        "read_timeout_s": 2,
+        "max_attempts": 1,
+        "max_connections": 2,
+    }
+    settings.update(options)
+    return S3Requests(endpoint=f"{scheme}://127.0.0.1:{port}", **settings)
+
+
+def test_a_stale_pooled_connection_is_not_an_attempt() -> None:
+    """The server drops a kept-alive connection as the next request arrives: sent again on a
+    fresh one, even with a single attempt allowed, and observed once, as a success."""
+    server = RawServer(script=[ok(b"", 'ETag: "a"'), Answer(drop=True), ok(b"", 'ETag: "b"')])
+    requests = _requests_on(server.port, max_attempts=1)
+    seen: list[tuple[str, str]] = []
+    requests.observers.append(lambda operation, outcome: seen.append((operation, outcome)))
+    try:
+        assert requests.put("b", "k1", b"x", size=1, sha256=EMPTY_SHA256, headers={}) == '"a"'
+        body = io.BytesIO(b"yz")
+        assert requests.put("b", "k2", body, size=2, sha256=EMPTY_SHA256, headers={}) == '"b"'
+        assert [(r.connection, r.line, r.body) for r in server.received] == [
+            (0, "PUT /b/k1 HTTP/1.1", b"x"),
+            (0, "PUT /b/k2 HTTP/1.1", b"yz"),
+            (1, "PUT /b/k2 HTTP/1.1", b"yz"),
+        ]
+        assert seen == [("PutObject", "ok"), ("PutObject", "ok")]
+    finally:
+        requests.close()
+        server.close()
+
+
+def test_a_broken_get_body_raises_what_the_storage_resumes_on() -> None:
+    """S3Storage resumes an interrupted read on S3StreamError (one of s3._STREAM_ERRORS)."""
+    server = RawServer(
+        script=[
+            Answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123", close_after=True),
+            Answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123"),
+        ]
+    )
+    requests = _requests_on(server.port, read_timeout_s=0.2)
+    try:
+        answer = requests.get("b", "k")
+        assert answer.status == 200 and answer.headers["Content-Length"] == "10"
+        assert answer.length_remaining == 10
+        with pytest.raises(S3StreamError) as caught:
+            answer.read(10)
+        assert not caught.value.timed_out
+        assert S3StreamError in s3._STREAM_ERRORS
+        answer.release_conn()
+        stalled = requests.get("b", "k")
+        with pytest.raises(S3StreamError, match=r"no data for 0\.2 s") as caught:
+            stalled.read(10)
+        assert caught.value.timed_out
+        stalled.close()
+    finally:
+        requests.close()
+        server.close()
+
+
+def test_connection_errors_say_whether_they_timed_out() -> None:
+    server = RawServer(script=[Answer(hang=True)])
+    requests = _requests_on(server.port, read_timeout_s=0.2, max_attempts=2)
+    seen: list[str] = []
+    requests.observers.append(lambda _, outcome: seen.append(outcome))
+    try:
+        with pytest.raises(S3ConnectionError, match="did not answer") as caught:
+            requests.head("b", "k")
+        assert caught.value.timed_out
+        assert len(server.received) == 2  # both attempts made
+        assert seen == ["connection_error"]
+    finally:
+        requests.close()
+        server.close()
+
+
+def test_https_endpoints_verify_certificates_unless_told_what_to_trust(tmp_path: Path) -> None:
+    cert, key = self_signed_certificate(tmp_path, "IP:127.0.0.1")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    head = b'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: "e"\r\n\r\n'
+    server = RawServer(script=[Answer(head)], tls=context)
+    default = _requests_on(server.port, scheme="https", max_attempts=2)
+    trusting = ssl.create_default_context(cafile=str(cert))
+    trusted = _requests_on(server.port, scheme="https", ssl_context=trusting)
+    try:
+        with pytest.raises(S3ConnectionError, match="CERTIFICATE_VERIFY_FAILED") as caught:
+            default.head("b", "k")
+        assert not caught.value.timed_out
+        assert not server.received
+        assert (trusted.head("b", "k").size, trusted.head("b", "k").etag) == (5, '"e"')
+        lines = server.received[0].head.split(b"\r\n")[1:]
+        assert f"host: 127.0.0.1:{server.port}".encode() in lines  # as signed
+        assert server.connections == 3  # two refused handshakes (two attempts), one kept alive
+    finally:
+        default.close()
+        trusted.close()
+        server.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -201,6 +202,9 @@ class PagedStorage:
         )
 
 
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+
+
 def validate_key(key: str) -> str:
     """Return ``key`` if it is a safe relative object key, else raise ``InvalidKeyError``.
 
@@ -209,7 +213,7 @@ def validate_key(key: str) -> str:
     """
     if not isinstance(key, str) or not key:
         raise InvalidKeyError("storage key must be a non-empty string")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
+    if _CONTROL_CHARACTER.search(key):
         raise InvalidKeyError("storage key must not contain NUL or control characters")
     if "\\" in key:
         raise InvalidKeyError("storage key must not contain backslashes")

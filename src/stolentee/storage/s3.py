@@ -72,10 +72,12 @@ from stolentee.storage.base import (
 from stolentee.storage.cache_policy import cache_policy_for
 from stolentee.storage.s3_requests import (
     ObjectHeaders,
+    ObjectStream,
     S3ConnectionError,
     S3Credentials,
     S3Requests,
     S3ResponseError,
+    S3StreamError,
     object_headers,
 )
 
@@ -90,7 +92,8 @@ RESERVED_METADATA_PREFIX = "stolentee-"
 MIB = 1024 * 1024
 _LIST_HEAD_THREADS = 16
 _STREAM_ERRORS = (
-    ReadTimeoutError,
+    S3StreamError,  # the signed requests' own HTTP client
+    ReadTimeoutError,  # botocore and urllib3, below: boto3's streaming bodies
     ResponseStreamingError,
     ConnectionClosedError,
     ProtocolError,
@@ -789,12 +792,11 @@ class _PooledBody:
     hands the connection back to the pool when the body was read to its end (and drops the
     connection when it was abandoned half way)."""
 
-    def __init__(self, response: Any) -> None:
+    def __init__(self, response: ObjectStream) -> None:
         self._response = response
 
     def read(self, amount: int) -> bytes:
-        data: bytes = self._response.read(amount)
-        return data
+        return self._response.read(amount)
 
     def close(self) -> None:
         response = self._response

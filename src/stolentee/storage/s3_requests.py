@@ -4,8 +4,10 @@ A migration makes two or three of these per object and the service one per uploa
 so their cost in the client decides how fast both are. Through boto3 each costs ~1 ms of CPU in
 the client (request model, event hooks, response parsing); here a request is signed with AWS
 Signature Version 4 (written from AWS's published specification) and sent on a pooled
-urllib3 connection, for a fraction of that. boto3 keeps every other operation (listings,
-multipart uploads, presigned forms, buckets), where its cost does not matter.
+keep-alive connection of :mod:`stolentee.storage.http_wire` (a lean HTTP/1.1 client: urllib3 and
+http.client cost more CPU than the signing), for a fraction of that. boto3 keeps every other
+operation (listings, multipart uploads, presigned forms, buckets), where its cost does not
+matter.
 
 Behaviour matches the boto3 client of :mod:`stolentee.storage.s3`: path-style addressing,
 connect and read timeouts, and retries with exponential backoff and full jitter (on connection
@@ -22,18 +24,18 @@ import hashlib
 import hmac
 import random
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import IO, Any
+from typing import IO
 from urllib.parse import quote, unquote_plus, urlsplit
 from xml.etree import ElementTree
 
-import urllib3
-from urllib3.exceptions import HTTPError as Urllib3Error
+from stolentee.storage.http_wire import ConnectionPool, Headers, Response, WireError
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _ALGORITHM = "AWS4-HMAC-SHA256"
@@ -74,6 +76,56 @@ class S3ConnectionError(Exception):
         self.timed_out = timed_out
 
 
+class S3StreamError(Exception):
+    """Reading the body of a streaming GET failed (connection broken or timed out).
+
+    :class:`stolentee.storage.s3.S3Storage` resumes an interrupted read on it (with a ranged
+    GET); ``timed_out`` says whether a read timeout caused it.
+    """
+
+    def __init__(self, message: str, *, timed_out: bool) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+class ObjectStream:
+    """The answer to a streaming GET: ``status``, ``headers``, and the body read with
+    ``read(amount)``; ``release_conn()`` (or ``close()``) when done. The connection returns to
+    the pool by itself once the body has been read to its end, and is dropped when it was not.
+    """
+
+    __slots__ = ("_response", "headers", "status")
+
+    def __init__(self, response: Response) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers: Headers = response.headers
+
+    def read(self, amount: int | None = None) -> bytes:
+        try:
+            return self._response.read(amount)
+        except WireError as exc:
+            raise S3StreamError(str(exc), timed_out=exc.timed_out) from exc
+
+    @property
+    def data(self) -> bytes:
+        try:
+            return self._response.data
+        except WireError as exc:
+            raise S3StreamError(str(exc), timed_out=exc.timed_out) from exc
+
+    @property
+    def length_remaining(self) -> int | None:
+        """Bytes of the body not read yet: 0 once read to its end, None when unknown."""
+        return self._response.length_remaining
+
+    def release_conn(self) -> None:
+        self._response.release_conn()
+
+    def close(self) -> None:
+        self._response.close()
+
+
 def uri_encode(text: str, *, keep_slash: bool) -> str:
     """Percent-encode UTF-8 ``text`` as SigV4 wants: unreserved characters kept (and ``/`` in
     paths), everything else ``%XX`` in upper case."""
@@ -91,6 +143,9 @@ class SigV4Signer:
         self._lock = threading.Lock()
 
     def _signing_key(self, day: str) -> bytes:
+        key = self._keys.get(day)  # the dict is replaced, never changed: no lock to read it
+        if key is not None:
+            return key
         with self._lock:
             key = self._keys.get(day)
             if key is None:
@@ -252,7 +307,11 @@ class S3Requests:
         read_timeout_s: float,
         max_attempts: int,
         max_connections: int,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context``: for https endpoints, what to trust (default: the system's trust
+        store, certificates and host names verified); up to ``max_connections`` connections are
+        kept open for reuse."""
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) endpoint: {endpoint!r}")
@@ -268,9 +327,14 @@ class S3Requests:
         self.max_attempts = max(1, max_attempts)
         # Called once per operation, after retries: (boto3's operation name, outcome).
         self.observers: list[Callable[[str, str], None]] = []
-        timeout = urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s)
-        self.pool: urllib3.HTTPConnectionPool = urllib3.connection_from_url(
-            endpoint, maxsize=max(1, max_connections), block=False, timeout=timeout, retries=False
+        self.pool = ConnectionPool(
+            parts.hostname,
+            parts.port or default_port,
+            tls=parts.scheme == "https",
+            ssl_context=ssl_context,
+            connect_timeout_s=connect_timeout_s,
+            read_timeout_s=read_timeout_s,
+            max_idle=max(1, max_connections),
         )
 
     def close(self) -> None:
@@ -284,13 +348,13 @@ class S3Requests:
 
     # --- operations ----------------------------------------------------------------------
 
-    def get(
-        self, bucket: str, key: str, *, byte_range: str | None = None
-    ) -> urllib3.BaseHTTPResponse:
+    def get(self, bucket: str, key: str, *, byte_range: str | None = None) -> ObjectStream:
         """A streaming GET (the caller reads and releases the body); ``byte_range`` as in a
         ``Range`` header value."""
         headers = {"Range": byte_range} if byte_range else {}
-        return self._send("GetObject", "GET", self.path(bucket, key), headers, stream=True)
+        return ObjectStream(
+            self._send("GetObject", "GET", self.path(bucket, key), headers, stream=True)
+        )
 
     def head(self, bucket: str, key: str) -> ObjectHeaders:
         answer = self._send("HeadObject", "HEAD", self.path(bucket, key), {})
@@ -329,7 +393,7 @@ class S3Requests:
         answer = self._send(
             "PutObject", "PUT", self.path(bucket, key), sent, body=body, payload_sha256=sha256
         )
-        return str(answer.headers.get("ETag", ""))
+        return answer.headers.get("etag", "")
 
     def copy(self, bucket: str, key: str, *, source_bucket: str, source_key: str) -> str:
         """Server-side copy keeping the source's headers and metadata; the copy's ETag."""
@@ -354,7 +418,7 @@ class S3Requests:
         payload_sha256: str = EMPTY_SHA256,
         stream: bool = False,
         query: Mapping[str, str] | None = None,
-    ) -> urllib3.BaseHTTPResponse:
+    ) -> Response:
         start = body.tell() if body is not None and not isinstance(body, bytes) else 0
         attempt = 1
         while True:
@@ -369,23 +433,18 @@ class S3Requests:
             )
             signed["User-Agent"] = _USER_AGENT
             try:
-                answer = self.pool.urlopen(
+                answer = self.pool.request(
                     method,
                     path + (f"?{_query_string(query)}" if query else ""),
+                    signed,
                     body=body,
-                    headers=signed,
-                    preload_content=not stream,
-                    decode_content=False,
-                    redirect=False,
-                    assert_same_host=False,
-                    release_conn=not stream,
+                    preload=not stream,
                 )
-            except Urllib3Error as exc:
+            except WireError as exc:
                 if attempt >= self.max_attempts:
                     self._observed(operation, "connection_error")
-                    timed_out = isinstance(exc, urllib3.exceptions.TimeoutError)
                     raise S3ConnectionError(
-                        f"{method} {self.endpoint}: {exc}", timed_out=timed_out
+                        f"{method} {self.endpoint}: {exc}", timed_out=exc.timed_out
                     ) from exc
                 attempt = self._back_off(attempt)
                 continue
@@ -400,7 +459,7 @@ class S3Requests:
             if attempt >= self.max_attempts or not _retryable(error):
                 self._observed(operation, "client_error" if error.status < 500 else "server_error")
                 raise error
-            attempt = self._back_off(attempt, answer.headers.get("Retry-After"))
+            attempt = self._back_off(attempt, answer.headers.get("retry-after"))
 
     def _observed(self, operation: str, outcome: str) -> None:
         for observer in self.observers:
@@ -416,11 +475,11 @@ class S3Requests:
         return attempt + 1
 
 
-def _error_of(method: str, answer: Any) -> S3ResponseError:
+def _error_of(method: str, answer: Response) -> S3ResponseError:
     """The error an error answer carries (a HEAD's has no body: the status says it all)."""
     try:
         data = b"" if method == "HEAD" else answer.data
-    except Urllib3Error:
+    except WireError:
         data = b""
     finally:
         answer.release_conn()
@@ -429,7 +488,7 @@ def _error_of(method: str, answer: Any) -> S3ResponseError:
     return S3ResponseError(answer.status, code or str(answer.status), fields.get("Message", ""))
 
 
-def _embedded_error(answer: Any) -> S3ResponseError | None:
+def _embedded_error(answer: Response) -> S3ResponseError | None:
     """S3 may answer a CopyObject with 200 and an ``<Error>`` body (it failed mid-copy)."""
     data: bytes = answer.data
     if b"<Error>" not in data:
