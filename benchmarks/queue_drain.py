@@ -23,6 +23,12 @@ backlog in this process with ``process_design`` replaced by a stub that returns 
 It counts the SQL statements and transactions of the worker's threads per job (SQLAlchemy
 events) and measures wall and CPU time per job: counts that noise on a shared machine cannot move.
 
+The **in-process overhead** (``--inproc``) is the same in-process worker thread with the real
+pipeline on the ``--designs`` uploads: the consumer thread's CPU time per job minus the CPU time
+of ``process_design`` in that thread (receive, lease and design read, handler glue, completion
+and design result). Thread CPU times of one thread, so a busy machine moves them far less than
+the wall times of separate processes.
+
     .venv/bin/python benchmarks/queue_drain.py                       # sqlite, 500 designs
     .venv/bin/python benchmarks/queue_drain.py --backend all --designs 100
 """
@@ -47,6 +53,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 import redis
@@ -518,6 +525,10 @@ class FloorResult:
     statements: Counter[str] = field(default_factory=Counter)  # worker threads, whole drain
     transactions: int = 0
     done: int = 0
+    # --inproc (real pipeline): consumer thread CPU per job, of which process_design's, receive's
+    pipeline_cpu_ms: float = 0.0
+    thread_cpu_ms: float = 0.0
+    receive_cpu_ms: float = 0.0
 
 
 def stub_process_design(
@@ -537,10 +548,17 @@ def stub_process_design(
     )
 
 
-def queue_floor(backend: str, count: int, root: Path, args: argparse.Namespace) -> FloorResult:
-    """Drain ``count`` design jobs through the real worker code with a stub pipeline."""
+def queue_floor(
+    backend: str,
+    count: int,
+    root: Path,
+    args: argparse.Namespace,
+    uploads: list[Upload] | None = None,
+) -> FloorResult:
+    """Drain ``count`` design jobs through the real worker code with a stub pipeline, or with
+    the real one on ``uploads`` (then ``count`` is their number)."""
     result = FloorResult(backend, count)
-    data_dir = root / f"{backend}-floor"
+    data_dir = root / f"{backend}-{'inproc' if uploads else 'floor'}"
     data_dir.mkdir()
     with fresh_backend(backend, data_dir, args) as overrides:
         settings = settings_for(overrides)
@@ -564,9 +582,36 @@ def queue_floor(backend: str, count: int, root: Path, args: argparse.Namespace) 
             permanent_errors=PERMANENT_ERRORS,
             name="floor-worker",
         )
-        for design_id in store_design_rows(designs, count):
+        rows = store_uploads(storage, designs, uploads) if uploads else None
+        for design_id in rows or store_design_rows(designs, count):
             job = queue.enqueue(JOB_KIND, {"design_id": design_id})
             designs.attach_job(design_id, str(job.id))
+        thread_cpu = {"pipeline": 0.0, "receive": 0.0, "consumer": 0.0}
+        receive, consume = worker.transport.receive, worker._consume
+
+        def timed_receive(timeout_s: float | None = None) -> str | None:
+            started = time.thread_time()
+            try:
+                return receive(timeout_s)
+            finally:
+                thread_cpu["receive"] += time.thread_time() - started
+
+        def timed_process_design(**kwargs: Any) -> DesignOutcome:
+            started = time.thread_time()
+            try:
+                return process_design(**kwargs)
+            finally:
+                thread_cpu["pipeline"] += time.thread_time() - started
+
+        def timed_consume(slot: int) -> None:
+            started = time.thread_time()
+            try:
+                consume(slot)
+            finally:
+                thread_cpu["consumer"] += time.thread_time() - started
+
+        vars(worker)["_consume"] = timed_consume  # the consumer thread's own CPU time
+        vars(worker.transport)["receive"] = timed_receive
 
         def on_statement(conn: object, cursor: object, statement: str, *rest: object) -> None:
             if threading.current_thread().name.startswith(worker.name):
@@ -584,7 +629,10 @@ def queue_floor(backend: str, count: int, root: Path, args: argparse.Namespace) 
 
         event.listen(database.engine, "before_cursor_execute", on_statement)
         event.listen(database.engine, "commit", on_commit)
-        vars(job_handlers)["process_design"] = stub_process_design  # the worker's pipeline call
+        # the worker's pipeline call
+        vars(job_handlers)["process_design"] = (
+            timed_process_design if uploads else stub_process_design
+        )
         try:
             cpu_before, main_before = time.process_time(), time.thread_time()
             started = time.perf_counter()
@@ -599,8 +647,12 @@ def queue_floor(backend: str, count: int, root: Path, args: argparse.Namespace) 
         finally:
             vars(job_handlers)["process_design"] = process_design
             worker.stop(graceful_timeout_s=5)
+            del vars(worker.transport)["receive"]
             event.remove(database.engine, "before_cursor_execute", on_statement)
             event.remove(database.engine, "commit", on_commit)
+        result.pipeline_cpu_ms = thread_cpu["pipeline"] * 1000 / count
+        result.thread_cpu_ms = thread_cpu["consumer"] * 1000 / count
+        result.receive_cpu_ms = thread_cpu["receive"] * 1000 / count
         result.done = worker.stats().done
         result.wall_ms = elapsed * 1000 / count
         result.cpu_ms = cpu * 1000 / count
@@ -627,6 +679,18 @@ def store_design_rows(designs: DesignStore, count: int) -> list[str]:
         )
         design_ids.append(design_id)
     return design_ids
+
+
+def print_inproc(runs: list[FloorResult]) -> None:
+    for f in runs:
+        beyond = f.thread_cpu_ms - f.pipeline_cpu_ms
+        print(
+            f"{f.backend} in-process worker thread, real pipeline ({f.done}/{f.jobs} done): "
+            f"thread CPU {f.thread_cpu_ms:.2f} ms/job, of which process_design "
+            f"{f.pipeline_cpu_ms:.2f}; queue beyond the pipeline {beyond:.2f} ms/job = "
+            f"{100 * beyond / f.pipeline_cpu_ms:.1f}% (receive {f.receive_cpu_ms:.2f}); "
+            f"{f.wall_ms:.2f} ms/job wall"
+        )
 
 
 def print_floor(floors: list[FloorResult]) -> None:
@@ -707,6 +771,11 @@ def main() -> int:
     parser.add_argument(
         "--floor-jobs", type=int, default=300, help="stub-pipeline jobs per backend (0: skip)"
     )
+    parser.add_argument(
+        "--inproc",
+        action="store_true",
+        help="only the in-process worker thread with the real pipeline (no processes)",
+    )
     args = parser.parse_args()
     if args.designs < 1 or not 0 <= args.photo_share <= 1 or args.concurrency < 1:
         parser.error("--designs and --concurrency must be >= 1, --photo-share within 0-1")
@@ -724,6 +793,11 @@ def main() -> int:
     results: list[DrainResult] = []
     with tempfile.TemporaryDirectory(prefix="stolentee-queue-") as tmp:
         root = Path(tmp)
+        if args.inproc:
+            if args.floor_jobs > 0:
+                print_floor([queue_floor(b, args.floor_jobs, root, args) for b in backends])
+            print_inproc([queue_floor(b, len(uploads), root, args, uploads) for b in backends])
+            return 0
         direct = run_direct(uploads, root / "direct")
         print(
             f"direct process_design: {direct.wall_ms:.2f} ms/job ({1000 / direct.wall_ms:.1f} "

@@ -11,16 +11,28 @@ import base64
 import json
 import uuid
 from collections.abc import Container, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from stolentee.db.engine import Database
 from stolentee.db.models import Design, Job
+from stolentee.db.prepared import PreparedStatement
 from stolentee.errors import ClientError, NotFoundError
 from stolentee.storage.base import Storage, public_url_for
 
@@ -211,11 +223,21 @@ def design_body(
     }
 
 
-def design_in(session: Session, design_id: str) -> DesignRecord | None:
+# Run once per design job (stolentee.jobs): compiled once per dialect, run on the driver's cursor.
+_DESIGNS = cast(Table, Design.__table__)
+_RECORD_FIELDS = tuple(f.name for f in fields(DesignRecord))
+_DESIGN_BY_ID = PreparedStatement(
+    select(*(_DESIGNS.c[name] for name in _RECORD_FIELDS)).where(
+        _DESIGNS.c.id == bindparam("design_id")
+    )
+)
+
+
+def design_in(conn: Connection, design_id: str) -> DesignRecord | None:
     """In the caller's transaction: the design, or ``None`` when there is none (a design job's
     lease reads its design this way, in the lease's own transaction)."""
-    row = session.get(Design, design_id)
-    return None if row is None else _record(row)
+    row = _DESIGN_BY_ID.first(conn, {"design_id": design_id})
+    return None if row is None else DesignRecord(*row)
 
 
 def claim_callback(session: Session, design_id: str, callback_job_id: str) -> str | None:
@@ -238,17 +260,15 @@ def claim_callback(session: Session, design_id: str, callback_job_id: str) -> st
     return url
 
 
-# Run once per design job: built once, with bound parameters (see stolentee.jobs.queue).
-_RECORD_RESULT = (
-    update(Design)
-    .where(Design.id == bindparam("design_id"))
+_RECORD_RESULT = PreparedStatement(
+    update(_DESIGNS)
+    .where(_DESIGNS.c.id == bindparam("design_id"))
     .values(
         cutout_key=bindparam("cutout_key"),
-        result=bindparam("result", type_=Design.__table__.c.result.type),
-        updated_at=bindparam("updated_at", type_=Design.__table__.c.updated_at.type),
+        result=bindparam("result", type_=_DESIGNS.c.result.type),
+        updated_at=bindparam("updated_at", type_=_DESIGNS.c.updated_at.type),
     )
-    .returning(Design.callback_url, Design.callback_job_id)
-    .execution_options(synchronize_session=False)
+    .returning(_DESIGNS.c.callback_url, _DESIGNS.c.callback_job_id)
 )
 
 
@@ -265,7 +285,7 @@ class RecordedResult(NamedTuple):
 
 
 def record_result_in(
-    session: Session, design_id: str, *, cutout_key: str, result: dict[str, Any]
+    conn: Connection, design_id: str, *, cutout_key: str, result: dict[str, Any]
 ) -> RecordedResult | None:
     """In the caller's transaction: store the design's outcome. Returns the design's callback
     state as of this write (one statement, ``RETURNING``), or ``None`` when the design was
@@ -276,7 +296,7 @@ def record_result_in(
         "result": result,
         "updated_at": datetime.now(UTC),
     }
-    row = session.execute(_RECORD_RESULT, params).first()
+    row = _RECORD_RESULT.first(conn, params)
     return None if row is None else RecordedResult(row[0], row[1])
 
 
@@ -387,7 +407,9 @@ class DesignStore:
     def record_result(self, design_id: str, *, cutout_key: str, result: dict[str, Any]) -> bool:
         """Store the outcome; False when the design was deleted meanwhile."""
         with self._database.session() as session:
-            recorded = record_result_in(session, design_id, cutout_key=cutout_key, result=result)
+            recorded = record_result_in(
+                session.connection(), design_id, cutout_key=cutout_key, result=result
+            )
         return recorded is not None
 
     def page(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from stolentee.callbacks import (
     CALLBACK_JOB,
@@ -81,11 +81,11 @@ def design_handler(*, designs: DesignStore, storage: Storage, remover: Remover) 
         result = outcome.as_dict()
         deleted = False
 
-        def within(session: Session, done: Job) -> bool:
+        def within(conn: Connection, done: Job) -> bool:
             """Runs with the job's completion: record the outcome on the design."""
             nonlocal deleted
             recorded = record_result_in(
-                session, design_id, cutout_key=outcome.cutout_key, result=result
+                conn, design_id, cutout_key=outcome.cutout_key, result=result
             )
             deleted = recorded is None
             # The callback hook can only queue a notice for a design that has a callback URL
@@ -103,9 +103,9 @@ def design_handler(*, designs: DesignStore, storage: Storage, remover: Remover) 
     return handle
 
 
-def load_design(session: Session, job: Job) -> DesignRecord | None:
+def load_design(conn: Connection, job: Job) -> DesignRecord | None:
     """The ``design`` jobs' lease hook: read the design with the lease, in its transaction."""
-    return design_in(session, str(job.payload.get("design_id", "")))
+    return design_in(conn, str(job.payload.get("design_id", "")))
 
 
 def build_queue(

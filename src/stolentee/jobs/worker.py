@@ -163,7 +163,7 @@ class Heartbeat:
 class Completion:
     """What a handler may return instead of a plain result.
 
-    ``result`` is stored on the job. ``within(session, job)`` runs in the transaction that marks
+    ``result`` is stored on the job. ``within(connection, job)`` runs in the transaction that marks
     the job done, right after the UPDATE that proves this run still holds the lease (it is not
     called otherwise), so its writes are committed together with ``done`` or not at all; it
     returns ``False`` when the job kind's follow-up hook has nothing to do for this job (see
