@@ -403,3 +403,19 @@ def test_hole_vote_runs_without_the_decoded_image(engine: RemovalEngine) -> None
         del session.predict
     assert matte.method == "model+colour-key:u2netp"
     assert seen == [False]
+
+
+@pytest.mark.parametrize("edge_only", [False, True])
+def test_surface_fit_matches_least_squares(edge_only: bool) -> None:
+    """The normal-equation fit gives lstsq's (minimum-norm) solution, also when the samples
+    leave the surface underdetermined (all on the top edge: y and y*y are zero)."""
+    rng = np.random.default_rng(7)
+    xs = rng.random(500).astype(np.float32)
+    ys = np.zeros(500, np.float32) if edge_only else rng.random(500).astype(np.float32)
+    design = graphics._design(xs, ys)
+    truth = rng.normal(0, 30, (3, 6)).astype(np.float32)
+    colours = (design @ truth.T + rng.normal(0, 2, (500, 3))).astype(np.float32)
+    expected, *_ = np.linalg.lstsq(design.astype(np.float64), colours, rcond=None)
+    fitted = graphics._fit_surface(design, colours)
+    assert fitted.shape == (3, 6) and fitted.dtype == np.float32
+    np.testing.assert_allclose(fitted, expected.T, rtol=1e-3, atol=1e-3)
