@@ -136,6 +136,52 @@ def test_a_follow_up_runs_once_when_a_job_becomes_final(
     assert (follow.available_at - wall.now).total_seconds() == 2
 
 
+def test_the_follow_up_hook_gets_the_completed_row_and_within_what_was_written(
+    database: Database, transport: Transport, wall: FakeWallClock
+) -> None:
+    """complete() returns only the kind from its UPDATE: the hook must still see every column
+    of the row as completed (read back in the transaction), ``within`` what the UPDATE wrote."""
+    hooked: list[dict[str, Any]] = []
+    within_saw: list[dict[str, Any]] = []
+    columns = [c.key for c in inspect(Job).columns]
+
+    def hook(queue: JobQueue, session: Session, job: Job) -> Sequence[Job]:
+        hooked.append({name: getattr(job, name) for name in columns})
+        return []
+
+    def within(conn: Any, job: Job) -> bool:
+        within_saw.append({name: job.__dict__.get(name) for name in columns})
+        return True
+
+    queue = JobQueue(
+        database=database,
+        transport=transport,
+        settings=QueueSettings(**QUEUE_TEST_SETTINGS),
+        clock=wall,
+        follow_ups={"first": hook},
+    )
+    plain = queue.enqueue("first", {"n": 1}, max_attempts=3)
+    with_within = queue.enqueue("first", {"n": 2})
+    drain(transport)
+    for job in (plain, with_within):
+        assert queue.lease(job.id, OWNER) is not None
+    wall.advance(1.5)
+    assert queue.complete(plain.id, OWNER, {"ok": 1})
+    assert queue.complete(with_within.id, OWNER, {"ok": 2}, within=within)
+
+    stored = queue.get_many([plain.id, with_within.id])
+    assert hooked == [
+        {name: getattr(stored[job_id], name) for name in columns}
+        for job_id in (plain.id, with_within.id)
+    ]
+    assert hooked[0]["payload"] == {"n": 1} and hooked[0]["max_attempts"] == 3
+    assert hooked[0]["started_at"] is not None and hooked[0]["state"] == DONE
+    [seen] = within_saw
+    assert seen["id"] == with_within.id and seen["kind"] == "first" and seen["state"] == DONE
+    assert seen["result"] == {"ok": 2} and seen["lease_owner"] == OWNER
+    assert seen["finished_at"] == stored[with_within.id].finished_at
+
+
 def test_a_failing_hook_rolls_the_final_state_back(
     database: Database, transport: Transport, wall: FakeWallClock
 ) -> None:
