@@ -262,6 +262,9 @@ def test_peak_rss_of_a_child_process(eval_set: Path, engine_settings: EngineSett
     )
     assert child.images == 4
     assert set(child.checkpoints) == {1, 4}
+    if sys.platform.startswith("linux"):  # glibc: the heap is trimmed at each checkpoint
+        assert set(child.retained) == {1, 4}
+        assert all(child.retained[mark] <= child.checkpoints[mark] + 1 for mark in (1, 4))
     # The child's own high-water mark: above its set-up RSS, far below the test process's
     # pytest + numpy + onnxruntime footprint plus a copy (what ru_maxrss would report).
     assert 20 < child.setup_rss_mib <= child.peak_rss_mib < 2000

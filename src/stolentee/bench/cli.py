@@ -369,20 +369,30 @@ def print_memory(report: MemoryReport) -> None:
         table.add_column(f"@{mark}", justify="right")
     table.add_column("peak", justify="right")
     table.add_column(f"growth 100->{report.images}", justify="right")
+    table.add_column(f"retained @100 -> @{report.images} (growth)", justify="right")
     table.add_column("s/img", justify="right")
     for run in report.runs:
-        growth = "-"
+        growth = retained = "-"
         if 100 in run.checkpoints and report.images in run.checkpoints:
             growth = f"{run.checkpoints[report.images] - run.checkpoints[100]:+.1f}"
+        if 100 in run.retained and report.images in run.retained:
+            first, last = run.retained[100], run.retained[report.images]
+            retained = f"{first:.0f} -> {last:.0f} ({last - first:+.1f})"
         table.add_row(
             run.contender,
             f"{run.setup_rss_mib:.0f}",
             *[f"{run.checkpoints[m]:.0f}" if m in run.checkpoints else "-" for m in shown],
             f"{run.peak_rss_mib:.0f}",
             growth,
+            retained,
             f"{run.seconds / run.images:.3f}",
         )
     console.print(table)
     peaks = {run.contender: run.peak_rss_mib for run in report.runs}
     if OURS in peaks and REMBG in peaks and peaks[REMBG] > 0:
         console.print(f"peak RSS ours/rembg: {peaks[OURS] / peaks[REMBG]:.2f}")
+    console.print(
+        "retained: RSS once the C heap's free pages are handed back (malloc_trim, both "
+        "contenders alike); growth of the plain RSS also moves with the free heap kept between "
+        "images"
+    )

@@ -9,7 +9,12 @@ Memory: peak RSS is measured per contender in its own ``spawn`` child process (b
 process would share one peak): the child builds only that contender, runs it over the same
 images, and reports its high-water RSS (``VmHWM``, see :func:`_peak_rss_mib`). The memory run
 processes N images in sequence like ``stolentee remove`` (read file, remove, write PNG) and
-records the RSS at checkpoints, to show whether it grows between image 100 and image N.
+records the RSS at checkpoints, to show whether it grows between image 100 and image N. At each
+checkpoint it also records the *retained* RSS: the RSS once the C heap's free pages are handed
+back (``malloc_trim(0)``, in either contender's child alike). Our engine keeps up to a model's
+worth of free heap between images on purpose (``removal.engine.KEEP_FREE_HEAP_BYTES``), so its
+plain RSS after image N depends on the images just before; the retained RSS is what a leak or
+lasting fragmentation would make grow.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from stolentee.bench.contenders import Contender, check_same_model, make_contend
 from stolentee.bench.names import DEFAULT_SIZES_MP
 from stolentee.bench.quality import EvalImage, load_eval_set
 from stolentee.config import EngineSettings
+from stolentee.removal.engine import release_free_memory
 
 PHOTO = "photo"
 GRAPHIC = "graphic"
@@ -236,6 +242,7 @@ class ChildMemory:
     peak_rss_mib: float  # high-water RSS of the child at the end (VmHWM)
     checkpoints: dict[int, float]  # image number -> RSS after it, MiB
     seconds: float
+    retained: dict[int, float] = field(default_factory=dict)  # same, once the free heap is trimmed
 
 
 def _child_run(
@@ -253,6 +260,7 @@ def _child_run(
     setup_rss = _rss_mib()
     marks = set(checkpoints)
     recorded: dict[int, float] = {}
+    retained: dict[int, float] = {}
     started = time.perf_counter()
     for number in range(1, count + 1):
         path = Path(paths[(number - 1) % len(paths)])
@@ -261,6 +269,9 @@ def _child_run(
             (Path(out_dir) / f"{number:05d}.png").write_bytes(cut.png)
         if number in marks:
             recorded[number] = _rss_mib()
+            # keep=-1: trims whatever the free heap (8 calls in a 500-image run, both contenders)
+            if release_free_memory(keep=-1):
+                retained[number] = _rss_mib()
     seconds = time.perf_counter() - started
     contender.close()
     return ChildMemory(
@@ -270,6 +281,7 @@ def _child_run(
         peak_rss_mib=_peak_rss_mib(),
         checkpoints=recorded,
         seconds=seconds,
+        retained=retained,
     )
 
 
