@@ -28,6 +28,7 @@ from stolentee.jobs.transport import Transport
 from stolentee.jobs.worker import Completion, Heartbeat, PermanentJobError
 from stolentee.removal.base import ImageKind, RemovalOptions, RemovalResult
 from stolentee.storage.memory import MemoryStorage
+from tests.jobs.designs import new_design
 
 from ..clocks import FakeWallClock
 from .conftest import QUEUE_TEST_SETTINGS, DatabaseFactory
@@ -59,21 +60,6 @@ def callback_queue(database: Database, transport: Transport, wall: FakeWallClock
     )
     queue.clock = wall
     return queue
-
-
-def new_design(designs: DesignStore, design_id: str, callback_url: str | None) -> None:
-    designs.create(
-        design_id=design_id,
-        owner="shop",
-        original_key=f"uploads/{design_id}/original.png",
-        original_content_type="image/png",
-        original_width=10,
-        original_height=10,
-        kind="auto",
-        output_format="png",
-        idempotency_key=None,
-        callback_url=callback_url,
-    )
 
 
 def start_design_job(queue: JobQueue, designs: DesignStore, design_id: str) -> Job:

@@ -17,6 +17,7 @@ from stolentee.db.prepared import PreparedStatement
 from stolentee.designs import DesignStore, design_in, record_result_in
 from stolentee.errors import DatabaseUnavailableError, QueryTimeoutError
 from stolentee.jobs.queue import DONE, PROCESSING, JobQueue
+from tests.jobs.designs import new_design
 
 from .conftest import DatabaseFactory, FakeWallClock
 
@@ -26,20 +27,6 @@ JOB_COLUMNS = [c.key for c in Job.__table__.c]
 
 def columns_of(job: Job) -> dict[str, Any]:
     return {name: getattr(job, name) for name in JOB_COLUMNS}
-
-
-def new_design(designs: DesignStore, design_id: str) -> None:
-    designs.create(
-        design_id=design_id,
-        owner="o",
-        original_key=f"uploads/{design_id}/original.png",
-        original_content_type="image/png",
-        original_width=3,
-        original_height=2,
-        kind="auto",
-        output_format="png",
-        idempotency_key=None,
-    )
 
 
 def test_lease_and_complete_return_the_rows_the_orm_reads(
