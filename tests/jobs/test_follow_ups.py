@@ -476,6 +476,7 @@ def test_the_design_result_commits_with_the_jobs_completion_or_not_at_all(
     record = designs.get("d6")
     stored = callback_queue.get(job.id)
     assert stored is not None and stored.state == DONE
+    assert stored.result is not None
     assert record.cutout_key is not None and record.cutout_key == stored.result["cutout_key"]
     assert record.result == stored.result
     assert storage.exists(record.cutout_key)

@@ -5,10 +5,10 @@ other statement. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from sqlalchemy import bindparam, column, event, insert, select, text
+from sqlalchemy import Table, bindparam, column, event, insert, select, text
 from sqlalchemy import exc as sa_exc
 
 from stolentee.db.engine import Database
@@ -19,7 +19,8 @@ from stolentee.errors import DatabaseUnavailableError, QueryTimeoutError
 from stolentee.jobs.queue import DONE, PROCESSING, JobQueue
 from tests.jobs.designs import new_design
 
-from .conftest import DatabaseFactory, FakeWallClock
+from ..clocks import FakeWallClock
+from .conftest import DatabaseFactory
 
 OWNER = "host:1:abc/0"
 JOB_COLUMNS = [c.key for c in Job.__table__.c]
@@ -114,7 +115,7 @@ def test_cursor_events_see_every_statement(database: Database) -> None:
 
 
 def test_driver_errors_are_wrapped_and_roll_back(database: Database) -> None:
-    jobs = Job.__table__
+    jobs = cast(Table, Job.__table__)
     now = datetime.now(UTC)
     row = {
         "id": "j" * 32,

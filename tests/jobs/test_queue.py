@@ -22,7 +22,8 @@ from stolentee.jobs.queue import (
 )
 from stolentee.jobs.transport import Transport
 
-from .conftest import FakeWallClock, QueueFactory
+from ..clocks import FakeWallClock
+from .conftest import QueueFactory
 
 OWNER = "host:1:abc/0"
 OTHER = "host:2:def/0"
