@@ -200,6 +200,65 @@ def test_banded_png_of_a_large_cutout_is_deterministic_and_compact() -> None:
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(first))), np.asarray(image))
 
 
+@pytest.mark.parametrize("level", [0, 1, 6])
+def test_cutout_png_is_the_transparent_cutout(monkeypatch: pytest.MonkeyPatch, level: int) -> None:
+    """encode_cutout_png builds each band's RGBA rows itself: the file decodes to exactly the
+    pixels of _transparent_cutout (invisible pixels zeroed), in many bands and in one."""
+    from stolentee.removal import compose as module
+
+    from .conftest import SKIMAGE_DATA
+
+    rgb = Image.open(SKIMAGE_DATA / "astronaut.png").convert("RGB").resize((1001, 667))
+    x = np.mgrid[0:667, 0:1001][1]
+    alpha = Image.fromarray(np.clip((x - 300) * 3, 0, 255).astype(np.uint8))  # 0, ramp, 255
+    expected = np.asarray(module._transparent_cutout(rgb, alpha))
+    assert (expected[..., :3][expected[..., 3] == 0] == 0).all()
+    assert expected[..., :3].any()
+    for band_bytes in (40_000, 1 << 30):
+        monkeypatch.setattr(module, "PNG_PARALLEL_MIN_BYTES", 0)
+        monkeypatch.setattr(module, "PNG_BAND_BYTES", band_bytes)
+        data = module.encode_cutout_png(rgb, alpha, level)
+        decoded = Image.open(io.BytesIO(data))
+        decoded.load()
+        assert decoded.mode == "RGBA"
+        assert np.array_equal(np.asarray(decoded), expected)
+
+
+def test_compose_encodes_transparent_cutouts_band_by_band(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transparent PNG result (the default) goes through encode_cutout_png; an opaque matte
+    in auto format still becomes a JPEG, and a background colour still flattens."""
+    from stolentee.removal import compose as module
+
+    calls: list[tuple[int, int]] = []
+    original = module.encode_cutout_png
+
+    def spy(rgb: Image.Image, alpha: Image.Image, level: int) -> bytes:
+        calls.append(rgb.size)
+        return original(rgb, alpha, level)
+
+    monkeypatch.setattr(module, "encode_cutout_png", spy)
+    rgb = Image.new("RGB", (40, 30), (200, 10, 10))
+    half = np.zeros((30, 40), dtype=np.uint8)
+    half[:, 20:] = 255
+    png = module.compose(rgb, Image.fromarray(half), RemovalOptions(), png_compress_level=1)
+    assert png.content_type == "image/png" and calls == [(40, 30)]
+    opaque = module.compose(
+        rgb,
+        Image.new("L", (40, 30), 255),
+        RemovalOptions(format=OutputFormat.AUTO),
+        png_compress_level=1,
+    )
+    assert opaque.content_type == "image/jpeg"
+    coloured = module.compose(
+        rgb,
+        Image.fromarray(half),
+        RemovalOptions(bg_color=(0, 0, 255, 255), format=OutputFormat.PNG),
+        png_compress_level=1,
+    )
+    assert coloured.content_type == "image/png" and calls == [(40, 30)]
+    assert Image.open(io.BytesIO(coloured.data)).mode == "RGB"
+
+
 def test_adler32_combine_matches_zlib() -> None:
     import zlib
 

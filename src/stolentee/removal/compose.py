@@ -12,9 +12,12 @@ import os
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import cast
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
@@ -167,6 +170,11 @@ def compose(
         data = _zip(color, alpha, png_compress_level)
         return Composed(data, CONTENT_TYPES[fmt], rgb.width, rgb.height, box)
 
+    cutout = background_image is None and options.bg_color is None
+    if cutout and fmt in (OutputFormat.AUTO, OutputFormat.PNG) and _is_translucent(alpha):
+        # The common case, a transparent PNG cutout: made and encoded band by band.
+        data = encode_cutout_png(rgb, alpha, png_compress_level)
+        return Composed(data, CONTENT_TYPES[OutputFormat.PNG], rgb.width, rgb.height, box)
     result = _flatten(rgb, alpha, options, background_image, keep_colour=False)
     if fmt is OutputFormat.AUTO:
         fmt = OutputFormat.PNG if _has_transparency(result) else OutputFormat.JPG
@@ -221,9 +229,12 @@ def _transparent_cutout(rgb: Image.Image, alpha: Image.Image) -> Image.Image:
 
 
 def _has_transparency(image: Image.Image) -> bool:
-    if "A" not in image.getbands():
-        return False
-    low = image.getchannel("A").getextrema()[0]
+    return "A" in image.getbands() and _is_translucent(image.getchannel("A"))
+
+
+def _is_translucent(alpha: Image.Image) -> bool:
+    """Whether the ``L`` matte ``alpha`` is anywhere below fully opaque."""
+    low = alpha.getextrema()[0]
     return bool(low != 255)
 
 
@@ -262,19 +273,63 @@ def encode_png(image: Image.Image, compress_level: int) -> bytes:
     """
     colour_type = _PNG_COLOUR_TYPES.get(image.mode)
     width, height = image.size
-    row_bytes = width * len(image.getbands())
-    if colour_type is None or row_bytes * height < PNG_PARALLEL_MIN_BYTES:
+    channels = len(image.getbands())
+    if colour_type is None or width * channels * height < PNG_PARALLEL_MIN_BYTES:
         buffer = io.BytesIO()
         image.save(buffer, format="PNG", compress_level=compress_level)
         return buffer.getvalue()
     image.load()
-    rows = max(1, PNG_BAND_BYTES // row_bytes)
-    tops = list(range(0, height, rows))
+
+    def rows(top: int, bottom: int) -> NDArray[np.uint8]:
+        return np.asarray(image.crop((0, top, width, bottom)))
+
+    return _banded_png(image.size, colour_type, channels, rows, compress_level)
+
+
+def encode_cutout_png(rgb: Image.Image, alpha: Image.Image, compress_level: int) -> bytes:
+    """PNG of the transparent cutout of ``rgb`` by the ``L`` matte ``alpha``: the same pixels
+    as :func:`encode_png` of :func:`_transparent_cutout`, but each band's RGBA rows are built
+    on the encoding thread that deflates them, so no full-size RGBA image is made (at 4 MP
+    that image alone cost ~45 ms on one core)."""
+    width, height = rgb.size
+    if width * 4 * height < PNG_PARALLEL_MIN_BYTES:
+        return encode_png(_transparent_cutout(rgb, alpha), compress_level)
+    rgb = rgb if rgb.mode == "RGB" else rgb.convert("RGB")
+    rgb.load()
+    alpha.load()
+
+    def rows(top: int, bottom: int) -> NDArray[np.uint8]:
+        box = (0, top, width, bottom)
+        colour = np.asarray(rgb.crop(box))
+        opacity = np.asarray(alpha.crop(box))
+        # Invisible colour only costs bytes: zero it (the mask leaves those pixels at 0). OpenCV
+        # does this and the channel merge ~10x faster than numpy's strided assignments.
+        visible = cv2.bitwise_and(colour, colour, mask=opacity)
+        return cast(NDArray[np.uint8], cv2.merge([visible, opacity]))
+
+    return _banded_png(rgb.size, _PNG_COLOUR_TYPES["RGBA"], 4, rows, compress_level)
+
+
+def _banded_png(
+    size: tuple[int, int],
+    colour_type: int,
+    channels: int,
+    rows: Callable[[int, int], NDArray[np.uint8]],
+    compress_level: int,
+) -> bytes:
+    """The PNG file of an image whose rows ``top..bottom`` (as an array) ``rows`` gives; see
+    :func:`encode_png`. (zlib's run-length strategy was measured at level 1 on the evaluation
+    set's cutouts: 4 % smaller and 7 % faster on photos, but 2 % larger on graphics on a solid
+    background and 11 % on gradients, for the same time; not used.)"""
+    width, height = size
+    row_bytes = width * channels
+    band_rows = max(1, PNG_BAND_BYTES // row_bytes)
+    tops = list(range(0, height, band_rows))
 
     def band(number: int) -> tuple[bytes, int, int]:
-        top, bottom = tops[number], min(tops[number] + rows, height)
+        top, bottom = tops[number], min(tops[number] + band_rows, height)
         # The band plus the row above it, which the "Up" filter subtracts.
-        above = np.asarray(image.crop((0, max(top - 1, 0), width, bottom))).reshape(-1, row_bytes)
+        above = rows(max(top - 1, 0), bottom).reshape(-1, row_bytes)
         filtered = np.empty((bottom - top, row_bytes + 1), dtype=np.uint8)
         filtered[:, 0] = 2  # filter type "Up"
         if top == 0:
