@@ -464,7 +464,10 @@ def queue_run(
     data_dir.mkdir()
     with fresh_backend(backend, data_dir, args) as overrides:
         settings = settings_for(overrides)
-        database = Database(settings=settings.database)
+        database = Database(  # the database as a `stolentee worker` process has it
+            settings=settings.database,
+            synchronous_commit=settings.database.worker_synchronous_commit,
+        )
         migrate.upgrade(database)
         transport = build_transport(settings)
         storage = build_storage(settings)
@@ -562,7 +565,10 @@ def queue_floor(
     data_dir.mkdir()
     with fresh_backend(backend, data_dir, args) as overrides:
         settings = settings_for(overrides)
-        database = Database(settings=settings.database)
+        database = Database(  # the database as a `stolentee worker` process has it
+            settings=settings.database,
+            synchronous_commit=settings.database.worker_synchronous_commit,
+        )
         migrate.upgrade(database)
         transport = build_transport(settings)
         storage = build_storage(settings)

@@ -248,7 +248,10 @@ def worker_command(
     settings = load_settings()
     configure_logging(settings.service)
     callbacks = CallbackSender.from_settings(settings.api)  # wrong callback settings: stop now
-    database = Database(settings=settings.database)
+    database = Database(
+        settings=settings.database,
+        synchronous_commit=settings.database.worker_synchronous_commit,
+    )
     transport = build_transport(settings)
     try:
         if settings.database.auto_migrate:

@@ -184,6 +184,26 @@ def test_postgres_statement_timeout_is_30s(
 
 
 @pytest.mark.postgres
+def test_postgres_synchronous_commit_off_only_when_asked(
+    make_database: DatabaseFactory, pg_schema_url: str
+) -> None:
+    """Workers' connections (DatabaseSettings.worker_synchronous_commit off) skip the WAL flush
+    wait; every other Database keeps PostgreSQL's durable default, and the other options stay."""
+    db = make_database(url=pg_schema_url)
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SHOW synchronous_commit")).scalar_one() == "on"
+    assert db.settings.worker_synchronous_commit is False
+    worker = Database(settings=db.settings, synchronous_commit=False)
+    try:
+        with worker.engine.connect() as conn:
+            assert conn.execute(text("SHOW synchronous_commit")).scalar_one() == "off"
+            assert conn.execute(text("SHOW statement_timeout")).scalar_one() == "30s"
+            assert conn.execute(text("SHOW search_path")).scalar_one().startswith("t_")
+    finally:
+        worker.dispose()
+
+
+@pytest.mark.postgres
 def test_postgres_idle_close_ends_server_session(
     make_database: DatabaseFactory, pg_schema_url: str
 ) -> None:

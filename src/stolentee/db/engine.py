@@ -203,8 +203,14 @@ class PoolMonitor:
 class Database:
     """The engine, its pool, a session factory and the pool's monitor, built once per process."""
 
-    def __init__(self, *, settings: DatabaseSettings, watchdog: bool = True) -> None:
+    def __init__(
+        self, *, settings: DatabaseSettings, watchdog: bool = True, synchronous_commit: bool = True
+    ) -> None:
+        """``synchronous_commit=False`` (PostgreSQL only): commits return before their WAL
+        record is flushed to disk; for processes whose every write the jobs table can redo
+        (workers, see ``DatabaseSettings.worker_synchronous_commit``)."""
         self.settings = settings
+        self.synchronous_commit = synchronous_commit
         self.url = make_url(settings.resolved_url)
         self.pool_max = settings.pool_max_connections or 5
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
@@ -244,6 +250,8 @@ class Database:
             return {"timeout": s.query_timeout_s, "check_same_thread": False}
         if self.is_postgres:
             options = [f"-c statement_timeout={int(s.statement_timeout_s * 1000)}"]
+            if not self.synchronous_commit:
+                options.append("-c synchronous_commit=off")
             existing = self.url.query.get("options")
             if isinstance(existing, str) and existing:
                 options.insert(0, existing)
