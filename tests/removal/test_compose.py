@@ -167,7 +167,6 @@ def test_banded_png_decodes_to_the_same_pixels(
 
     from stolentee.removal import compose as module
 
-    monkeypatch.setattr(module, "PNG_PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(module, "PNG_BAND_BYTES", 40_000)
     image = photo_cutout(1001, 667).convert(mode)
     data = module.encode_png(image, level)
@@ -215,7 +214,6 @@ def test_cutout_png_is_the_transparent_cutout(monkeypatch: pytest.MonkeyPatch, l
     assert (expected[..., :3][expected[..., 3] == 0] == 0).all()
     assert expected[..., :3].any()
     for band_bytes in (40_000, 1 << 30):
-        monkeypatch.setattr(module, "PNG_PARALLEL_MIN_BYTES", 0)
         monkeypatch.setattr(module, "PNG_BAND_BYTES", band_bytes)
         data = module.encode_cutout_png(rgb, alpha, level)
         decoded = Image.open(io.BytesIO(data))
