@@ -80,6 +80,88 @@ def test_near_white_artwork_on_white() -> None:
     assert iou(result.alpha, np.asarray(art.getchannel("A"))) >= 0.99
 
 
+def shadowed_logo(size: tuple[int, int] = (600, 400), *, opacity: float = 0.55) -> Image.Image:
+    """draw_logo over a soft black drop shadow of its own silhouette (offset and blurred)."""
+    from PIL import ImageChops, ImageFilter
+
+    logo = draw_logo(size)
+    silhouette = ImageChops.offset(logo.getchannel("A"), 12, 14).filter(
+        ImageFilter.GaussianBlur(10)
+    )
+    shadow = Image.new("RGBA", size, (0, 0, 0, 0))
+    shadow.putalpha(silhouette.point(lambda value: round(value * opacity)))
+    return Image.alpha_composite(shadow, logo)
+
+
+@pytest.mark.parametrize("background", [(255, 255, 255), (150, 205, 240)])
+def test_soft_shadow_becomes_translucent_black(
+    background: tuple[int, int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drop shadow is a darker shade of the background: it is cut as black at the shadow's
+    own opacity (alpha 1 - shade), not kept as opaque grey, and the logo stays opaque. (What
+    is left of the error: the shadow's faint tail, within the key's tolerance of the
+    background, and the logo's anti-aliased rim over the shadow.)"""
+    art = shadowed_logo()
+    truth = np.asarray(art.getchannel("A")).astype(float)
+    logo_alpha = np.asarray(draw_logo().getchannel("A"))
+    image = composite(art, background)
+    with monkeypatch.context() as patched:
+        patched.setattr(graphics, "_soft_shadows", lambda *args: 0)
+        _, without = cut(image)
+    _, result = cut(image)
+    shadow_only = (logo_alpha == 0) & (truth > 40)
+    assert shadow_only.sum() > 2000
+    ours = result.alpha.astype(float)
+    assert np.abs(ours[shadow_only] - truth[shadow_only]).mean() < 10
+    assert (ours[shadow_only] < 250).mean() > 0.95  # translucent, not opaque grey
+    assert (result.rgb[shadow_only & (ours > 40)].max(axis=1) <= 12).mean() > 0.95  # black
+    assert (result.alpha[logo_alpha == 255] == 255).mean() > 0.99
+    assert iou(result.alpha, truth) >= 0.98 > iou(without.alpha, truth)
+    error = np.abs(ours - truth).mean() / 255
+    assert error <= 0.01 and error <= 0.5 * np.abs(without.alpha - truth).mean() / 255
+
+
+def test_grey_artwork_with_edges_is_not_a_shadow() -> None:
+    """A grey disc is a shade of a white background too, but its anti-aliased edge is steep:
+    the shadow search stops there and the disc stays opaque."""
+    size = 4
+    big = Image.new("RGBA", (300 * size, 300 * size), (0, 0, 0, 0))
+    ImageDraw.Draw(big).ellipse([60 * size, 60 * size, 240 * size, 240 * size], (165,) * 3 + (255,))
+    disc = big.resize((300, 300), Image.Resampling.LANCZOS)
+    pixels = np.asarray(composite(disc, (255, 255, 255)))
+    analysis = graphics.analyse_border(pixels)
+    key = graphics.colour_key(pixels, analysis)
+    is_bg = np.where(key.alpha == 0, 255, 0).astype(np.uint8)
+    alpha, rgb = key.alpha.copy(), key.rgb.copy()
+    assert graphics._soft_shadows(pixels, is_bg, analysis, alpha, rgb) == 0
+    inside = np.asarray(disc.getchannel("A")) == 255
+    assert (key.alpha[inside] == 255).mean() > 0.98  # the band's own rim aside
+
+
+def test_large_soft_grey_shape_is_artwork() -> None:
+    """A soft-edged light grey blob that is the whole artwork is not taken for its own shadow
+    (a shadow region is at most a share of the artwork)."""
+    y, x = np.mgrid[0:400, 0:400]
+    r = np.hypot(x - 200, y - 200) / 150
+    shade = np.clip(150 + 120 * np.clip(r, 0, 1) ** 2, 0, 255)  # grey centre, lighter rim
+    coverage = np.clip((1.15 - r) / 0.3, 0, 1)  # soft edge over ~45 px
+    pixels = (255 * (1 - coverage) + shade * coverage).round().astype(np.uint8)
+    image = Image.fromarray(np.dstack([pixels] * 3))
+    _, result = cut(image)
+    assert (result.alpha[r < 0.8] == 255).mean() > 0.99
+
+
+def test_no_shadow_search_on_dark_backgrounds() -> None:
+    art = shadowed_logo()
+    pixels = np.asarray(composite(art, (20, 20, 24)))
+    analysis = graphics.analyse_border(pixels)
+    key = graphics.colour_key(pixels, analysis)
+    is_bg = np.where(key.alpha == 0, 255, 0).astype(np.uint8)
+    alpha, rgb = key.alpha.copy(), key.rgb.copy()
+    assert graphics._soft_shadows(pixels, is_bg, analysis, alpha, rgb) == 0
+    assert np.array_equal(alpha, key.alpha)
+
+
 def test_gradient_background() -> None:
     width, height = 600, 400
     x = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
