@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import inspect
+import multiprocessing
+import sys
+from typing import Any
 
+import pytest
+from sqlalchemy import inspect, text
+
+from stolentee.config import DatabaseSettings
 from stolentee.db import migrate
+from stolentee.db.engine import Database
 
 from .conftest import DatabaseFactory
 
@@ -36,3 +43,40 @@ def test_every_revision_chain_has_one_head() -> None:
     assert len(script.get_heads()) == 1
     revisions = list(script.walk_revisions())
     assert revisions[-1].down_revision is None
+
+
+def _upgrade_when_all_ready(url: str, start: Any, results: Any) -> None:
+    """In a child process: one more stolentee process starting against ``url``."""
+    database = Database(settings=DatabaseSettings(url=url))
+    try:
+        start.wait(timeout=60)
+        results.put(migrate.upgrade(database))
+    except Exception as exc:  # reported to the test, which names it
+        results.put(f"{type(exc).__name__}: {exc}")
+    finally:
+        database.dispose()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="forks the test process (Linux)")
+def test_processes_starting_together_migrate_a_fresh_database_once(
+    make_database: DatabaseFactory, database_url: str
+) -> None:
+    """Several HTTP workers (or workers and the API) start at once against an empty database
+    and each runs the migrations: all succeed, and the schema is built once."""
+    contenders = 4
+    context = multiprocessing.get_context("fork")
+    start = context.Barrier(contenders)
+    results = context.Queue()
+    children = [
+        context.Process(target=_upgrade_when_all_ready, args=(database_url, start, results))
+        for _ in range(contenders)
+    ]
+    for child in children:
+        child.start()
+    answers = [results.get(timeout=120) for _ in children]
+    for child in children:
+        child.join(timeout=30)
+    assert answers == [migrate.head_revision()] * contenders
+    db = make_database(url=database_url)
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1

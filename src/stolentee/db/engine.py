@@ -387,14 +387,38 @@ class Database:
         self.engine.dispose()
 
 
+_WAL_SWITCH_WAIT_S = 10.0  # how long a new connection retries turning a fresh file to WAL
+
+
 def _configure_sqlite(dbapi_conn: sqlite3.Connection, record: ConnectionPoolEntry) -> None:
     cursor = dbapi_conn.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _use_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
+
+
+def _use_wal(cursor: sqlite3.Cursor) -> None:
+    """Put the database in WAL mode (a property of the file, set once by its first user).
+
+    The switch needs the file to itself, and SQLite answers "database is locked" at once,
+    without waiting the busy timeout, while another process holds a lock on it: processes
+    starting together on a new database (the HTTP workers of one ``serve``) collide here. A
+    file already in WAL mode needs no switch; otherwise the switch is retried for a while.
+    """
+    deadline = time.monotonic() + _WAL_SWITCH_WAIT_S
+    while True:
+        try:
+            mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _canceller(dbapi_conn: Any) -> Callable[[], None]:

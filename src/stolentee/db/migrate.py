@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
 
 from stolentee.db.engine import Database
 from stolentee.errors import ConfigurationError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# PostgreSQL advisory lock key held by a migration's transaction (any constant of our own).
+MIGRATION_LOCK_KEY = 0x5354_4D47
+# Alembic keeps the running migration's context in module globals: one migration per process.
+_in_process = threading.Lock()
 
 
 def alembic_config() -> Config:
@@ -30,10 +39,30 @@ def current_revision(database: Database) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+@contextmanager
+def _migration_transaction(database: Database) -> Iterator[Connection]:
+    """One transaction for a whole migration run, holding the database's migration lock.
+
+    Several processes may migrate at once: the HTTP workers of one ``stolentee serve``, or the
+    API and its workers starting together against a fresh database. Without a lock each would
+    create the same tables and all but one fail ("table alembic_version already exists"). The
+    lock lasts until the transaction ends, so whoever comes next finds the schema at head and
+    has nothing to do. PostgreSQL: a transaction-level advisory lock. SQLite: ``BEGIN
+    IMMEDIATE`` takes the write lock at once (Python's sqlite3 would otherwise run the DDL
+    outside any transaction, one statement at a time); others wait the driver's busy timeout.
+    """
+    with _in_process, database.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        elif conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        yield conn
+
+
 def upgrade(database: Database, revision: str = "head") -> str | None:
     """Apply migrations up to ``revision`` in one transaction; returns the new revision."""
     config = alembic_config()
-    with database.engine.begin() as conn:
+    with _migration_transaction(database) as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
     return current_revision(database)
@@ -41,7 +70,7 @@ def upgrade(database: Database, revision: str = "head") -> str | None:
 
 def downgrade(database: Database, revision: str) -> str | None:
     config = alembic_config()
-    with database.engine.begin() as conn:
+    with _migration_transaction(database) as conn:
         config.attributes["connection"] = conn
         command.downgrade(config, revision)
     return current_revision(database)
