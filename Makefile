@@ -19,8 +19,12 @@ setup: $(STAMP)  ## create .venv, install stolentee with its dev extras and the 
 run: $(STAMP)  ## start the API on the embedded default at http://127.0.0.1:8000
 	$(BIN)/stolentee serve
 
+# Test processes (pytest-xdist): one per core, at most 4 (each starts its own SeaweedFS and takes
+# its own Redis database); PYTEST_WORKERS=0 runs the suite in this one process.
+PYTEST_WORKERS ?= auto
+
 test: $(STAMP)  ## run the whole test suite
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --maxprocesses 4 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -37,6 +37,13 @@ POSTGRES_URL_VAR = "STOLENTEE_TEST_POSTGRES_URL"
 REDIS_URL_VAR = "STOLENTEE_TEST_REDIS_URL"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Rich freezes a console's width when it is built with ``COLUMNS`` set (pytest-xdist's
+    workers inherit ``COLUMNS=80``), and the CLI modules build theirs on import: without it,
+    every console follows the ``COLUMNS`` each test sets."""
+    os.environ.pop("COLUMNS", None)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No stray .env file or app variable from the developer's shell reaches a test."""
@@ -50,6 +57,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     workdir = tmp_path / "cwd"
     workdir.mkdir()
     monkeypatch.chdir(workdir)
+    # One fixed, wide width for the CLIs' Rich output, whatever terminal runs the tests.
+    monkeypatch.setenv("COLUMNS", "200")
 
 
 SettingsFactory = Callable[..., Settings]

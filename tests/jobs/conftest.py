@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -35,10 +36,23 @@ def wall() -> FakeWallClock:
 
 @pytest.fixture(scope="session")
 def redis_test_url() -> str:
+    """The test Redis URL; under pytest-xdist each worker takes its own database below it."""
     url = os.environ.get(REDIS_URL_VAR)
     if not url:
         pytest.skip(f"{REDIS_URL_VAR} is not set: no Redis server to test against")
-    return url
+    return worker_redis_url(url, os.environ.get("PYTEST_XDIST_WORKER", ""))
+
+
+def worker_redis_url(url: str, worker: str) -> str:
+    """``redis://h/15`` for worker ``gw0`` (or no xdist), ``redis://h/14`` for ``gw1`` ..."""
+    if not worker:
+        return url
+    index = int(worker.removeprefix("gw"))
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    if base - index < 0:
+        raise pytest.UsageError(f"{REDIS_URL_VAR}={url}: too few Redis databases for {worker}")
+    return urlunsplit(parts._replace(path=f"/{base - index}"))
 
 
 @pytest.fixture
