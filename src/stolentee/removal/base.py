@@ -194,7 +194,7 @@ class RemovalResult:
     width: int
     height: int
     kind: ImageKind  # what the engine decided: GRAPHIC or PHOTO
-    method: str  # "colour-key", "model:<name>" or "model+colour-key:<name>"
+    method: str  # "colour-key", "model:<name>", "model+colour-key:<name>", "model+graph-cut:<name>"
     foreground: Foreground | None
     input_width: int
     input_height: int

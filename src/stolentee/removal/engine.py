@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from stolentee.config import EngineSettings
-from stolentee.removal import compose, graphics, models
+from stolentee.removal import compose, graphics, models, texture
 from stolentee.removal.base import (
     ImageKind,
     OutputSize,
@@ -263,7 +263,15 @@ class RemovalEngine:
 
         session = self.session(model)
         small = session.model_input(np.asarray(rgb))  # the full-size copy is freed at once
-        alpha = session.upscale(session.infer(small), rgb.size)
+        matte = session.infer(small)
+        del small
+        alpha = session.upscale(matte, rgb.size)
+        if kind is not ImageKind.PHOTO:
+            pixels = np.asarray(rgb)  # a view of the image, no copy
+            if texture.is_artwork_on_texture(pixels, np.asarray(alpha)):
+                alpha = Image.fromarray(texture.refine(pixels, matte), mode="L")
+                method = f"model+graph-cut:{session.spec.name}"
+                return Matte(rgb, _combine(alpha, input_alpha), ImageKind.GRAPHIC, method)
         decided = kind if kind is not ImageKind.AUTO else ImageKind.PHOTO
         return Matte(rgb, _combine(alpha, input_alpha), decided, f"model:{session.spec.name}")
 
