@@ -42,8 +42,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-U8 = NDArray[np.uint8]
-F32 = NDArray[np.float32]
+from stolentee.removal.arrays import F32, U8, u8
+
 HoleVote = Callable[[], U8 | None]  # a segmentation matte of the whole image, or no opinion
 
 _BORDER_SAMPLES = 4096
@@ -99,11 +99,6 @@ class GraphicCut:
         (a radial gradient's bright centre kept as artwork, say) and a segmentation model
         should decide instead."""
         return self.flat_edges <= _MAX_FLAT_EDGES
-
-
-def _u8(image: object) -> U8:
-    """Type an OpenCV result that is known to be a uint8 array (the cv2 stubs are generic)."""
-    return cast(U8, image)
 
 
 def _design(xs: F32, ys: F32) -> F32:
@@ -199,7 +194,7 @@ def background_image(analysis: BorderAnalysis, height: int, width: int) -> U8:
     )
     coarse = _design(gx.ravel(), gy.ravel()) @ analysis.coefficients.T
     coarse_img = np.clip(coarse + 0.5, 0, 255).astype(np.uint8).reshape(grid_h, grid_w, 3)
-    return _u8(cv2.resize(coarse_img, (width, height), interpolation=cv2.INTER_LINEAR))
+    return u8(cv2.resize(coarse_img, (width, height), interpolation=cv2.INTER_LINEAR))
 
 
 def _near_background(rgb: U8, background: U8, analysis: BorderAnalysis, tolerance: int) -> U8:
@@ -207,10 +202,10 @@ def _near_background(rgb: U8, background: U8, analysis: BorderAnalysis, toleranc
     if not analysis.is_gradient:
         low = tuple(float(max(c - tolerance, 0)) for c in analysis.mean_color)
         high = tuple(float(min(c + tolerance, 255)) for c in analysis.mean_color)
-        return _u8(cv2.inRange(rgb, low, high))
+        return u8(cv2.inRange(rgb, low, high))
     offset = np.array([tolerance, tolerance, tolerance, 0], dtype=np.float64)  # a cv2 scalar
     lower, upper = cv2.subtract(background, offset), cv2.add(background, offset)
-    return _u8(cv2.inRange(rgb, lower, upper))
+    return u8(cv2.inRange(rgb, lower, upper))
 
 
 def _border_connected(candidate: U8) -> U8:
@@ -259,7 +254,7 @@ def _hole_candidates(
     """
     height, width = is_bg.shape
     min_area = max(_MIN_HOLE_PX, _MIN_HOLE_SHARE * height * width)
-    enclosed = _u8(cv2.subtract(candidate, is_bg))
+    enclosed = u8(cv2.subtract(candidate, is_bg))
     if cv2.countNonZero(enclosed) < min_area:
         return []
     left, top, box_w, box_h = cv2.boundingRect(enclosed)
@@ -278,7 +273,7 @@ def _hole_candidates(
             continue
         window = (slice(top + y, top + y + h), slice(left + x, left + x + w))
         shade = np.ascontiguousarray(background[window])  # a plain background is a broadcast
-        distance = _channel_max(_u8(cv2.absdiff(rgb[window], shade)))
+        distance = _channel_max(u8(cv2.absdiff(rgb[window], shade)))
         if float(distance[region].mean()) > noise + _HOLE_MAX_DISTANCE:
             continue
         holes.append((window, region))
@@ -377,7 +372,7 @@ class _Tiles:
 def _channel_max(image: U8) -> U8:
     """The largest channel of an HxWx3 uint8 image (cv2 is ~20x faster than numpy here)."""
     first, second, third = cv2.split(image)
-    return _u8(cv2.max(cv2.max(first, second), third))
+    return u8(cv2.max(cv2.max(first, second), third))
 
 
 def colour_key(
@@ -410,11 +405,11 @@ def colour_key(
             holes = _open_holes(found, is_bg, hole_vote)
             background = background_image(analysis, height, width)
 
-    alpha = _u8(cv2.bitwise_not(is_bg))
+    alpha = u8(cv2.bitwise_not(is_bg))
     out_rgb = rgb.copy()
     radius = band_width_px(height, width)
-    kernel = _u8(cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
-    near_bg = _u8(cv2.dilate(is_bg, kernel))  # background and the band; the rest is solid artwork
+    kernel = u8(cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
+    near_bg = u8(cv2.dilate(is_bg, kernel))  # background and the band; the rest is solid artwork
     points = cv2.findNonZero(cv2.subtract(near_bg, is_bg))
     if points is None:
         return GraphicCut(alpha=alpha, rgb=out_rgb, holes=holes)
@@ -461,9 +456,9 @@ class _Shade:
     def frame(self, rgb: U8) -> tuple[U8, U8]:
         """k (as 0..255) and the distance to k * B of every pixel of an HxWx3 image, in 8-bit
         OpenCV passes (rounded: for finding regions; :meth:`pixels` is exact)."""
-        ratio = _u8(cv2.transform(rgb, self.to_ratio * 255.0))
-        shade = _u8(cv2.transform(rgb, self.to_shade))
-        return ratio, _channel_max(_u8(cv2.absdiff(rgb, shade)))
+        ratio = u8(cv2.transform(rgb, self.to_ratio * 255.0))
+        shade = u8(cv2.transform(rgb, self.to_shade))
+        return ratio, _channel_max(u8(cv2.absdiff(rgb, shade)))
 
     def pixels(self, rgb: U8) -> tuple[F32, F32]:
         """The same for an Nx3 array of pixels."""
@@ -514,25 +509,25 @@ def _soft_shadows(rgb: U8, is_bg: U8, analysis: BorderAnalysis, alpha: U8, out_r
     limit = max(1.0, 2.0 * slope * float(np.mean(analysis.mean_color)))
     steep = cv2.threshold(rise, limit, 255, cv2.THRESH_BINARY)[1]
     if factor > 1:
-        small_rgb = _u8(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA))
-        small_is_bg = _u8(cv2.resize(is_bg, size, interpolation=cv2.INTER_AREA))
+        small_rgb = u8(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA))
+        small_is_bg = u8(cv2.resize(is_bg, size, interpolation=cv2.INTER_AREA))
         steep = cv2.resize(steep, size, interpolation=cv2.INTER_AREA)
     else:
         small_rgb, small_is_bg = rgb, is_bg
     ratio, off = shade.frame(small_rgb)
     shade_tolerance = _SHADOW_TOLERANCE_SHARE * analysis.tolerance
     # Each test as a 0/255 mask (8-bit OpenCV passes): not background, not steep, a shade.
-    background = _u8(cv2.threshold(small_is_bg, 127, 255, cv2.THRESH_BINARY)[1])
-    candidate = _u8(cv2.threshold(steep, 0, 255, cv2.THRESH_BINARY_INV)[1])
-    candidate = _u8(cv2.bitwise_and(candidate, cv2.bitwise_not(background)))
+    background = u8(cv2.threshold(small_is_bg, 127, 255, cv2.THRESH_BINARY)[1])
+    candidate = u8(cv2.threshold(steep, 0, 255, cv2.THRESH_BINARY_INV)[1])
+    candidate = u8(cv2.bitwise_and(candidate, cv2.bitwise_not(background)))
     shaded = cv2.threshold(off, shade_tolerance, 255, cv2.THRESH_BINARY_INV)[1]
     darker = cv2.inRange(ratio, round(_SHADOW_MIN_RATIO * 255), 254)
-    candidate = _u8(cv2.bitwise_and(candidate, cv2.bitwise_and(shaded, darker)))
+    candidate = u8(cv2.bitwise_and(candidate, cv2.bitwise_and(shaded, darker)))
     if not cv2.countNonZero(candidate):
         return 0
     # Candidates reached from the border through the background and other candidates.
-    grown = _border_connected(_u8(cv2.bitwise_or(candidate, background)))
-    reached = _u8(cv2.bitwise_and(grown, candidate))
+    grown = _border_connected(u8(cv2.bitwise_or(candidate, background)))
+    reached = u8(cv2.bitwise_and(grown, candidate))
     count, regions, stats, _ = cv2.connectedComponentsWithStats(reached, connectivity=8)
     kept = np.zeros(count, dtype=np.uint8)
     kept[1:] = stats[1:, cv2.CC_STAT_AREA] * factor * factor <= _SHADOW_MAX_SHARE * artwork_px
@@ -576,7 +571,7 @@ def _matte_band(
     solid_t = (tiles.gather(near_bg, outside=255) == 0).astype(np.float32)
     rows, cols = tiles.rows, tiles.cols
 
-    distance_t = _channel_max(_u8(cv2.absdiff(rgb_t, bg_t)))  # to the background, 0..255
+    distance_t = _channel_max(u8(cv2.absdiff(rgb_t, bg_t)))  # to the background, 0..255
 
     # Contrast across the band: along a real edge the distance to the background rises from
     # under the tolerance to well over it; a cut through a smooth shade of the background (a
@@ -584,7 +579,7 @@ def _matte_band(
     # around the band's disc: OpenCV runs a square separably (a 12 MP graphic's key 10-20 %
     # faster), and no plausibility verdict on the evaluation set changed.
     square = np.ones_like(kernel)
-    spread = _u8(cv2.morphologyEx(distance_t, cv2.MORPH_GRADIENT, square))[rows, cols]
+    spread = u8(cv2.morphologyEx(distance_t, cv2.MORPH_GRADIENT, square))[rows, cols]
     flat = int(np.count_nonzero(spread < _FLAT_EDGE_CONTRAST * tolerance))
 
     # Foreground colour near each band pixel: mean colour of solid artwork in a window.

@@ -18,13 +18,10 @@ its MAE from 0.0073 to 0.0047. None of the 40 photographed people passes the tes
 
 from __future__ import annotations
 
-from typing import cast
-
 import cv2
 import numpy as np
-from numpy.typing import NDArray
 
-U8 = NDArray[np.uint8]
+from stolentee.removal.arrays import U8, u8
 
 WORK_SIDE_PX = 640  # long side of the copy the graph cut runs on
 _FLAT_STEP = 6  # a pixel is "flat" when its 3x3 neighbourhood spans at most this many levels
@@ -36,11 +33,6 @@ _MEDIAN_PX = 5  # median filter before the cut, at the working size
 _SURE_PX = 5  # the model's confident regions, eroded twice by this square, are fixed
 _SURE_LEVEL = 25  # the model's matte below this (above 255 minus it) counts as confident
 _ITERATIONS = 3
-
-
-def _u8(image: object) -> U8:
-    """Type an OpenCV result known to be a uint8 array (the cv2 stubs are generic)."""
-    return cast(U8, image)
 
 
 def is_artwork_on_texture(rgb: U8, alpha: U8) -> bool:
@@ -82,9 +74,9 @@ def refine(rgb: U8, matte: U8) -> U8:
     height, width = rgb.shape[:2]
     factor = max(1, -(-max(height, width) // WORK_SIDE_PX))
     size = (max(1, width // factor), max(1, height // factor))
-    small = _u8(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA))
-    small = _u8(cv2.medianBlur(small, _MEDIAN_PX))
-    start = _u8(cv2.resize(matte, size, interpolation=cv2.INTER_CUBIC))
+    small = u8(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA))
+    small = u8(cv2.medianBlur(small, _MEDIAN_PX))
+    start = u8(cv2.resize(matte, size, interpolation=cv2.INTER_CUBIC))
     labels = np.where(start > 127, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
     square = np.ones((_SURE_PX, _SURE_PX), dtype=np.uint8)
     sure_subject = cv2.erode((start > 255 - _SURE_LEVEL).astype(np.uint8), square, iterations=2)
@@ -104,6 +96,6 @@ def refine(rgb: U8, matte: U8) -> U8:
             cv2.GC_INIT_WITH_MASK,
         )
     except cv2.error:  # no pixel left to decide (a matte confident everywhere): keep it
-        return _u8(cv2.resize(matte, (width, height), interpolation=cv2.INTER_CUBIC))
+        return u8(cv2.resize(matte, (width, height), interpolation=cv2.INTER_CUBIC))
     cut = np.where((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD), 255, 0).astype(np.uint8)
-    return _u8(cv2.resize(cut, (width, height), interpolation=cv2.INTER_LINEAR))
+    return u8(cv2.resize(cut, (width, height), interpolation=cv2.INTER_LINEAR))
