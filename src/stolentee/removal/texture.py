@@ -12,7 +12,7 @@ outline of a cartoon and the dark grains of gravel fall into one colour cluster.
 
 On the evaluation set (``stolentee bench quality``), 10 of the 40 graphic-gradient images pass
 the test, all of them artwork over a texture photo: 9 of them cut better (IoU +0.016 to +0.091,
-alpha MAE down by 15-85 %), one 0.002 worse; the category's IoU went from 0.9676 to 0.9784 and
+alpha MAE down by 14-85 %), one 0.002 worse; the category's IoU went from 0.9676 to 0.9784 and
 its MAE from 0.0073 to 0.0047. None of the 40 photographed people passes the test.
 """
 
