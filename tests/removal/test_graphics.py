@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
@@ -162,6 +163,65 @@ def test_large_soft_grey_shape_is_artwork() -> None:
 def test_no_shadow_search_on_dark_backgrounds() -> None:
     _, changed = shadow_pass_again(composite(shadowed_logo(), (20, 20, 24)))
     assert changed == 0
+
+
+def glowing_panel(outline: tuple[int, int, int] | None = None) -> tuple[Image.Image, np.ndarray]:
+    """A blue rounded panel (optionally with a 6 px outline) over a glow of black that is soft
+    far out and steep right at the panel's edge (a wide and a tight blur of its silhouette),
+    like the drop shadows of many icon themes; returns it and the panel's own alpha."""
+    from PIL import ImageFilter
+
+    width, height, scale = 600, 400, 4
+    big = Image.new("RGBA", (width * scale, height * scale), (0, 0, 0, 0))
+    ImageDraw.Draw(big).rounded_rectangle(
+        [150 * scale, 100 * scale, 450 * scale, 300 * scale],
+        radius=30 * scale,
+        fill=(40, 110, 220, 255),
+        outline=None if outline is None else (*outline, 255),
+        width=6 * scale,
+    )
+    panel = big.resize((width, height), Image.Resampling.LANCZOS)
+    silhouette = panel.getchannel("A")
+    wide, tight = (
+        np.asarray(silhouette.filter(ImageFilter.GaussianBlur(radius)), dtype=float) / 255 * 0.5
+        for radius in (14, 2)
+    )
+    glow = np.zeros((height, width, 4), dtype=np.uint8)
+    glow[..., 3] = np.round((1 - (1 - wide) * (1 - tight)) * 255)
+    art = Image.alpha_composite(Image.fromarray(glow, "RGBA"), panel)
+    return art, np.asarray(silhouette)
+
+
+def test_shadow_rim_next_to_the_artwork_is_translucent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The glow's last pixels before the panel are too steep for the shadow search; they are
+    still shadow (alpha under 0.5), taken by the rim growth, not kept as an opaque grey ring."""
+    art, panel = glowing_panel()
+    truth = np.asarray(art.getchannel("A")).astype(float)
+    image = composite(art, (255, 255, 255))
+    with monkeypatch.context() as patched:
+        patched.setattr(graphics, "_shadow_rim", lambda *args: [])
+        _, without = cut(image)
+    _, result = cut(image)
+    rim = (panel == 0) & (truth > 60) & (truth < 128)
+    assert rim.sum() > 500
+    assert (without.alpha[rim] > 127).mean() > 0.3  # the ring the rim growth is for
+    assert (result.alpha[rim] > 127).mean() < 0.02
+    assert np.abs(result.alpha[rim] - truth[rim]).mean() < 10
+    assert (result.alpha[panel == 255] == 255).mean() > 0.99
+    error = np.abs(result.alpha - truth).mean() / 255
+    assert error < 0.6 * np.abs(without.alpha - truth).mean() / 255
+
+
+def test_grey_outline_next_to_a_shadow_stays_opaque() -> None:
+    """A flat grey outline is a shade of a white background and darker than the glow beside
+    it, but it does not keep darkening: the rim stops after its first, anti-aliased pixel."""
+    art, panel = glowing_panel(outline=(110, 110, 110))
+    _, result = cut(composite(art, (255, 255, 255)))
+    solid = (panel == 255).astype(np.uint8)
+    outline = (solid == 1) & (cv2.erode(solid, np.ones((11, 11), np.uint8)) == 0)
+    assert outline.sum() > 4000
+    assert (result.alpha[outline] == 255).mean() > 0.85
+    assert (result.alpha[panel == 255] == 255).mean() > 0.98
 
 
 def test_gradient_background() -> None:

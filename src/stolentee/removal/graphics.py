@@ -64,6 +64,9 @@ _SHADOW_TOLERANCE_SHARE = 0.6  # a shade: channels within this share of the key'
 _SHADOW_MAX_SLOPE = 0.05  # most change of the shade per pixel, per 1,000 px of the long side
 _SHADOW_MAX_SHARE = 0.3  # a shadow region is at most this share of the artwork
 _SHADOW_DETECT_PX = 1024  # long side of the copy on which shadow regions are found
+_NEIGHBOURS = np.array(
+    [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx], dtype=np.intp
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -547,7 +550,78 @@ def _soft_shadows(rgb: U8, is_bg: U8, analysis: BorderAnalysis, alpha: U8, out_r
     ys, xs, ratio_px = ys[keep], xs[keep], ratio_px[keep]
     alpha[ys, xs] = np.round((1.0 - ratio_px) * 255).astype(np.uint8)
     out_rgb[ys, xs] = 0
-    return len(ys)
+    steps = 3 * band_width_px(full_height, full_width)
+    rim = _shadow_rim(rgb, is_bg, shade, shade_tolerance, steps, ys, xs, ratio_px)
+    for rim_ys, rim_xs, rim_ratio in rim:
+        alpha[rim_ys, rim_xs] = np.round((1.0 - rim_ratio) * 255).astype(np.uint8)
+        out_rgb[rim_ys, rim_xs] = 0
+    return len(ys) + sum(len(part[0]) for part in rim)
+
+
+def _shadow_rim(
+    rgb: U8,
+    is_bg: U8,
+    shade: _Shade,
+    shade_tolerance: float,
+    steps: int,
+    ys: NDArray[np.intp],
+    xs: NDArray[np.intp],
+    ratio_px: F32,
+) -> list[tuple[NDArray[np.intp], NDArray[np.intp], F32]]:
+    """The rim of the shadow ``ys, xs`` (brightness ratios ``ratio_px``): the pixels between
+    it and the artwork that casts it, up to ``steps`` pixels deep, as (rows, columns, ratios)
+    per step.
+
+    A shadow is darkest, and changes fastest, right at the artwork's edge, so its last few
+    pixels fail the steepness test and were kept as opaque grey artwork (a light ring around
+    every icon with a soft drop shadow). A pixel joins the rim when it is a shade of the
+    background, next to the shadow (or to the rim found so far) and strictly darker than its
+    darkest such neighbour: the shadow keeps darkening towards the artwork. The growth stops
+    where the artwork begins: a colour, a lighter pixel, or a flat grey (a grey outline loses
+    at most its first, anti-aliased pixel). The work is confined to the shadow's bounding box
+    plus ``steps``; pixels are visited a ring at a time, starting from the shadow's boundary.
+    """
+    if not len(ys):
+        return []
+    height, width = is_bg.shape
+    top, left = max(int(ys.min()) - steps, 0), max(int(xs.min()) - steps, 0)
+    bottom = min(int(ys.max()) + steps + 1, height)
+    right = min(int(xs.max()) + steps + 1, width)
+    box_height, box_width = bottom - top, right - left
+    # Ratios of the shadow and rim so far in the box, padded by one pixel so that every
+    # neighbour exists; 2.0 (no ratio reaches it) marks pixels that are neither.
+    known = np.full((box_height + 2, box_width + 2), 2.0, dtype=np.float32)
+    known[ys - top + 1, xs - left + 1] = ratio_px
+    inside = u8(cv2.inRange(known, 0.0, 1.5))
+    edge = cv2.findNonZero(cv2.subtract(inside, cv2.erode(inside, np.ones((3, 3), np.uint8))))
+    if edge is None:
+        return []
+    edge = edge.reshape(-1, 2)
+    front_ys, front_xs = edge[:, 1].astype(np.intp), edge[:, 0].astype(np.intp)  # padded coords
+    found: list[tuple[NDArray[np.intp], NDArray[np.intp], F32]] = []
+    for _ in range(steps):
+        near_ys = (front_ys[:, None] + _NEIGHBOURS[:, 0]).ravel()
+        near_xs = (front_xs[:, None] + _NEIGHBOURS[:, 1]).ravel()
+        within = (near_ys >= 1) & (near_ys <= box_height) & (near_xs >= 1) & (near_xs <= box_width)
+        index = np.unique(near_ys[within] * (box_width + 2) + near_xs[within])
+        cand_ys, cand_xs = index // (box_width + 2), index % (box_width + 2)
+        image_ys, image_xs = cand_ys - 1 + top, cand_xs - 1 + left
+        free = (known[cand_ys, cand_xs] > 1.5) & (is_bg[image_ys, image_xs] == 0)
+        cand_ys, cand_xs = cand_ys[free], cand_xs[free]
+        image_ys, image_xs = image_ys[free], image_xs[free]
+        if not len(cand_ys):
+            break
+        ratio, off = shade.pixels(rgb[image_ys, image_xs])
+        darkest = known[
+            cand_ys[:, None] + _NEIGHBOURS[:, 0], cand_xs[:, None] + _NEIGHBOURS[:, 1]
+        ].min(axis=1)
+        grow = (off <= shade_tolerance) & (ratio >= _SHADOW_MIN_RATIO) & (ratio < darkest)
+        if not grow.any():
+            break
+        front_ys, front_xs, ratio = cand_ys[grow], cand_xs[grow], ratio[grow]
+        known[front_ys, front_xs] = ratio
+        found.append((image_ys[grow], image_xs[grow], ratio))
+    return found
 
 
 def _matte_band(
