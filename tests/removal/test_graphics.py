@@ -224,6 +224,64 @@ def test_grey_outline_next_to_a_shadow_stays_opaque() -> None:
     assert (result.alpha[panel == 255] == 255).mean() > 0.98
 
 
+def face_over_shadow(
+    box: tuple[int, int, int, int],
+    grey: int = 215,
+    spot: tuple[int, int, int, int] = (280, 240, 500, 325),
+    blur: int = 12,
+) -> tuple[Image.Image, np.ndarray]:
+    """A flat light grey rectangle ``box`` (a shade of white itself, its edges softened by a
+    1 px blur) over a soft black shadow, the ellipse ``spot`` blurred by ``blur``, at its lower
+    right; returns it and the face's alpha."""
+    from PIL import ImageFilter
+
+    width, height, scale = 600, 400, 4
+    big = Image.new("RGBA", (width * scale, height * scale), (0, 0, 0, 0))
+    ImageDraw.Draw(big).rectangle([v * scale for v in box], fill=(grey, grey, grey, 255))
+    face = big.resize((width, height), Image.Resampling.LANCZOS)
+    face.putalpha(face.getchannel("A").filter(ImageFilter.GaussianBlur(1)))
+    ellipse = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(ellipse).ellipse(spot, fill=255)
+    shadow = np.zeros((height, width, 4), dtype=np.uint8)
+    shadow[..., 3] = np.round(np.asarray(ellipse.filter(ImageFilter.GaussianBlur(blur))) * 0.35)
+    art = Image.alpha_composite(Image.fromarray(shadow, "RGBA"), face)
+    return art, np.asarray(face.getchannel("A"))
+
+
+def test_shadow_joined_to_a_light_face_is_split_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The face's edges are too gentle for the first steepness limit, so face and shadow are one
+    region, too large to be a shadow; the stricter second pass separates them: the shadow
+    becomes translucent black, the face stays opaque."""
+    art, face = face_over_shadow((120, 60, 360, 300))
+    truth = np.asarray(art.getchannel("A")).astype(float)
+    image = composite(art, (255, 255, 255))
+    with monkeypatch.context() as patched:
+        patched.setattr(graphics, "_SHADOW_PASSES", (1.0,))
+        _, one_pass = cut(image)
+    _, result = cut(image)
+    shadow_only = (face == 0) & (truth > 40)
+    assert shadow_only.sum() > 5000
+    assert (one_pass.alpha[shadow_only] == 255).mean() > 0.9  # what the second pass is for
+    assert (result.alpha[shadow_only] < 250).mean() > 0.95
+    assert np.abs(result.alpha[shadow_only] - truth[shadow_only]).mean() < 10
+    assert (result.alpha[face == 255] == 255).all()
+    assert np.abs(result.alpha - truth).mean() / 255 < 0.01
+
+
+def test_split_pass_leaves_a_face_edge_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a smaller face the shadow is too large on its own; the stricter pass then finds only
+    thin slivers of the face's soft edge, reached from the background, and keeps none."""
+    art, face = face_over_shadow((200, 100, 330, 280), 205, spot=(270, 235, 500, 325), blur=15)
+    image = composite(art, (255, 255, 255))
+    with monkeypatch.context() as patched:
+        patched.setattr(graphics, "_SHADOW_PASSES", (1.0,))
+        _, one_pass = cut(image)
+    _, result = cut(image)
+    edge = (face > 0) & (face < 255)
+    assert edge.sum() > 1000
+    assert np.array_equal(result.alpha[edge], one_pass.alpha[edge])
+
+
 def test_gradient_background() -> None:
     width, height = 600, 400
     x = np.linspace(0, 1, width, dtype=np.float32)[None, :, None]
