@@ -542,6 +542,8 @@ def _soft_shadows(rgb: U8, is_bg: U8, analysis: BorderAnalysis, alpha: U8, out_r
             steep = cv2.resize(steep, size, interpolation=cv2.INTER_AREA)
         flat = cv2.threshold(steep, 0, 255, cv2.THRESH_BINARY_INV)[1]
         candidate = u8(cv2.bitwise_and(allowed, flat))
+        if not cv2.countNonZero(candidate):
+            break
         # Candidates reached from the border through the background and other candidates.
         grown = _border_connected(u8(cv2.bitwise_or(candidate, background)))
         reached = u8(cv2.bitwise_and(grown, candidate))
@@ -631,13 +633,16 @@ def _shadow_rim(
     for _ in range(steps):
         near_ys = (front_ys[:, None] + _NEIGHBOURS[:, 0]).ravel()
         near_xs = (front_xs[:, None] + _NEIGHBOURS[:, 1]).ravel()
-        within = (near_ys >= 1) & (near_ys <= box_height) & (near_xs >= 1) & (near_xs <= box_width)
-        index = np.unique(near_ys[within] * (box_width + 2) + near_xs[within])
+        # Neither shadow nor rim yet, and inside the box (not its padding): most neighbours of
+        # the front are already shadow, so this comes before the de-duplication.
+        free = (known[near_ys, near_xs] > 1.5) & (near_ys >= 1) & (near_ys <= box_height)
+        free &= (near_xs >= 1) & (near_xs <= box_width)
+        index = np.unique(near_ys[free] * (box_width + 2) + near_xs[free])
         cand_ys, cand_xs = index // (box_width + 2), index % (box_width + 2)
         image_ys, image_xs = cand_ys - 1 + top, cand_xs - 1 + left
-        free = (known[cand_ys, cand_xs] > 1.5) & (is_bg[image_ys, image_xs] == 0)
-        cand_ys, cand_xs = cand_ys[free], cand_xs[free]
-        image_ys, image_xs = image_ys[free], image_xs[free]
+        artwork = is_bg[image_ys, image_xs] == 0
+        cand_ys, cand_xs = cand_ys[artwork], cand_xs[artwork]
+        image_ys, image_xs = image_ys[artwork], image_xs[artwork]
         if not len(cand_ys):
             break
         ratio, off = shade.pixels(rgb[image_ys, image_xs])
