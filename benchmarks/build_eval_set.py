@@ -689,6 +689,12 @@ class Builder:
             return cut
         raise MissingSourcesError(f"no suitable {kind} graphic found")
 
+    def texture(self, rng: np.random.Generator, size: tuple[int, int]) -> tuple[U8, dict[str, Any]]:
+        """A textured background of ``size`` and its manifest entry."""
+        texture = self.textures[int(rng.integers(len(self.textures)))]
+        bg = texture_background(texture, size, rng)
+        return bg, {"kind": "texture", "package": "scikit-image", "file": texture.name}
+
     def _graphic_item(
         self, category: str, rng: np.random.Generator, index: int, long_side: int
     ) -> Item:
@@ -736,9 +742,7 @@ class Builder:
                     "centre": [round(c, 3) for c in centre],
                 }
             else:
-                texture = self.textures[int(rng.integers(len(self.textures)))]
-                bg = texture_background(texture, size, rng)
-                background = {"kind": "texture", "package": "scikit-image", "file": texture.name}
+                bg, background = self.texture(rng, size)
             fmt = "jpg" if index % 2 == 1 else "png"
         fraction = float(rng.uniform(0.45, 0.85))
         box = (int(size[0] * fraction), int(size[1] * fraction))
