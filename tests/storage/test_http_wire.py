@@ -459,7 +459,11 @@ def test_threads_share_the_pool(server: RawServer) -> None:
         thread.join()
     assert failures == []
     assert len(server.received) == 200
-    assert pool.num_connections <= 8 and pool.num_idle <= 3
+    # Connections are reused: the 8 threads open 8, and one more only when a thread finds none
+    # idle after a connection was closed for want of an idle place (3 here). How often that
+    # happens depends on the threads' timing (9 was seen once), so the bound is not 8; without
+    # reuse it would be 200.
+    assert pool.num_connections <= 20 and pool.num_idle <= 3
     pool.close()
 
 
