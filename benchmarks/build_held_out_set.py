@@ -29,13 +29,9 @@ development set. ``--fetch`` runs ``apt-get download`` and unpacks the four pack
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,34 +52,38 @@ ADWAITA_CONTEXTS = ("devices", "emblems", "mimetypes", "places", "status")
 
 
 @dataclass(frozen=True)
-class HeldOutPackage:
-    name: str
-    licence: str
-    purpose: str
-    relative: str  # the folder used, inside the package
+class HeldOutPackage(dev.Package):
+    relative: str = ""  # the folder used, inside the package
 
 
 PACKAGES = (
     HeldOutPackage(
         "fonts-noto-color-emoji",
+        "debian",
         "SIL OFL 1.1",
         "emoji (CBDT bitmap font)",
-        "usr/share/fonts/truetype/noto",
+        relative="usr/share/fonts/truetype/noto",
     ),
     HeldOutPackage(
         "adwaita-icon-theme",
+        "debian",
         "LGPL-3 or CC BY-SA 3.0",
         "512x512 colour icons",
-        "usr/share/icons/Adwaita/512x512",
+        relative="usr/share/icons/Adwaita/512x512",
     ),
     HeldOutPackage(
         "tuxpaint-stamps-default",
+        "debian",
         "GPL-2+",
         "clip-art stamps with alpha",
-        "usr/share/tuxpaint/stamps",
+        relative="usr/share/tuxpaint/stamps",
     ),
     HeldOutPackage(
-        "mate-backgrounds", "GPL-2+", "nature photographs", "usr/share/backgrounds/mate/nature"
+        "mate-backgrounds",
+        "debian",
+        "GPL-2+",
+        "nature photographs",
+        relative="usr/share/backgrounds/mate/nature",
     ),
 )
 
@@ -219,72 +219,29 @@ class HeldOutBuilder(dev.Builder):
 def build(
     out: Path, sources: HeldOutSources, seed: int, per_category: int, log: Callable[[str], None]
 ) -> Path:
-    builder = HeldOutBuilder(sources, seed)
-    entries: list[dict[str, Any]] = []
-    for category in CATEGORIES:
-        shutil.rmtree(out / category, ignore_errors=True)
-        started = time.perf_counter()
-        for number, item in enumerate(builder.items(category, per_category), start=1):
-            entries.append(dev.write_item(out, f"{number:03d}", item))
-        log(f"  {category}: {per_category} images in {time.perf_counter() - started:.1f} s")
-    manifest = {
-        "version": dev.MANIFEST_VERSION,
-        "seed": seed,
-        "per_category": per_category,
-        "categories": list(CATEGORIES),
-        "held_out": True,
-        "packages": {
-            p.name: {
-                "registry": "debian",
-                "version": sources.versions.get(p.name, "unknown"),
-                "origin": sources.origins.get(p.name, ""),
-                "licence": p.licence,
-                "purpose": p.purpose,
-            }
-            for p in PACKAGES
-        },
-        "images": entries,
-    }
-    path = out / "manifest.json"
-    path.write_text(json.dumps(manifest, indent=1) + "\n")
-    return path
+    return dev.write_set(
+        out,
+        HeldOutBuilder(sources, seed),
+        CATEGORIES,
+        seed=seed,
+        per_category=per_category,
+        packages=dev.package_entries(PACKAGES, sources.versions, sources.origins),
+        log=log,
+        extra={"held_out": True},
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed")
-    parser.add_argument(
-        "--per-category", type=int, default=dev.DEFAULT_PER_CATEGORY, help="images per category"
+    return dev.run(
+        argv,
+        description=__doc__.split("\n\n")[0],
+        default_out=DEFAULT_OUT,
+        default_seed=DEFAULT_SEED,
+        packages=PACKAGES,
+        fetch=fetch,
+        locate=locate,
+        build=build,
     )
-    parser.add_argument(
-        "--fetch", action="store_true", help="apt-get download the packages into OUT/_sources"
-    )
-    parser.add_argument("--sources", type=Path, default=None, help="default: OUT/_sources")
-    args = parser.parse_args(argv)
-    cache = args.sources or args.out / "_sources"
-    print("sources needed (Debian):")
-    for package in PACKAGES:
-        print(f"  {package.name:24} {package.licence:24} {package.purpose}")
-    if args.fetch:
-        try:
-            fetch(cache)
-        except (subprocess.CalledProcessError, OSError, StopIteration) as exc:
-            detail = getattr(exc, "stderr", "") or ""
-            print(f"error: fetching the packages failed: {exc}\n{detail}", file=sys.stderr)
-            return 2
-    try:
-        sources = locate(cache)
-    except dev.MissingSourcesError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for name, version in sources.versions.items():
-        print(f"  using {name} {version}: {sources.origins[name]}")
-    started = time.perf_counter()
-    print(f"building {args.per_category} images per category into {args.out} (seed {args.seed})")
-    path = build(args.out, sources, args.seed, args.per_category, print)
-    print(f"wrote {path} in {time.perf_counter() - started:.1f} s")
-    return 0
 
 
 if __name__ == "__main__":
