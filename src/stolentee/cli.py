@@ -23,7 +23,7 @@ from typer.core import TyperGroup
 
 from stolentee import __version__
 from stolentee.config import Settings, effective_settings, iter_setting_docs
-from stolentee.errors import ConfigurationError, StolenteeError
+from stolentee.errors import StolenteeError
 from stolentee.removal.base import (
     ImageKind,
     RemovalOptions,
@@ -230,90 +230,28 @@ def worker_command(
     """Process design jobs from the queue until SIGTERM (scale out: one or many processes)."""
     from prometheus_client import start_http_server
 
-    from stolentee.callbacks import CallbackSender
-    from stolentee.db import migrate
-    from stolentee.db.engine import Database
-    from stolentee.designs import DesignStore
-    from stolentee.jobs.handlers import PERMANENT_ERRORS, build_handlers, build_queue
-    from stolentee.jobs.transport import build_transport
-    from stolentee.jobs.worker import Worker
     from stolentee.logs import configure_logging
-    from stolentee.metrics import Metrics
-    from stolentee.removal.engine import RemovalEngine
-    from stolentee.removal.remote import build_http_client
-    from stolentee.removal.router import build_chain
-    from stolentee.removal.stats import SERVICE_FLUSH_INTERVAL_S, RemovalStatsStore
-    from stolentee.storage.factory import build_storage
+    from stolentee.runtime import build_runtime
 
     settings = load_settings()
     configure_logging(settings.service)
-    callbacks = CallbackSender.from_settings(settings.api)  # wrong callback settings: stop now
-    database = Database(
-        settings=settings.database,
-        synchronous_commit=settings.database.worker_synchronous_commit,
-    )
-    transport = build_transport(settings)
-    try:
-        if settings.database.auto_migrate:
-            migrate.upgrade(database)
-        problem = migrate.schema_problem(database)
-        if problem is not None:
-            raise ConfigurationError(problem)
-        storage = build_storage(settings)
-        storage.check()  # fail now, not on every job, when the bucket or credentials are wrong
-        designs = DesignStore(database=database)
-        engine = RemovalEngine(settings=settings.engine)
-        http_client = build_http_client(settings.removal)
-        metrics = Metrics()
-        metrics.instrument_database(database)
-        removal_stats = RemovalStatsStore(
-            database=database, flush_interval_s=SERVICE_FLUSH_INTERVAL_S
-        )
-        chain = build_chain(
-            settings.removal,
-            engine=engine,
-            http_client=http_client,
-            stats=metrics.removal_sink(removal_stats),
-        )
-        chain.start_probes()
-        queue = build_queue(
-            database=database, transport=transport, settings=settings.queue, callbacks=callbacks
-        )
-        job_worker = Worker(
-            queue=queue,
-            handlers=metrics.timed_handlers(
-                build_handlers(
-                    designs=designs,
-                    storage=storage,
-                    remover=chain,
-                    queue=queue,
-                    callbacks=callbacks,
-                )
-            ),
-            concurrency=concurrency,
-            permanent_errors=PERMANENT_ERRORS,
-        )
-        metrics.watch(queue=queue, database=database)
+    with build_runtime(settings, "worker", worker_concurrency=concurrency) as runtime:
+        job_worker = runtime.worker
+        assert job_worker is not None  # the worker role always builds one
         if settings.service.metrics_port:
             start_http_server(
                 settings.service.metrics_port,
                 addr=settings.service.host,
-                registry=metrics.registry,
+                registry=runtime.metrics.registry,
             )
         err_console.print(
             f"worker {job_worker.owner}: {job_worker.concurrency} at once, "
-            f"queue {transport.backend}, database {database.url.get_backend_name()}, "
-            f"removal {' -> '.join(chain.order())}"
+            f"queue {runtime.queue.transport.backend}, "
+            f"database {runtime.database.url.get_backend_name()}, "
+            f"removal {' -> '.join(runtime.providers.order())}"
         )
-        try:
-            job_worker.run_forever(graceful_timeout_s=graceful_timeout_s)
-        finally:
-            chain.stop()
-            removal_stats.close()
-            http_client.close()
-    finally:
-        transport.close()
-        database.dispose()
+        runtime.start()
+        job_worker.run_forever(graceful_timeout_s=graceful_timeout_s)
 
 
 @config_app.command("show")

@@ -213,7 +213,7 @@ def test_design_moved_to_a_new_store_serves_its_cdn_urls(client: TestClient) -> 
     moved = wait_for(client, upload(client).json()["id"])
     stayed = wait_for(client, upload(client).json()["id"])  # same cutout, original not copied
     assert moved["status"] == stayed["status"] == "done"
-    services: Any = client.app.state.services  # type: ignore[attr-defined]
+    services: Any = client.app.state.services.runtime  # type: ignore[attr-defined]
     record = services.designs.get(moved["id"])
     assert record.public_base_url is None and record.cutout_key is not None
     verified = {

@@ -181,7 +181,15 @@ def test_the_removal_service_role_serves_only_removal_and_health(
             path.startswith(("/v1/designs", "/uploads", "/v1/uploads")) for path in paths
         )
         assert client.get("/").status_code == 404
-        assert client.app.state.services.worker is None  # type: ignore[attr-defined]
+        # It builds only what it serves: no storage, no queue, no worker.
+        assert set(client.get("/readyz").json()["checks"]) == {"database:responseTime"}
+        detailed = client.get("/health/detailed").json()
+        assert detailed["storage"]["status"] == "not used"
+        assert detailed["queue"] == {"backend": None, "inProcessWorker": False}
+        runtime = client.app.state.services.runtime  # type: ignore[attr-defined]
+        assert runtime.worker is None
+        assert not runtime.has_storage
+        assert not runtime.has_queue
 
 
 def test_live_savings_follow_the_removals_that_really_ran(make_settings: SettingsFactory) -> None:

@@ -28,7 +28,7 @@ def client(make_settings: SettingsFactory) -> Iterator[TestClient]:
 
 
 def stats_store(client: TestClient) -> RemovalStatsStore:
-    store = client.app.state.services.removal_stats
+    store = client.app.state.services.runtime.removal_stats
     assert isinstance(store, RemovalStatsStore)
     return store
 

@@ -1,12 +1,13 @@
-"""The FastAPI application: ``create_app(settings)`` builds it; the lifespan builds the services.
+"""The FastAPI application: ``create_app(settings)`` builds it; its lifespan builds the runtime.
 
-Long-lived objects (database pool, storage, removal engine, key store) are created once in the
-lifespan and handed to routes through ``api/deps.py``. Tests may pass their own ``storage`` or
-``database``.
+Long-lived objects come from :func:`stolentee.runtime.build_runtime` (database pool, storage,
+removal engine, queue, key store), once per process, and reach routes through ``api/deps.py``
+with the few parts only HTTP needs (admission gate, rate limiter, price book).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -35,53 +36,25 @@ from stolentee.api.routes import (
 )
 from stolentee.api.routes import metrics as metrics_routes
 from stolentee.api.routes.metrics import install_http_metrics
-from stolentee.callbacks import CallbackSender
 from stolentee.config import Settings
 from stolentee.costs.pricebook import load_pricebook
 from stolentee.db import migrate
 from stolentee.db.engine import Database
-from stolentee.designs import DesignStore
-from stolentee.errors import DatabaseUnavailableError, StolenteeError
-from stolentee.jobs.handlers import PERMANENT_ERRORS, build_handlers, build_queue
-from stolentee.jobs.transport import build_transport
-from stolentee.jobs.worker import Worker
+from stolentee.errors import StolenteeError
 from stolentee.keys.ratelimit import MegapixelRateLimiter
-from stolentee.keys.store import KeyStore
 from stolentee.logs import configure_logging
-from stolentee.metrics import Metrics
 from stolentee.netsafe import UrlPolicy
-from stolentee.removal.engine import RemovalEngine
-from stolentee.removal.remote import build_http_client
-from stolentee.removal.router import build_chain
-from stolentee.removal.stats import SERVICE_FLUSH_INTERVAL_S, RemovalStatsStore
+from stolentee.runtime import Runtime, build_runtime
 from stolentee.storage.base import Storage
-from stolentee.storage.factory import build_storage
-from stolentee.storage.s3 import S3Storage
 
 log = logging.getLogger(__name__)
 
 AppRole = Literal["api", "removal"]  # the full service, or the removal service only
 
-# Within uvicorn's 30 s graceful shutdown and Docker's 10 s kill delay: jobs still running after
-# this are handed back to the queue for another worker.
-WORKER_STOP_TIMEOUT_S = 8.0
 
-
-async def _migrate_on_start(database: Database) -> None:
-    """Apply pending migrations; an unreachable database is reported by /readyz, not fatal."""
-    try:
-        revision = await run_in_threadpool(migrate.upgrade, database)
-        log.info("database schema at revision %s", revision)
-    except DatabaseUnavailableError as exc:
-        log.error("migrations not applied at start-up: %s", exc.detail)
-
-
-def _build_services(
-    settings: Settings, database: Database, storage: Storage | None, *, run_worker: bool
-) -> Services:
-    callbacks = CallbackSender.from_settings(settings.api)  # checks the settings first
-    engine = RemovalEngine(settings=settings.engine)
-    keys = KeyStore(database=database, static_keys=settings.api.static_keys)
+def _api_services(runtime: Runtime) -> Services:
+    """The runtime, and what only the HTTP layer needs: admission, rate limits, prices."""
+    settings = runtime.settings
     gate = RemovalGate(
         slots=settings.engine.max_in_flight,
         max_waiting=settings.api.max_queued_requests,
@@ -89,92 +62,54 @@ def _build_services(
         deadline_s=settings.api.request_deadline_s,
     )
     limiter = MegapixelRateLimiter(settings.api.rate_limit_megapixels_per_minute)
-    removal_stats = RemovalStatsStore(database=database, flush_interval_s=SERVICE_FLUSH_INTERVAL_S)
-    metrics = Metrics(multiprocess_dir=settings.service.metrics_multiprocess_dir)
-    metrics.instrument_database(database)
-    http_client = build_http_client(settings.removal)
-    chain = build_chain(
-        settings.removal,
-        engine=engine,
-        http_client=http_client,
-        stats=metrics.removal_sink(removal_stats),
-    )
-    store = storage if storage is not None else build_storage(settings)
-    designs = DesignStore(database=database)
-    queue = build_queue(
-        database=database,
-        transport=build_transport(settings),
-        settings=settings.queue,
-        callbacks=callbacks,
-    )
-    metrics.watch(queue=queue, database=database)
-    if isinstance(store, S3Storage):
-        metrics.instrument_s3(store)
-    worker = None
-    if run_worker:
-        worker = Worker(
-            queue=queue,
-            handlers=metrics.timed_handlers(
-                build_handlers(
-                    designs=designs, storage=store, remover=chain, queue=queue, callbacks=callbacks
-                )
-            ),
-            permanent_errors=PERMANENT_ERRORS,
-            name="stolentee-inprocess-worker",
-        )
     return Services(
-        settings=settings,
-        database=database,
-        storage=store,
-        keys=keys,
-        removal=RemovalService(engine=engine, remover=chain, keys=keys, limiter=limiter, gate=gate),
-        removal_stats=removal_stats,
-        providers=chain,
-        http_client=http_client,
+        runtime=runtime,
+        removal=RemovalService(
+            engine=runtime.engine,
+            remover=runtime.providers,
+            keys=runtime.keys,
+            limiter=limiter,
+            gate=gate,
+        ),
         pricebook=load_pricebook(),
-        metrics=metrics,
         url_policy=UrlPolicy.from_settings(settings.api),
-        designs=designs,
-        queue=queue,
-        callbacks=callbacks,
-        worker=worker,
         started_at=time.monotonic(),
     )
 
 
 async def _announce(services: Services) -> None:
     """Say at start-up what a newcomer needs to know: model state, who may call the API."""
-    settings = services.settings
-    engine = services.removal.engine
+    runtime = services.runtime
     try:
-        await run_in_threadpool(engine.session)
+        await run_in_threadpool(runtime.engine.session)
     except StolenteeError as exc:
         log.warning("photos cannot be processed until the model is installed: %s", exc.detail)
     try:
-        problem = await run_in_threadpool(migrate.schema_problem, services.database)
+        problem = await run_in_threadpool(migrate.schema_problem, runtime.database)
     except StolenteeError as exc:
         problem = exc.detail
     if problem is not None:
         log.error("not ready: %s", problem)
         return
-    keys_configured = await run_in_threadpool(services.keys.keys_configured)
+    keys_configured = await run_in_threadpool(runtime.keys.keys_configured)
     if not keys_configured:
         log.warning(
             "no API key is configured: the removal API serves loopback clients only "
             "(create one with `stolentee keys create NAME` or set STOLENTEE_API_KEYS)"
         )
+    worker = runtime.worker
     log.info(
-        "stolentee %s ready (%s, database %s, storage %s, queue %s, removal %s, slots %d, %s)",
+        "stolentee %s ready (%s, role %s, database %s, storage %s, queue %s, removal %s, "
+        "slots %d, %s)",
         __version__,
-        settings.service.env.value,
-        services.database.url.get_backend_name(),
-        services.storage.name,
-        services.queue.transport.backend,
-        " -> ".join(services.providers.order()),
+        runtime.settings.service.env.value,
+        runtime.role,
+        runtime.database.url.get_backend_name(),
+        runtime.storage.name if runtime.has_storage else "none",
+        runtime.queue.transport.backend if runtime.has_queue else "none",
+        " -> ".join(runtime.providers.order()),
         services.removal.gate.slots,
-        f"in-process worker x{services.worker.concurrency}"
-        if services.worker is not None
-        else "no in-process worker",
+        f"in-process worker x{worker.concurrency}" if worker is not None else "no worker",
     )
 
 
@@ -189,40 +124,33 @@ def create_app(
     """The app; ``run_worker`` (default: ``STOLENTEE_RUN_WORKER``) starts an in-process worker.
 
     ``role="removal"`` is the standalone removal service (``stolentee removal-service``, the
-    seed's rembg worker): only the removal API and health, the engine loaded once, no worker.
+    seed's rembg worker): only the removal API and health, the engine loaded once, no storage,
+    queue or worker. ``storage`` and ``database`` let a test hand in its own.
     """
-    if role == "removal":
-        run_worker = False
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = database if database is not None else Database(settings=settings.database)
+        runtime = await run_in_threadpool(
+            functools.partial(
+                build_runtime,
+                settings,
+                role,
+                database=database,
+                storage=storage,
+                run_worker=False if role == "removal" else run_worker,
+            )
+        )
         try:
-            if settings.database.auto_migrate:
-                await _migrate_on_start(db)
-            db.start_idle_reaper()
-            worker_wanted = settings.queue.run_worker if run_worker is None else run_worker
-            services = _build_services(settings, db, storage, run_worker=worker_wanted)
+            services = _api_services(runtime)
             app.state.services = services
-            await _announce(services)
-            services.providers.start_probes()
-            if services.worker is not None:
-                services.worker.start()
             try:
+                await _announce(services)
+                runtime.start()
                 yield
             finally:
-                if services.worker is not None:
-                    await run_in_threadpool(services.worker.stop, WORKER_STOP_TIMEOUT_S)
-                services.providers.stop()
-                services.removal_stats.close()
-                services.http_client.close()
                 services.removal.gate.close()
-                services.queue.transport.close()
-                if storage is None:  # built here, so released here
-                    services.storage.close()
         finally:
-            if database is None:
-                db.dispose()
+            await run_in_threadpool(runtime.close)
 
     app = FastAPI(
         title="stolentee",

@@ -45,7 +45,7 @@ async def costs_report(
     days: Annotated[int, Query(ge=1, le=366, description="Days of measured usage.")] = 30,
 ) -> dict[str, Any]:
     """Live savings from measured usage, and the seed's scenarios under ``policy``."""
-    await authenticate(request, services.keys)
+    await authenticate(request, services.runtime.keys)
     try:
         chosen = get_policy(policy)
     except ValueError as exc:
@@ -54,7 +54,7 @@ async def costs_report(
     def compute() -> dict[str, Any]:
         live = recent_live_savings(
             services.pricebook,
-            services.removal_stats,
+            services.runtime.removal_stats,
             storage_backend=services.settings.storage.backend,
             storage_endpoint=storage_endpoint(services),
             days=days,

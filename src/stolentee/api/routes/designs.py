@@ -61,7 +61,7 @@ def _read_direct_upload(services: ServicesDep, upload_key: str, owner_label: str
     """The bytes of the caller's own direct upload, within the upload size limit."""
     key = check_upload_key(upload_key, owner_label)
     try:
-        info = services.storage.head(key)
+        info = services.runtime.storage.head(key)
     except ObjectNotFoundError as exc:
         raise InvalidUploadKeyError(
             "nothing was uploaded under upload_key (yet): POST the file to the presigned URL first"
@@ -71,7 +71,7 @@ def _read_direct_upload(services: ServicesDep, upload_key: str, owner_label: str
         raise FileTooLargeError(f"the upload is {info.size} bytes; the limit is {limit}")
     if info.size == 0:
         raise InvalidImageError("the upload is empty (0 bytes)")
-    return services.storage.get(key)
+    return services.runtime.storage.get(key)
 
 
 async def _jobs(services: ServicesDep, records: list[DesignRecord]) -> dict[str, Job]:
@@ -84,7 +84,7 @@ async def _jobs(services: ServicesDep, records: list[DesignRecord]) -> dict[str,
     ]
     if not ids:
         return {}
-    jobs: dict[str, Job] = await run_in_threadpool(services.queue.get_many, ids)
+    jobs: dict[str, Job] = await run_in_threadpool(services.runtime.queue.get_many, ids)
     return jobs
 
 
@@ -96,7 +96,7 @@ async def _body(services: ServicesDep, record: DesignRecord) -> dict[str, Any]:
 def _render(services: ServicesDep, record: DesignRecord, jobs: dict[str, Job]) -> dict[str, Any]:
     design_job = jobs.get(record.job_id) if record.job_id is not None else None
     callback_job = jobs.get(record.callback_job_id) if record.callback_job_id else None
-    return design_body(services.storage, record, design_job, callback_job)
+    return design_body(services.runtime.storage, record, design_job, callback_job)
 
 
 @router.post(
@@ -127,13 +127,17 @@ async def create_design(
     ] = None,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
-    principal = await authenticate(request, services.keys)
+    principal = await authenticate(request, services.runtime.keys)
     checked_callback_url = None
     if callback_url:  # checked before any work; resolves the host, so in a thread
-        checked_callback_url = await run_in_threadpool(services.callbacks.check_url, callback_url)
+        checked_callback_url = await run_in_threadpool(
+            services.runtime.callbacks.check_url, callback_url
+        )
     key = check_idempotency_key(idempotency_key)
     options = design_options(kind, fmt)  # validates type and format before any work
-    existing = await run_in_threadpool(services.designs.by_idempotency_key, principal.label, key)
+    existing = await run_in_threadpool(
+        services.runtime.designs.by_idempotency_key, principal.label, key
+    )
     if existing is not None:
         body = await _body(services, existing)
         return JSONResponse(body, status_code=200, headers={"Idempotent-Replayed": "true"})
@@ -154,9 +158,11 @@ async def create_design(
         original_key = upload_key  # already in the bucket, checked: the design points at it
     else:
         original_key = f"uploads/{design_id}/original.{_EXTENSIONS.get(header.format, 'img')}"
-        await run_in_threadpool(services.storage.put, original_key, data, content_type=content_type)
+        await run_in_threadpool(
+            services.runtime.storage.put, original_key, data, content_type=content_type
+        )
     record, created = await run_in_threadpool(
-        lambda: services.designs.create(
+        lambda: services.runtime.designs.create(
             design_id=design_id,
             owner=principal.label,
             original_key=original_key,
@@ -171,13 +177,13 @@ async def create_design(
     )
     if not created:  # a concurrent request with the same key won the race
         if upload_key is None:
-            await run_in_threadpool(services.storage.delete, original_key)
+            await run_in_threadpool(services.runtime.storage.delete, original_key)
         body = await _body(services, record)
         return JSONResponse(body, status_code=200, headers={"Idempotent-Replayed": "true"})
     payload = {"design_id": design_id, "premium": principal.premium}
-    job = await run_in_threadpool(services.queue.enqueue, JOB_KIND, payload)  # design job
-    await run_in_threadpool(services.designs.attach_job, design_id, str(job.id))
-    record = await run_in_threadpool(services.designs.get, design_id)
+    job = await run_in_threadpool(services.runtime.queue.enqueue, JOB_KIND, payload)  # design job
+    await run_in_threadpool(services.runtime.designs.attach_job, design_id, str(job.id))
+    record = await run_in_threadpool(services.runtime.designs.get, design_id)
     return JSONResponse(
         await _body(services, record),
         status_code=202,
@@ -187,8 +193,8 @@ async def create_design(
 
 @router.get("/{design_id}", responses={403: _ERROR, 404: _ERROR})
 async def get_design(request: Request, services: ServicesDep, design_id: str) -> dict[str, Any]:
-    principal = await authenticate(request, services.keys)
-    record = await run_in_threadpool(services.designs.get, design_id, owner=principal.label)
+    principal = await authenticate(request, services.runtime.keys)
+    record = await run_in_threadpool(services.runtime.designs.get, design_id, owner=principal.label)
     return await _body(services, record)
 
 
@@ -199,9 +205,9 @@ async def list_designs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(description="From the previous page.")] = None,
 ) -> dict[str, Any]:
-    principal = await authenticate(request, services.keys)
+    principal = await authenticate(request, services.runtime.keys)
     records, next_cursor = await run_in_threadpool(
-        lambda: services.designs.page(owner=principal.label, limit=limit, cursor=cursor)
+        lambda: services.runtime.designs.page(owner=principal.label, limit=limit, cursor=cursor)
     )
     jobs = await _jobs(services, records)
     items = [_render(services, record, jobs) for record in records]
@@ -210,9 +216,13 @@ async def list_designs(
 
 @router.delete("/{design_id}", status_code=204, responses={403: _ERROR, 404: _ERROR})
 async def delete_design(request: Request, services: ServicesDep, design_id: str) -> None:
-    principal = await authenticate(request, services.keys)
-    record = await run_in_threadpool(services.designs.delete, design_id, owner=principal.label)
-    await run_in_threadpool(services.storage.delete, record.original_key)
+    principal = await authenticate(request, services.runtime.keys)
+    record = await run_in_threadpool(
+        services.runtime.designs.delete, design_id, owner=principal.label
+    )
+    await run_in_threadpool(services.runtime.storage.delete, record.original_key)
     cutout = record.cutout_key
-    if cutout is not None and not await run_in_threadpool(services.designs.cutout_in_use, cutout):
-        await run_in_threadpool(services.storage.delete, cutout)
+    if cutout is not None and not await run_in_threadpool(
+        services.runtime.designs.cutout_in_use, cutout
+    ):
+        await run_in_threadpool(services.runtime.storage.delete, cutout)

@@ -3,8 +3,8 @@
 - ``GET /health``: liveness for load balancers and Railway's health check; never touches the
   database.
 - ``GET /health/detailed``: the seed's detailed report, every figure measured now.
-- ``GET /livez``: the process answers. ``GET /readyz``: the database and the storage answer;
-  503 otherwise.
+- ``GET /livez``: the process answers. ``GET /readyz``: the database and the storage (in the
+  roles that store objects) answer; 503 otherwise.
   Both in ``application/health+json`` (status ``pass``/``fail``, ``checks``).
 """
 
@@ -52,7 +52,7 @@ def _database_check(database: Database) -> tuple[float, str | None]:
 async def _ping_database(services: ServicesDep) -> tuple[float | None, str | None]:
     """Latency in ms, or ``None`` and the reason the database cannot serve requests."""
     try:
-        latency_ms, problem = await run_in_threadpool(_database_check, services.database)
+        latency_ms, problem = await run_in_threadpool(_database_check, services.runtime.database)
     except StolenteeError as exc:
         return None, exc.detail
     except Exception as exc:  # noqa: BLE001 - any driver failure means "not ready", reported
@@ -69,7 +69,7 @@ def _storage_check(storage: Storage) -> float:
 async def _ping_storage(services: ServicesDep) -> tuple[float | None, str | None]:
     """Latency in ms of the storage's own check, or ``None`` and why it cannot serve."""
     try:
-        return await run_in_threadpool(_storage_check, services.storage), None
+        return await run_in_threadpool(_storage_check, services.runtime.storage), None
     except StolenteeError as exc:
         return None, exc.detail
     except Exception as exc:  # noqa: BLE001 - any backend failure means "not ready", reported
@@ -107,15 +107,14 @@ async def livez() -> JSONResponse:
 
 @router.get("/readyz", response_class=JSONResponse, responses=_HEALTH_RESPONSES)
 async def readyz(services: ServicesDep) -> JSONResponse:
-    database = _check("datastore", *await _ping_database(services))
-    storage = _check("datastore", *await _ping_storage(services))
-    failed = [
-        name for name, check in (("database", database), ("storage", storage)) if "output" in check
-    ]
+    checks = {"database": _check("datastore", *await _ping_database(services))}
+    if services.runtime.has_storage:  # the removal service stores nothing
+        checks["storage"] = _check("datastore", *await _ping_storage(services))
+    failed = [name for name, check in checks.items() if "output" in check]
     body: dict[str, Any] = {
         "status": "fail" if failed else "pass",
         "version": __version__,
-        "checks": {"database:responseTime": [database], "storage:responseTime": [storage]},
+        "checks": {f"{name}:responseTime": [check] for name, check in checks.items()},
     }
     if failed:
         body["output"] = f"{' and '.join(failed)} not ready"
@@ -151,7 +150,7 @@ def _removal_section(services: ServicesDep) -> dict[str, Any]:
     spec = models.MODELS.get(engine.model)
     state = models.model_state(engine.models_dir, spec, verify=False) if spec else None
     gate = services.removal.gate
-    chain = services.providers
+    chain = services.runtime.providers
     return {
         "provider": chain.order()[0],
         "chain": list(chain.order()),
@@ -172,7 +171,7 @@ async def _savings(services: ServicesDep) -> dict[str, Any]:
         live = await run_in_threadpool(
             lambda: recent_live_savings(
                 services.pricebook,
-                services.removal_stats,
+                services.runtime.removal_stats,
                 storage_backend=services.settings.storage.backend,
                 storage_endpoint=storage_endpoint(services),
             )
@@ -186,12 +185,14 @@ async def _savings(services: ServicesDep) -> dict[str, Any]:
 
 
 async def _queue_section(services: ServicesDep) -> dict[str, Any]:
+    if not services.runtime.has_queue:  # the removal service runs no jobs
+        return {"backend": None, "inProcessWorker": False}
     section: dict[str, Any] = {
-        "backend": services.queue.transport.backend,
-        "inProcessWorker": services.worker is not None,
+        "backend": services.runtime.queue.transport.backend,
+        "inProcessWorker": services.runtime.worker is not None,
     }
     try:
-        figures = await run_in_threadpool(services.queue.figures)
+        figures = await run_in_threadpool(services.runtime.queue.figures)
     except StolenteeError as exc:
         section["error"] = exc.detail
     except Exception as exc:  # noqa: BLE001 - reported in the health document, never raised
@@ -207,25 +208,28 @@ async def _queue_section(services: ServicesDep) -> dict[str, Any]:
 )
 async def health_detailed(services: ServicesDep) -> JSONResponse:
     latency_ms, error = await _ping_database(services)
-    figures = services.database.figures()
+    figures = services.runtime.database.figures()
     memory = _memory()
     database: dict[str, Any] = {
         "status": "healthy" if error is None else "unhealthy",
         "latency": None if latency_ms is None else round(latency_ms, 2),
-        "backend": services.database.url.get_backend_name(),
+        "backend": services.runtime.database.url.get_backend_name(),
         "pool": figures.as_dict(),
     }
     if error is not None:
         database["error"] = error
 
-    storage_latency_ms, storage_error = await _ping_storage(services)
-    storage: dict[str, Any] = {
-        "status": "healthy" if storage_error is None else "unhealthy",
-        "backend": services.storage.name,
-        "latency": None if storage_latency_ms is None else round(storage_latency_ms, 2),
-    }
-    if storage_error is not None:
-        storage["error"] = storage_error
+    storage_latency_ms, storage_error = None, None
+    storage: dict[str, Any] = {"status": "not used", "backend": None, "latency": None}
+    if services.runtime.has_storage:  # the removal service stores nothing
+        storage_latency_ms, storage_error = await _ping_storage(services)
+        storage = {
+            "status": "healthy" if storage_error is None else "unhealthy",
+            "backend": services.runtime.storage.name,
+            "latency": None if storage_latency_ms is None else round(storage_latency_ms, 2),
+        }
+        if storage_error is not None:
+            storage["error"] = storage_error
 
     if error is not None or storage_error is not None:
         status = "unhealthy"
@@ -253,9 +257,9 @@ async def health_detailed(services: ServicesDep) -> JSONResponse:
         "removal": removal,
         "infrastructure": {
             # A self-hosted provider (engine or removal service) leads the chain and is up.
-            "rembgSelfHosted": services.providers.self_hosted_first_and_healthy(),
+            "rembgSelfHosted": services.runtime.providers.self_hosted_first_and_healthy(),
             # True when an S3-compatible bucket (R2 or another) is the store and answers now.
-            "r2Storage": services.storage.name == "s3" and storage_error is None,
+            "r2Storage": storage["backend"] == "s3" and storage_error is None,
             **await _savings(services),
         },
     }

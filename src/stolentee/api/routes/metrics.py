@@ -28,7 +28,7 @@ async def metrics(request: Request, services: ServicesDep) -> Response:
         presented = request.headers.get("authorization", "")
         if not hmac.compare_digest(presented.encode(), f"Bearer {token}".encode()):
             raise AuthenticationError("send the metrics token as Authorization: Bearer <token>")
-    return Response(services.metrics.exposition(), media_type=CONTENT_TYPE)
+    return Response(services.runtime.metrics.exposition(), media_type=CONTENT_TYPE)
 
 
 def install_http_metrics(app: FastAPI) -> None:
@@ -50,7 +50,7 @@ def install_http_metrics(app: FastAPI) -> None:
                 route = request.scope.get("route")
                 template = getattr(route, "path", None) or "unmatched"
                 method = request.method
-                services.metrics.http_requests.labels(method, template, str(status)).inc()
-                services.metrics.http_duration.labels(method, template).observe(
+                services.runtime.metrics.http_requests.labels(method, template, str(status)).inc()
+                services.runtime.metrics.http_duration.labels(method, template).observe(
                     time.perf_counter() - started
                 )

@@ -91,7 +91,7 @@ async def remove_upload(
     bgc: Annotated[str | None, Query(description="Background colour r,g,b,a.")] = None,
 ) -> Response:
     """Remove the background of an uploaded image (rembg's ``POST /api/remove``)."""
-    principal = await authenticate(request, services.keys)
+    principal = await authenticate(request, services.runtime.keys)
     options = rembg_options(model, om, bgc)
     return await _serve(services, principal, await read_upload(file, "file"), options)
 
@@ -106,6 +106,6 @@ async def remove_url(
     bgc: Annotated[str | None, Query(description="Background colour r,g,b,a.")] = None,
 ) -> Response:
     """Remove the background of the image at ``url`` (rembg's ``GET /api/remove``)."""
-    principal = await authenticate(request, services.keys)  # before any outbound request
+    principal = await authenticate(request, services.runtime.keys)  # before any outbound request
     options = rembg_options(model, om, bgc)
     return await _serve(services, principal, await fetch_url(services, url), options)

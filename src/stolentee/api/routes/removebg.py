@@ -325,7 +325,7 @@ async def background_source(services: ServicesDep, fields: Fields) -> bytes | No
     response_class=Response,
 )
 async def remove_background(request: Request, services: ServicesDep) -> Response:
-    principal = await authenticate(request, services.keys)
+    principal = await authenticate(request, services.runtime.keys)
     fields = await read_fields(request)
     try:
         data = await image_source(services, fields)
@@ -355,8 +355,8 @@ async def remove_background(request: Request, services: ServicesDep) -> Response
 async def account(request: Request, services: ServicesDep) -> dict[str, Any]:
     """Remove.bg's account document. Self-hosted removal has no credit balance: the credit
     figures are zero, and ``usage`` says what Remove.bg would have charged this key."""
-    principal = await authenticate(request, services.keys)
-    usage = await run_in_threadpool(services.keys.usage, principal)
+    principal = await authenticate(request, services.runtime.keys)
+    usage = await run_in_threadpool(services.runtime.keys.usage, principal)
     return {
         "data": {
             "attributes": {

@@ -38,8 +38,8 @@ async def removal_stats(
     ] = None,
 ) -> dict[str, Any]:
     """Removal statistics per provider over ``from`` .. ``to`` (at most 366 days)."""
-    await authenticate(request, services.keys)
-    store = services.removal_stats
+    await authenticate(request, services.runtime.keys)
+    store = services.runtime.removal_stats
     start, end = resolve_range(
         None if from_ is None else parse_day(from_, name="from"),
         None if to is None else parse_day(to, name="to"),

@@ -79,8 +79,8 @@ async def presign_upload(
 ) -> dict[str, Any]:
     """A form the browser POSTs to the bucket (``multipart/form-data``: ``fields``, then
     ``file``), then ``POST /v1/designs`` with ``upload_key`` to process it."""
-    principal = await authenticate(request, services.keys)
-    storage = services.storage
+    principal = await authenticate(request, services.runtime.keys)
+    storage = services.runtime.storage
     if not isinstance(storage, S3Storage):
         raise PresignUnsupportedError(
             "direct uploads need an S3-compatible storage backend (STORAGE_BACKEND=r2 or s3); "
