@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test check lint format typecheck clean bench-data
+.PHONY: setup run test check lint format typecheck importlint clean bench-data
 
 # The stamp is rebuilt when pyproject.toml changes, so `make run`/`make test` re-install then.
 $(STAMP): pyproject.toml
@@ -33,7 +33,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-check: lint typecheck test  ## every gate: ruff, ruff format --check, mypy, tests
+importlint: $(STAMP)  ## the layers of docs/architecture.md (contracts in pyproject.toml)
+	$(BIN)/lint-imports
+
+check: lint typecheck importlint test  ## every gate: ruff, ruff format --check, mypy, lint-imports, tests
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks

@@ -9,7 +9,7 @@ objects written by stolentee do. Each repetition then copies the bucket into fre
   --manifest FILE --yes`` with the ``S3_*`` profile pointing at the server. It reads every
   object, checks it against the source's sha256, writes it and reads it back to compare sha256.
   Until the CLI has the command, ``--stolentee api`` (chosen by ``auto``) runs the same
-  migration through ``stolentee.storage.migrate.migrate`` in a child interpreter.
+  migration through ``stolentee.storage.migration.copier.migrate`` in a child interpreter.
 - ``rclone``: Debian's rclone, configured only by ``RCLONE_CONFIG_SW_*`` variables, running
   ``rclone copy --checksum --transfers C --checkers C sw:SRC sw:DST``. Both buckets are on one
   remote, so rclone copies **server-side** (``CopyObject``): no object byte reaches rclone.
@@ -73,7 +73,7 @@ if str(REPO) not in sys.path:
 
 from tests.seaweedfs import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, SeaweedFS  # noqa: E402
 
-from stolentee.storage.s3 import SHA256_METADATA, S3Storage  # noqa: E402
+from stolentee.storage.s3.store import SHA256_METADATA, S3Storage  # noqa: E402
 
 MIB = 1024 * 1024
 UNICODE_KEYS = (
@@ -243,7 +243,7 @@ API_SCRIPT = """
 import sys
 from stolentee.config import Settings
 from stolentee.storage.factory import build_named_storage
-from stolentee.storage.migrate import Manifest, migrate
+from stolentee.storage.migration.copier import Manifest, migrate
 source_spec, dest_spec, concurrency, manifest_path, verify_existing = sys.argv[1:6]
 settings = Settings()
 source = build_named_storage(settings, source_spec)
@@ -686,7 +686,7 @@ def print_profile(profiles: list[cProfile.Profile], objects: int, title: str) ->
 def profile_api(
     server: SeaweedFS, source_bucket: str, objects: int, concurrency: int, work_dir: Path
 ) -> dict[str, Any]:
-    from stolentee.storage.migrate import Manifest, migrate
+    from stolentee.storage.migration.copier import Manifest, migrate
 
     client = server.client()
     results: dict[str, Any] = {}
@@ -802,7 +802,11 @@ def startup_s(contenders: Contenders) -> float:
     command = (
         [stolentee_binary(), "migrate-storage", "--help"]
         if contenders.stolentee_mode == "cli"
-        else [sys.executable, "-c", "import stolentee.storage.migrate, stolentee.storage.s3"]
+        else [
+            sys.executable,
+            "-c",
+            "import stolentee.storage.migration.copier, stolentee.storage.s3.store",
+        ]
     )
     best = float("inf")
     for _ in range(3):
@@ -900,7 +904,7 @@ def main() -> int:
         no_verify_flag = True  # migrate(verify_existing=False)
         why = "as asked" if has_cli else "`stolentee migrate-storage` is not in this CLI yet"
         print(
-            f"NOTE: timing the Python API (stolentee.storage.migrate.migrate) in a child "
+            f"NOTE: timing the Python API (stolentee.storage.migration.copier.migrate) in a child "
             f"interpreter, not the CLI ({why}): no plan listing, no progress bar, lighter imports"
         )
     objects = args.objects + len(UNICODE_KEYS)

@@ -61,20 +61,21 @@ import skimage
 from PIL import Image, ImageDraw
 from sqlalchemy import create_engine, event, select, text
 
-from stolentee.callbacks import CallbackSender
 from stolentee.config import DatabaseSettings, QueueSettings, ServiceSettings, Settings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.db.models import Design, Job
-from stolentee.designs import DesignStore, new_design_id
-from stolentee.jobs import handlers as job_handlers
-from stolentee.jobs.handlers import PERMANENT_ERRORS, build_handlers, build_queue
+from stolentee.designs import jobs as job_handlers
+from stolentee.designs.callbacks import CallbackSender
+from stolentee.designs.jobs import PERMANENT_ERRORS, build_handlers
+from stolentee.designs.pipeline import DesignOutcome, design_options, process_design
+from stolentee.designs.store import DesignStore, new_design_id
 from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.transport import build_transport
 from stolentee.jobs.worker import Worker
-from stolentee.pipeline import DesignOutcome, design_options, process_design
 from stolentee.removal.base import RemovalOptions, Remover
 from stolentee.removal.engine import RemovalEngine
+from stolentee.runtime import build_queue
 from stolentee.storage.base import Storage
 from stolentee.storage.factory import build_storage
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from stolentee.callbacks import (
+from stolentee.config import ApiSettings
+from stolentee.designs.callbacks import (
     CallbackDeliveryError,
     CallbackRejectedError,
     CallbacksDisabledError,
@@ -21,7 +22,6 @@ from stolentee.callbacks import (
     sign,
     verify_signature,
 )
-from stolentee.config import ApiSettings
 from stolentee.errors import ConfigurationError
 from stolentee.netsafe import internal_address_reason
 

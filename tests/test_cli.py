@@ -114,8 +114,8 @@ def test_command_groups_are_imported_only_when_used() -> None:
         "from stolentee.cli import app\n"
         "result = CliRunner().invoke(app, ['migrate-storage', '--help'])\n"
         "assert result.exit_code == 0, result.output\n"
-        "heavy = ['sqlalchemy', 'stolentee.costs.cli', 'stolentee.scaling.cli',\n"
-        "         'stolentee.removal.stats_cli', 'stolentee.bench.cli', 'stolentee.keys.cli']\n"
+        "heavy = ['sqlalchemy', 'stolentee.cli.costs', 'stolentee.cli.autoscale',\n"
+        "         'stolentee.cli.stats', 'stolentee.cli.bench', 'stolentee.cli.keys']\n"
         "print(','.join(name for name in heavy if name in sys.modules))\n"
     )
     done = subprocess.run(

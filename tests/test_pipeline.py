@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 
 from stolentee.config import EngineSettings
+from stolentee.designs.pipeline import CUTOUTS_PREFIX, design_options, process_design
 from stolentee.errors import InvalidFormatError, ObjectNotFoundError
-from stolentee.pipeline import CUTOUTS_PREFIX, design_options, process_design
 from stolentee.removal.engine import RemovalEngine
-from stolentee.storage.memory import MemoryStorage
+from stolentee.storage.backends.memory import MemoryStorage
 
 from .removal.conftest import composite, draw_logo, encode
 

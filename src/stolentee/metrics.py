@@ -34,7 +34,7 @@ from stolentee.jobs.worker import Handler, Heartbeat, JobResult
 from stolentee.removal.base import RemovalEvent, StatsSink
 
 if TYPE_CHECKING:
-    from stolentee.storage.s3 import S3Storage
+    from stolentee.storage.s3.store import S3Storage
 
 QUEUE_DEPTH = "stolentee_queue_depth"
 QUEUE_READY = "stolentee_queue_ready"

@@ -2,9 +2,9 @@
 
 Used for Remove.bg's ``image_url`` / ``bg_image_url`` and rembg's ``GET /api/remove?url=``
 (:func:`fetch_image_url`), and for design callbacks (:func:`vet_url` when a ``callback_url`` is
-accepted, :func:`send_pinned` for each delivery; see :mod:`stolentee.callbacks`). Each use has its
-own :class:`UrlPolicy`. Image URLs are off unless ``STOLENTEE_IMAGE_URL_ENABLED`` is set;
-:func:`fetch_image_url` then applies, on the first request *and on every redirect hop*:
+accepted, :func:`send_pinned` for each delivery; see :mod:`stolentee.designs.callbacks`). Each
+use has its own :class:`UrlPolicy`. Image URLs are off unless ``STOLENTEE_IMAGE_URL_ENABLED`` is
+set; :func:`fetch_image_url` then applies, on the first request *and on every redirect hop*:
 
 1. **URL shape.** ``http``/``https`` only; a host is required; no user-info (``user:pw@``); the
    port, when given, is 1-65535; no whitespace, control characters or backslashes in the
@@ -142,7 +142,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 @dataclass(frozen=True, slots=True)
 class UrlPolicy:
     """Which URLs may be reached, and within what limits. Build the image-URL policy from settings
-    with :meth:`from_settings`; :mod:`stolentee.callbacks` builds the callback policy.
+    with :meth:`from_settings`; :mod:`stolentee.designs.callbacks` builds the callback policy.
 
     ``internal_hosts`` (empty for image URLs) are exact host names or IP literals the operator
     trusts on a private network: they are allowed without being in ``allowed_hosts``, may be

@@ -29,25 +29,25 @@ from typing import Literal, TypeVar
 
 import httpx
 
-from stolentee.callbacks import CallbackSender
-from stolentee.config import Settings
+from stolentee.config import QueueSettings, Settings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
-from stolentee.designs import DesignStore
+from stolentee.designs.callbacks import CallbackSender
+from stolentee.designs.jobs import PERMANENT_ERRORS, build_handlers, queue_hooks
+from stolentee.designs.store import DesignStore
 from stolentee.errors import ConfigurationError, DatabaseUnavailableError
-from stolentee.jobs.handlers import PERMANENT_ERRORS, build_handlers, build_queue
 from stolentee.jobs.queue import JobQueue
-from stolentee.jobs.transport import build_transport
+from stolentee.jobs.transport import Transport, build_transport
 from stolentee.jobs.worker import Worker
 from stolentee.keys.store import KeyStore
 from stolentee.metrics import Metrics
 from stolentee.removal.engine import RemovalEngine
-from stolentee.removal.remote import build_http_client
-from stolentee.removal.router import ProviderChain, build_chain
+from stolentee.removal.providers.chain import ProviderChain, build_chain
+from stolentee.removal.providers.remote import build_http_client
 from stolentee.removal.stats import SERVICE_FLUSH_INTERVAL_S, RemovalStatsStore
 from stolentee.storage.base import Storage
 from stolentee.storage.factory import build_storage
-from stolentee.storage.s3 import S3Storage
+from stolentee.storage.s3.store import S3Storage
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +266,19 @@ def _build(
         runtime.worker = worker
         if role != "worker":  # the worker role runs it in the foreground and stops it itself
             stack.callback(worker.stop, IN_PROCESS_WORKER_STOP_TIMEOUT_S)
+
+
+def build_queue(
+    *,
+    database: Database,
+    transport: Transport,
+    settings: QueueSettings,
+    callbacks: CallbackSender,
+) -> JobQueue:
+    """The job queue with the design jobs' hooks (:func:`stolentee.designs.jobs.queue_hooks`)."""
+    return JobQueue(
+        database=database, transport=transport, settings=settings, **queue_hooks(callbacks)
+    )
 
 
 def _build_removal(runtime: Runtime, metrics: Metrics) -> None:

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from stolentee.api.app import create_app
-from stolentee.callbacks import verify_signature
+from stolentee.designs.callbacks import verify_signature
 from stolentee.errors import ConfigurationError
 
 from ..callback_receiver import HANG, Receiver

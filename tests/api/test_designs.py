@@ -190,8 +190,8 @@ def test_status_never_says_done_without_a_cutout() -> None:
     from datetime import UTC, datetime
     from types import SimpleNamespace
 
-    from stolentee.designs import DesignRecord
-    from stolentee.designs import design_status as _status
+    from stolentee.designs.store import DesignRecord
+    from stolentee.designs.store import design_status as _status
 
     now = datetime.now(UTC)
     record = DesignRecord(
@@ -208,7 +208,7 @@ def test_status_never_says_done_without_a_cutout() -> None:
 def test_design_moved_to_a_new_store_serves_its_cdn_urls(client: TestClient) -> None:
     """After a storage migration's URL rewrite, a design's original and cutout URLs point at
     the new store's public base URL; a design left behind keeps this service's URLs."""
-    from stolentee.storage.rewrite import rewrite_urls
+    from stolentee.designs.urls import rewrite_urls
 
     moved = wait_for(client, upload(client).json()["id"])
     stayed = wait_for(client, upload(client).json()["id"])  # same cutout, original not copied
@@ -241,8 +241,8 @@ def test_object_url_quotes_keys_under_the_design_base_url() -> None:
     import dataclasses
     from datetime import UTC, datetime
 
-    from stolentee.designs import DesignRecord, object_url
-    from stolentee.storage.memory import MemoryStorage
+    from stolentee.designs.store import DesignRecord, object_url
+    from stolentee.storage.backends.memory import MemoryStorage
 
     now = datetime.now(UTC)
     record = DesignRecord(

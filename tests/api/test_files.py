@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 
 from stolentee.api.app import create_app
 from stolentee.config import Settings
+from stolentee.storage.backends.local import LocalStorage
 from stolentee.storage.base import ObjectInfo
-from stolentee.storage.local import LocalStorage
 
 BODY = bytes(range(256)) * 4  # 1024 bytes, every slice distinguishable
 SIZE = len(BODY)

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from stolentee.bench import contenders, quality, speed
-from stolentee.bench.cli import bench_app
+from stolentee.cli.bench import bench_app
 from stolentee.config import EngineSettings
 from stolentee.errors import StolenteeError
 

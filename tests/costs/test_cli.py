@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from stolentee.costs.cli import costs_app
+from stolentee.cli.costs import costs_app
 from stolentee.costs.model import SEED_DISCREPANCIES
 from stolentee.costs.model import TIMES as X
 

@@ -26,8 +26,8 @@ from stolentee.costs.profile import Service
 from stolentee.db import migrate
 from stolentee.removal.base import FailureKind, RemovalEvent, RemovalOptions
 from stolentee.removal.engine import RemovalEngine
-from stolentee.removal.remote import RemoveBgRemover
-from stolentee.removal.router import ProviderChain
+from stolentee.removal.providers.chain import ProviderChain
+from stolentee.removal.providers.remote import RemoveBgRemover
 from stolentee.removal.stats import RemovalStatsStore, StatsReport
 from tests.removal.conftest import composite, draw_logo, encode
 

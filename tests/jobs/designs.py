@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stolentee.designs import DesignStore
+from stolentee.designs.store import DesignStore
 
 
 def new_design(designs: DesignStore, design_id: str, callback_url: str | None = None) -> None:

@@ -16,18 +16,19 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session
 
-from stolentee.callbacks import CALLBACK_JOB, CallbackSender
 from stolentee.config import ApiSettings, QueueSettings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.db.models import Base, Job
-from stolentee.designs import DesignRecord, DesignStore
-from stolentee.jobs.handlers import DESIGN_JOB, build_queue, design_handler
+from stolentee.designs.callbacks import CALLBACK_JOB, CallbackSender
+from stolentee.designs.jobs import DESIGN_JOB, design_handler
+from stolentee.designs.store import DesignRecord, DesignStore
 from stolentee.jobs.queue import DONE, FAILED, PROCESSING, QUEUED, JobQueue
 from stolentee.jobs.transport import Transport
 from stolentee.jobs.worker import Completion, Heartbeat, PermanentJobError
 from stolentee.removal.base import ImageKind, RemovalOptions, RemovalResult
-from stolentee.storage.memory import MemoryStorage
+from stolentee.runtime import build_queue
+from stolentee.storage.backends.memory import MemoryStorage
 from tests.jobs.designs import new_design
 
 from ..clocks import FakeWallClock

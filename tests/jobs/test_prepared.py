@@ -14,7 +14,7 @@ from sqlalchemy import exc as sa_exc
 from stolentee.db.engine import Database
 from stolentee.db.models import Job
 from stolentee.db.prepared import PreparedStatement
-from stolentee.designs import DesignStore, design_in, record_result_in
+from stolentee.designs.store import DesignStore, design_in, record_result_in
 from stolentee.errors import DatabaseUnavailableError, QueryTimeoutError
 from stolentee.jobs.queue import DONE, PROCESSING, JobQueue
 from tests.jobs.designs import new_design

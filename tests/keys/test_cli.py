@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from stolentee.cli.keys import keys_app
 from stolentee.config import Settings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
-from stolentee.keys.cli import keys_app
 from stolentee.keys.store import KeyStore
 
 runner = CliRunner()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from stolentee.removal.breaker import BreakerState, CircuitBreaker
+from stolentee.removal.providers.breaker import BreakerState, CircuitBreaker
 
 
 @dataclass

@@ -25,7 +25,7 @@ from stolentee.removal.base import (
     parse_roi,
     parse_scale,
 )
-from stolentee.removal.compose import compose
+from stolentee.removal.imaging.compose import compose
 
 WIDTH, HEIGHT = 200, 100
 
@@ -145,7 +145,7 @@ def test_channels() -> None:
 
 def photo_cutout(width: int, height: int) -> Image.Image:
     """A real photo scaled up, with a soft elliptical matte and zeroed invisible pixels."""
-    from stolentee.removal.compose import _transparent_cutout
+    from stolentee.removal.imaging.compose import _transparent_cutout
 
     from .conftest import SKIMAGE_DATA
 
@@ -165,7 +165,7 @@ def test_banded_png_decodes_to_the_same_pixels(
     libpng: identical pixels, and a valid stream (checksums are verified by both)."""
     import cv2
 
-    from stolentee.removal import compose as module
+    from stolentee.removal.imaging import compose as module
 
     monkeypatch.setattr(module, "PNG_BAND_BYTES", 40_000)
     image = photo_cutout(1001, 667).convert(mode)
@@ -187,7 +187,7 @@ def test_banded_png_decodes_to_the_same_pixels(
 def test_banded_png_of_a_large_cutout_is_deterministic_and_compact() -> None:
     """At 4 MP the default bands are used: the bytes do not depend on the thread count, and
     the file is within a few per cent of Pillow's (adaptive filters, one thread)."""
-    from stolentee.removal import compose as module
+    from stolentee.removal.imaging import compose as module
 
     image = photo_cutout(2400, 1700)
     first = module.encode_png(image, 1)
@@ -203,7 +203,7 @@ def test_banded_png_of_a_large_cutout_is_deterministic_and_compact() -> None:
 def test_cutout_png_is_the_transparent_cutout(monkeypatch: pytest.MonkeyPatch, level: int) -> None:
     """encode_cutout_png builds each band's RGBA rows itself: the file decodes to exactly the
     pixels of _transparent_cutout (invisible pixels zeroed), in many bands and in one."""
-    from stolentee.removal import compose as module
+    from stolentee.removal.imaging import compose as module
 
     from .conftest import SKIMAGE_DATA
 
@@ -225,7 +225,7 @@ def test_cutout_png_is_the_transparent_cutout(monkeypatch: pytest.MonkeyPatch, l
 def test_compose_encodes_transparent_cutouts_band_by_band(monkeypatch: pytest.MonkeyPatch) -> None:
     """A transparent PNG result (the default) goes through encode_cutout_png; an opaque matte
     in auto format still becomes a JPEG, and a background colour still flattens."""
-    from stolentee.removal import compose as module
+    from stolentee.removal.imaging import compose as module
 
     calls: list[tuple[int, int]] = []
     original = module.encode_cutout_png
@@ -260,7 +260,7 @@ def test_compose_encodes_transparent_cutouts_band_by_band(monkeypatch: pytest.Mo
 def test_adler32_combine_matches_zlib() -> None:
     import zlib
 
-    from stolentee.removal.compose import _adler32_combine
+    from stolentee.removal.imaging.compose import _adler32_combine
 
     rng = np.random.default_rng(1)
     for length_a, length_b in [(0, 0), (1, 0), (0, 7), (5, 65521), (70000, 131042), (3, 200000)]:

@@ -17,7 +17,7 @@ from stolentee.errors import (
     ResolutionTooHighError,
     UnsupportedImageTypeError,
 )
-from stolentee.removal.decode import decode_image
+from stolentee.removal.imaging.decode import decode_image
 
 from .conftest import encode
 

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from stolentee.config import EngineSettings
-from stolentee.removal import graphics
 from stolentee.removal.base import ImageKind
 from stolentee.removal.engine import RemovalEngine
+from stolentee.removal.imaging import graphics
 
 from .conftest import PHOTOS, SKIMAGE_DATA, composite, draw_logo, encode, iou
 

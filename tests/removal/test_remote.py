@@ -41,7 +41,7 @@ from stolentee.removal.base import (
     RemovalOptions,
     Roi,
 )
-from stolentee.removal.remote import (
+from stolentee.removal.providers.remote import (
     RETRY_AFTER_CAP_S,
     ProviderAuthError,
     ProviderError,

@@ -27,9 +27,10 @@ from stolentee.removal.base import (
     RemovalResult,
     credits_for,
 )
-from stolentee.removal.breaker import BreakerState
 from stolentee.removal.engine import RemovalEngine
-from stolentee.removal.remote import (
+from stolentee.removal.providers.breaker import BreakerState
+from stolentee.removal.providers.chain import NoProviderAvailableError, ProviderChain, build_chain
+from stolentee.removal.providers.remote import (
     ProbeResult,
     ProviderError,
     ProviderOutOfCreditsError,
@@ -38,7 +39,6 @@ from stolentee.removal.remote import (
     RemoveBgRemover,
     build_http_client,
 )
-from stolentee.removal.router import NoProviderAvailableError, ProviderChain, build_chain
 from tests.clocks import FakeWallClock
 from tests.faultproxy import FaultProxy
 from tests.removal.conftest import composite, draw_logo, encode
@@ -305,7 +305,7 @@ def test_out_of_credits_forces_the_breaker_open_and_alerts(
     )
     local = FakeRemover("local")
     chain = make_chain(paid, local, breaker_failures=5)
-    with caplog.at_level(logging.ERROR, logger="stolentee.removal.router"):
+    with caplog.at_level(logging.ERROR, logger="stolentee.removal.providers.chain"):
         assert chain.remove(IMAGE, RemovalOptions()).provider == "local"
     assert any(
         record.levelno == logging.ERROR and "Remove.bg is out of credits" in record.message
@@ -410,7 +410,7 @@ def test_a_failing_stats_sink_does_not_fail_the_request(
     make_chain: Callable[..., ProviderChain], caplog: pytest.LogCaptureFixture
 ) -> None:
     chain = make_chain(FakeRemover("local"), stats=BrokenSink())
-    with caplog.at_level(logging.WARNING, logger="stolentee.removal.router"):
+    with caplog.at_level(logging.WARNING, logger="stolentee.removal.providers.chain"):
         assert chain.remove(IMAGE, RemovalOptions()).provider == "local"
     assert any("statistics" in record.message for record in caplog.records)
 

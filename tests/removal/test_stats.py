@@ -23,6 +23,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from typer.testing import CliRunner
 
+from stolentee.cli.stats import stats_app
 from stolentee.config import Settings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
@@ -43,7 +44,6 @@ from stolentee.removal.stats import (
     percentile,
     resolve_range,
 )
-from stolentee.removal.stats_cli import stats_app
 
 # The database fixtures of tests/db, run here over SQLite and PostgreSQL alike.
 from ..db.conftest import DatabaseFactory, database_url, make_database

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from stolentee.removal import texture
 from stolentee.removal.base import ImageKind, RemovalOptions
 from stolentee.removal.engine import RemovalEngine
+from stolentee.removal.imaging import texture
 
 from .conftest import PHOTOS, SKIMAGE_DATA, composite, encode, iou, photo_bytes
 

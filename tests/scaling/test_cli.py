@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from stolentee.scaling.cli import autoscale_app
+from stolentee.cli.autoscale import autoscale_app
 from tests.scaling.conftest import LocalServer, Recorded, Reply
 from tests.scaling.test_railway import ENV_ID, IDS, PATH, TOKEN, FakeRailway
 from tests.scaling.test_sources import page

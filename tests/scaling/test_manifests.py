@@ -9,10 +9,10 @@ import pytest
 from huey.storage import RedisStorage
 from typer.testing import CliRunner
 
+from stolentee.cli.autoscale import autoscale_app
 from stolentee.config import ScalingSettings
 from stolentee.jobs.transport import QUEUE_NAME
 from stolentee.scaling import manifests as m
-from stolentee.scaling.cli import autoscale_app
 from stolentee.scaling.policy import API, WORKER, Policy
 
 yaml = pytest.importorskip("yaml")

@@ -14,10 +14,10 @@ from typing import Any, cast
 
 import pytest
 
+from stolentee.storage.backends.local import LocalStorage
+from stolentee.storage.backends.memory import MemoryStorage
 from stolentee.storage.base import Storage
-from stolentee.storage.local import LocalStorage
-from stolentee.storage.memory import MemoryStorage
-from stolentee.storage.s3 import MIB, S3Storage
+from stolentee.storage.s3.store import MIB, S3Storage
 from tests.seaweedfs import SeaweedFS
 
 # Parts at S3's 5 MiB minimum, so the contract's larger objects exercise multipart uploads.

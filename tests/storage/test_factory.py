@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from stolentee.storage.backends.local import LocalStorage
 from stolentee.storage.base import Storage
 from stolentee.storage.factory import build_storage
-from stolentee.storage.local import LocalStorage
 from tests.conftest import SettingsFactory
 
 

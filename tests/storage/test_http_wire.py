@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from stolentee.storage import http_wire
-from stolentee.storage.http_wire import (
+from stolentee.storage.s3 import http_wire
+from stolentee.storage.s3.http_wire import (
     ConnectError,
     ConnectionPool,
     ConnectTimeout,

@@ -18,7 +18,7 @@ from stolentee.errors import (
     StorageConflictError,
     StorageError,
 )
-from stolentee.storage.local import STALE_TEMP_AGE_S, LocalStorage
+from stolentee.storage.backends.local import STALE_TEMP_AGE_S, LocalStorage
 
 
 def _temp_files(storage: LocalStorage) -> list[Path]:
@@ -113,7 +113,7 @@ def test_disk_full_is_a_storage_error(local: LocalStorage, monkeypatch: pytest.M
     def no_space(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("stolentee.storage.local.os.fsync", no_space)
+    monkeypatch.setattr("stolentee.storage.backends.local.os.fsync", no_space)
 
     with pytest.raises(StorageError, match="No space left on device") as caught:
         local.put("uploads/full.bin", b"x" * 10)
@@ -130,7 +130,7 @@ def test_failed_rename_is_a_storage_error(
     def denied(src: object, dst: object) -> None:
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
-    monkeypatch.setattr("stolentee.storage.local.os.replace", denied)
+    monkeypatch.setattr("stolentee.storage.backends.local.os.replace", denied)
 
     with pytest.raises(StorageError, match="Permission denied"):
         local.put("uploads/denied.bin", b"x")
@@ -151,7 +151,7 @@ def test_disk_full_while_writing_meta_keeps_the_old_object(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_fsync(fd)
 
-    monkeypatch.setattr("stolentee.storage.local.os.fsync", full_on_second_file)
+    monkeypatch.setattr("stolentee.storage.backends.local.os.fsync", full_on_second_file)
     with pytest.raises(StorageError, match="metadata"):
         local.put("uploads/keep.png", b"new")
     monkeypatch.undo()
@@ -173,7 +173,7 @@ def test_failed_meta_rename_after_the_data_is_self_repaired(
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         real_replace(src, dst)
 
-    monkeypatch.setattr("stolentee.storage.local.os.replace", fail_second)
+    monkeypatch.setattr("stolentee.storage.backends.local.os.replace", fail_second)
     with pytest.raises(StorageError, match="metadata"):
         local.put("uploads/half.png", b"data landed")
     monkeypatch.undo()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from stolentee.errors import StorageConflictError
+from stolentee.storage.backends.memory import MemoryStorage
 from stolentee.storage.base import Storage
-from stolentee.storage.memory import MemoryStorage
 
 
 def test_is_a_storage() -> None:

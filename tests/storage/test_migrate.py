@@ -15,10 +15,10 @@ from typing import BinaryIO
 import pytest
 
 from stolentee.errors import ObjectNotFoundError, StorageError
+from stolentee.storage.backends.local import LocalStorage
+from stolentee.storage.backends.memory import MemoryStorage
 from stolentee.storage.base import ObjectInfo, Storage
-from stolentee.storage.local import LocalStorage
-from stolentee.storage.memory import MemoryStorage
-from stolentee.storage.migrate import (
+from stolentee.storage.migration.copier import (
     IN_FLIGHT_PER_WORKER,
     REPLACED_CORRUPT_NOTE,
     DeleteRefusedError,

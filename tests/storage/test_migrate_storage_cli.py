@@ -23,10 +23,10 @@ from sqlalchemy import text
 
 from stolentee.db import migrate as migrate_schema
 from stolentee.db.engine import Database
-from stolentee.designs import DesignStore
-from stolentee.storage.local import LocalStorage
-from stolentee.storage.migrate import Manifest
-from stolentee.storage.s3 import MIB, SHA256_METADATA
+from stolentee.designs.store import DesignStore
+from stolentee.storage.backends.local import LocalStorage
+from stolentee.storage.migration.copier import Manifest
+from stolentee.storage.s3.store import MIB, SHA256_METADATA
 from tests.conftest import SettingsFactory
 from tests.seaweedfs import REGION, SeaweedFS
 

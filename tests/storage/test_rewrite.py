@@ -14,8 +14,8 @@ from sqlalchemy import String, event, inspect, select, text
 from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.db.models import Base, Design
-from stolentee.designs import DesignRecord, DesignStore
-from stolentee.storage.rewrite import (
+from stolentee.designs.store import DesignRecord, DesignStore
+from stolentee.designs.urls import (
     InvalidBaseUrlError,
     InvalidChangeRecordError,
     RollbackReport,

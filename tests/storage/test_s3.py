@@ -23,12 +23,12 @@ from stolentee.errors import (
     StorageAuthenticationError,
     StorageUnavailableError,
 )
+from stolentee.storage.backends.local import LocalStorage
 from stolentee.storage.base import CHUNK_BYTES
 from stolentee.storage.cache_policy import ASSETS_CACHE, UPLOADS_CACHE
 from stolentee.storage.factory import build_named_storage, build_storage
-from stolentee.storage.local import LocalStorage
-from stolentee.storage.migrate import Manifest, migrate
-from stolentee.storage.s3 import MIB, SHA256_METADATA, S3Storage
+from stolentee.storage.migration.copier import Manifest, migrate
+from stolentee.storage.s3.store import MIB, SHA256_METADATA, S3Storage
 from tests.conftest import SettingsFactory
 from tests.seaweedfs import SeaweedFS
 

@@ -23,8 +23,8 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from stolentee.storage import s3
-from stolentee.storage.s3_requests import (
+from stolentee.storage.s3 import store as s3
+from stolentee.storage.s3.requests import (
     EMPTY_SHA256,
     S3ConnectionError,
     S3Credentials,
@@ -299,7 +299,7 @@ def test_listings_decode_url_encoded_keys() -> None:
     assert (last.objects, last.next_token) == ([], None)
 
 
-# --- on the lean HTTP client (stolentee.storage.http_wire) -------------------------------------
+# --- on the lean HTTP client (stolentee.storage.s3.http_wire) -------------------------------------
 
 
 def _requests_on(port: int, *, scheme: str = "http", **options: Any) -> S3Requests:

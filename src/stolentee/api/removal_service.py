@@ -17,8 +17,8 @@ from stolentee.errors import RateLimitedError, UnknownForegroundError
 from stolentee.keys.ratelimit import MegapixelRateLimiter
 from stolentee.keys.store import KeyStore, Principal
 from stolentee.removal.base import RemovalOptions, RemovalResult, Remover, credits_for
-from stolentee.removal.decode import read_header
 from stolentee.removal.engine import RemovalEngine
+from stolentee.removal.imaging.decode import read_header
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from stolentee.costs.fmt import cents, usd
 from stolentee.costs.model import CORRECTED, Policy, ScenarioCosts, compute, credits_for
 from stolentee.costs.pricebook import Pricebook
 from stolentee.costs.profile import Compute, Images, Profile, Removal, Service, Storage
-from stolentee.removal.router import PAID_PROVIDERS
+from stolentee.removal.providers.chain import PAID_PROVIDERS
 from stolentee.removal.stats import TOTAL, RemovalStatsStore, StatsReport
 
 DAYS_PER_MONTH = Decimal(30)

@@ -165,7 +165,7 @@ class Job(Base):
 
 
 class Design(Base):
-    """A customer's upload and, once its job is done, the cutout; see ``stolentee.designs``."""
+    """A customer's upload and, once its job is done, the cutout (:mod:`stolentee.designs`)."""
 
     __tablename__ = "designs"
     __table_args__ = (UniqueConstraint("owner", "idempotency_key"),)

@@ -34,7 +34,7 @@ keeps SQLite (one writer at a time, WAL) from failing a read-then-write upgrade.
 that makes such a job final (``done``, or ``failed`` for good: a run that will be retried is not
 final) and may add jobs to it (:meth:`JobQueue.new_job`); they are committed with the final state
 or not at all, and their messages are sent after the commit. Design callbacks use this
-(:mod:`stolentee.callbacks`): a design's job cannot finish without its notice being queued.
+(:mod:`stolentee.designs.callbacks`): a design's job cannot finish without its notice being queued.
 
 **Two transactions per job.** A kind's lease hook (``on_lease``) reads what its handler needs in
 the lease's transaction, and :meth:`JobQueue.complete` takes ``within``, the job's own writes

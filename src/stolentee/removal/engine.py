@@ -25,15 +25,16 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from stolentee.config import EngineSettings
-from stolentee.removal import compose, graphics, models, texture
-from stolentee.removal.arrays import u8
+from stolentee.removal import models
 from stolentee.removal.base import (
     ImageKind,
     OutputSize,
     RemovalOptions,
     RemovalResult,
 )
-from stolentee.removal.decode import DecodedImage, decode_image
+from stolentee.removal.imaging import compose, graphics, texture
+from stolentee.removal.imaging.arrays import u8
+from stolentee.removal.imaging.decode import DecodedImage, decode_image
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@
 * :mod:`~stolentee.scaling.manifests` — the policy as a Kubernetes HPA and a KEDA ScaledObject;
 * :mod:`~stolentee.scaling.simulate` and :mod:`~stolentee.scaling.trace` — load traces replayed
   through the policy and a queue model, priced with the cost model's price book;
-* :mod:`~stolentee.scaling.cli` — ``stolentee autoscale run | manifests | simulate``.
+* :mod:`~stolentee.cli.autoscale` — ``stolentee autoscale run | manifests | simulate``.
 
 Like the other domain packages it imports no web framework, queue or CLI of the service.
 """

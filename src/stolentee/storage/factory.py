@@ -6,8 +6,8 @@ from pathlib import Path
 
 from stolentee.config import Settings
 from stolentee.errors import ConfigurationError
+from stolentee.storage.backends.local import LocalStorage
 from stolentee.storage.base import Storage
-from stolentee.storage.local import LocalStorage
 
 
 def build_storage(settings: Settings) -> Storage:
@@ -30,7 +30,7 @@ def build_named_storage(settings: Settings, spec: str) -> Storage:
             public_base_url=public_base_url,
         )
     if name in ("r2", "s3"):
-        from stolentee.storage.s3 import S3Storage  # boto3 is imported only when S3 is used
+        from stolentee.storage.s3.store import S3Storage  # boto3 is imported only when S3 is used
 
         storage_settings = settings.storage
         if argument:

@@ -4,7 +4,7 @@
 ``uploads/``, records the design, queues its job and answers ``202``; the page polls ``GET``
 until the status is ``done`` (cutout URL under ``/assets/`` or the CDN domain) or ``failed``.
 With callbacks enabled, a ``callback_url`` (checked by the callback URL policy) receives a signed
-POST instead when the design finishes (:mod:`stolentee.callbacks`).
+POST instead when the design finishes (:mod:`stolentee.designs.callbacks`).
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from stolentee.api.routes.removebg import read_upload
 from stolentee.api.routes.uploads import InvalidUploadKeyError, check_upload_key
 from stolentee.api.security import authenticate
 from stolentee.db.models import Job
-from stolentee.designs import DesignRecord, check_idempotency_key, design_body, new_design_id
+from stolentee.designs.pipeline import design_options
+from stolentee.designs.store import DesignRecord, check_idempotency_key, design_body, new_design_id
 from stolentee.errors import (
     ClientError,
     FileTooLargeError,
     InvalidImageError,
     ObjectNotFoundError,
 )
-from stolentee.pipeline import design_options
-from stolentee.removal.decode import read_header
+from stolentee.removal.imaging.decode import read_header
 
 router = APIRouter(prefix="/v1/designs", tags=["designs"])
 

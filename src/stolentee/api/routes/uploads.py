@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from stolentee.api.deps import ServicesDep
 from stolentee.api.security import authenticate
 from stolentee.errors import ClientError, ConflictError, InvalidOptionError
-from stolentee.storage.s3 import S3Storage
+from stolentee.storage.s3.store import S3Storage
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 

@@ -8,7 +8,7 @@ Create Date: 2026-12-08
 ``STOLENTEE_CALLBACKS_ENABLED`` is on and the URL passes the callback URL policy).
 ``designs.callback_job_id`` is set, in the same transaction that makes the design's job ``done``
 or ``failed``, to the ``callback`` job that delivers the signed notice; the job row records the
-delivery's attempts, last error and outcome (``stolentee.callbacks``).
+delivery's attempts, last error and outcome (``stolentee.designs.callbacks``).
 """
 
 from __future__ import annotations

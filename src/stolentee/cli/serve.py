@@ -1,0 +1,145 @@
+"""The long-running roles: ``serve`` (the API), ``removal-service`` and ``worker``.
+
+Each builds its settings once and hands them to :func:`stolentee.runtime.build_runtime` (through
+the API's lifespan for the HTTP roles).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Annotated, Any
+
+import typer
+
+from stolentee.cli.common import err_console, load_settings
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default STOLENTEE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default PORT).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="HTTP worker processes (default STOLENTEE_HTTP_WORKERS).")
+    ] = None,
+    worker: Annotated[
+        bool | None,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Also process design jobs in this process (default STOLENTEE_RUN_WORKER).",
+        ),
+    ] = None,
+    worker_concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Jobs at once (default STOLENTEE_WORKER_CONCURRENCY)."),
+    ] = None,
+) -> None:
+    """Run the HTTP API server (uvicorn), with an in-process job worker by default."""
+    import uvicorn
+
+    from stolentee.api.app import create_app
+    from stolentee.designs.callbacks import CallbackSender
+    from stolentee.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.service)
+    CallbackSender.from_settings(settings.api)  # wrong callback settings: a clear error, now
+    bind_host = host or settings.service.host
+    bind_port = port or settings.service.port
+    worker_count = workers or settings.service.http_workers
+    common: dict[str, Any] = {
+        "host": bind_host,
+        "port": bind_port,
+        "log_config": None,
+        "proxy_headers": True,
+        "timeout_graceful_shutdown": 30,
+        "timeout_keep_alive": settings.service.keepalive_s,
+    }
+    if worker_count > 1:
+        if worker is not None or worker_concurrency is not None:
+            raise typer.BadParameter(
+                "with several HTTP workers, set STOLENTEE_RUN_WORKER and "
+                "STOLENTEE_WORKER_CONCURRENCY in the environment instead"
+            )
+        # Each worker process builds its own settings and pool from the same environment; their
+        # metrics meet in a fresh multiprocess directory (stale files would be summed in).
+        metrics_root = settings.service.data_dir / "metrics"
+        metrics_root.mkdir(parents=True, exist_ok=True)
+        metrics_dir = tempfile.mkdtemp(prefix="http-workers-", dir=metrics_root)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by the workers' settings
+        try:
+            uvicorn.run(
+                "stolentee.api.app:app_from_env", factory=True, workers=worker_count, **common
+            )
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        return
+    if worker_concurrency is not None:
+        settings.queue = settings.queue.model_copy(
+            update={"worker_concurrency": worker_concurrency}
+        )
+    uvicorn.run(create_app(settings, run_worker=worker), **common)
+
+
+def removal_service(
+    host: Annotated[str | None, typer.Option(help="Bind address (default STOLENTEE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default PORT).")] = None,
+) -> None:
+    """Run only the removal API (/v1.0/removebg, /api/remove, health) as its own service.
+
+    The seed's "Railway Worker - rembg": deploy it separately (2 GB of memory is plenty for the
+    default u2netp model) and point the main service's REMBG_ENDPOINT at it. The engine is loaded
+    once; concurrency is STOLENTEE_ENGINE_MAX_IN_FLIGHT.
+    """
+    import uvicorn
+
+    from stolentee.api.app import create_app
+    from stolentee.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.service)
+    uvicorn.run(
+        create_app(settings, role="removal"),
+        host=host or settings.service.host,
+        port=port or settings.service.port,
+        log_config=None,
+        proxy_headers=True,
+        timeout_graceful_shutdown=30,
+        timeout_keep_alive=settings.service.keepalive_s,
+    )
+
+
+def worker_command(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Jobs at once (default STOLENTEE_WORKER_CONCURRENCY)."),
+    ] = None,
+    graceful_timeout_s: Annotated[
+        float, typer.Option(help="On SIGTERM, time to finish running jobs before handing back.")
+    ] = 30.0,
+) -> None:
+    """Process design jobs from the queue until SIGTERM (scale out: one or many processes)."""
+    from prometheus_client import start_http_server
+
+    from stolentee.logs import configure_logging
+    from stolentee.runtime import build_runtime
+
+    settings = load_settings()
+    configure_logging(settings.service)
+    with build_runtime(settings, "worker", worker_concurrency=concurrency) as runtime:
+        job_worker = runtime.worker
+        assert job_worker is not None  # the worker role always builds one
+        if settings.service.metrics_port:
+            start_http_server(
+                settings.service.metrics_port,
+                addr=settings.service.host,
+                registry=runtime.metrics.registry,
+            )
+        err_console.print(
+            f"worker {job_worker.owner}: {job_worker.concurrency} at once, "
+            f"queue {runtime.queue.transport.backend}, "
+            f"database {runtime.database.url.get_backend_name()}, "
+            f"removal {' -> '.join(runtime.providers.order())}"
+        )
+        runtime.start()
+        job_worker.run_forever(graceful_timeout_s=graceful_timeout_s)

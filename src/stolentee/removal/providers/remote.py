@@ -1,0 +1,746 @@
+"""Remote removal providers: our own removal service and Remove.bg, over HTTP.
+
+Both speak Remove.bg's API v1.0 (ours copies it, see ``api/routes/removebg.py``): a multipart
+``POST .../removebg`` with ``image_file`` and the options as form fields, answered with the image
+bytes and the ``X-Width``/``X-Height``/``X-Type``/``X-Credits-Charged``/``X-Foreground-*``
+headers, or with ``{"errors": [{"title", "code", "detail"}]}``.
+
+* :class:`RembgServiceRemover` (``rembg-service``): ``{REMBG_ENDPOINT}/v1.0/removebg``, key
+  ``REMBG_API_KEY`` when set. Self-hosted: it never costs credits, whatever its
+  ``X-Credits-Charged`` says (that header is what Remove.bg *would* have charged).
+* :class:`RemoveBgRemover` (``removebg``): ``{REMOVEBG_API_URL}/removebg`` with
+  ``REMOVEBG_API_KEY``; the credits charged come from ``X-Credits-Charged``.
+
+Failures are raised as :class:`ProviderError` (or a subclass) whose ``kind`` is a
+:data:`~stolentee.removal.base.FailureKind`:
+
+========================  ==================  =========  ===========================================
+answer                    exception           retried    kind
+========================  ==================  =========  ===========================================
+connect error / dropped   ProviderError       yes        ``connect``
+timeout (read, 408)       ProviderError       yes        ``timeout``
+5xx                       ProviderError       yes        ``server_error``
+429                       ProviderError       yes [1]_   ``rate_limited``
+402                       ProviderOutOf…      no         ``out_of_credits``
+401, 403                  ProviderAuthError   no         ``server_error`` (our key, not the input)
+404, 405                  ProviderError       no         ``server_error`` (wrong URL configured)
+other 4xx                 ProviderRejected…   no         ``rejected`` (the input: client's fault)
+2xx but unusable          ProviderError       no         ``bad_response``
+========================  ==================  =========  ===========================================
+
+.. [1] after ``Retry-After`` seconds when it says so, at most :data:`RETRY_AFTER_CAP_S`; a longer
+   wait gives up on the provider at once (the chain moves on to the next one).
+
+Retries are bounded by ``STOLENTEE_PROVIDER_MAX_ATTEMPTS`` (first attempt included), with
+exponential backoff from ``STOLENTEE_PROVIDER_RETRY_BACKOFF_S`` and jitter. Messages name the
+provider and the URL, never the API key. The one :class:`httpx.Client` is built once by the
+caller (:func:`build_http_client`) and shared by every provider.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import httpx
+
+from stolentee import __version__
+from stolentee.config import RemovalSettings
+from stolentee.errors import ClientError, ConfigurationError, StolenteeError
+from stolentee.removal.base import (
+    CENTER,
+    FailureKind,
+    Foreground,
+    ImageKind,
+    Length,
+    RemovalOptions,
+    RemovalResult,
+    credits_for,
+)
+from stolentee.removal.imaging.decode import ImageHeader, read_header
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_CAP_S = 30.0  # a 429 asking for a longer wait gives up on that provider
+PROBE_READ_TIMEOUT_S = 5.0  # health probes answer fast or count as failed
+# Only to measure the input and read a result's size: the API has already enforced its limits.
+HEADER_MAX_MEGAPIXELS = 1000.0
+API_KEY_HEADER = "X-Api-Key"
+
+RETRYABLE_KINDS: frozenset[FailureKind] = frozenset(
+    {"timeout", "connect", "server_error", "rate_limited"}
+)
+
+_CONTENT_TYPES = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/webp": "webp",
+    "application/zip": "zip",
+}
+# Remove.bg's X-Type values; everything but graphics names a photographed subject.
+_GRAPHIC_TYPES = frozenset({"graphic", "graphics", "logo"})
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+class ProviderError(StolenteeError):
+    """A removal provider failed. ``kind`` classifies it; ``retryable`` says whether trying the
+    same provider again may help; ``retry_after_s`` is what the provider asked us to wait."""
+
+    status_code = 502
+    code = "provider_failed"
+    title = "Removal provider failed"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        provider: str,
+        kind: FailureKind,
+        retryable: bool | None = None,
+        retry_after_s: float | None = None,
+        http_status: int | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.provider = provider
+        self.kind: FailureKind = kind
+        self.retryable = kind in RETRYABLE_KINDS if retryable is None else retryable
+        self.retry_after_s = retry_after_s
+        self.http_status = http_status
+        self.url = url
+
+
+class ProviderOutOfCreditsError(ProviderError):
+    """Remove.bg answered 402: the account has no credits left for this request."""
+
+    code = "provider_out_of_credits"
+    title = "Removal provider out of credits"
+
+    def __init__(self, detail: str, *, provider: str, url: str | None = None) -> None:
+        super().__init__(
+            detail,
+            provider=provider,
+            kind="out_of_credits",
+            retryable=False,
+            http_status=402,
+            url=url,
+        )
+
+
+class ProviderAuthError(ProviderError):
+    """The provider refused our API key (401/403): a configuration problem on our side, so the
+    chain moves on and keeps the provider off until a probe says the key works."""
+
+    code = "provider_auth_failed"
+    title = "Removal provider refused our credentials"
+
+    def __init__(
+        self, detail: str, *, provider: str, http_status: int, url: str | None = None
+    ) -> None:
+        super().__init__(
+            detail,
+            provider=provider,
+            kind="server_error",
+            retryable=False,
+            http_status=http_status,
+            url=url,
+        )
+
+
+class ProviderRejectedError(ProviderError, ClientError):
+    """The provider refused the *input* (a 4xx about the image or an option): the client's
+    fault, so it reaches the client with the provider's status, code and detail, and no other
+    provider is tried (it would refuse the same input).
+
+    ``detail`` is the provider's own detail, fit for the client (no internal URL); ``str()`` of
+    the error is the same; the log line of the chain names the provider.
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        provider: str,
+        http_status: int,
+        remote_code: str | None = None,
+        remote_title: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(
+            detail,
+            provider=provider,
+            kind="rejected",
+            retryable=False,
+            http_status=http_status,
+            url=url,
+        )
+        self._status = http_status if 400 <= http_status < 500 else 400
+        self._code = remote_code or "provider_rejected"
+        self._title = remote_title or "Request rejected by the removal provider"
+
+    # The remote's status, code and title replace the class-wide ones of StolenteeError.
+    @property
+    def status_code(self) -> int:  # type: ignore[override]
+        return self._status
+
+    @property
+    def code(self) -> str:  # type: ignore[override]
+        return self._code
+
+    @property
+    def title(self) -> str:  # type: ignore[override]
+        return self._title
+
+
+# --- probes ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One health probe of a provider."""
+
+    ok: bool
+    detail: str
+    latency_ms: float
+    credits: float | None = None  # Remove.bg's credit balance, when the probe reports one
+
+
+# --- the shared client -----------------------------------------------------------------------
+
+
+def build_http_client(settings: RemovalSettings) -> httpx.Client:
+    """The one HTTP client every remote provider of a process shares (built once by the entry
+    point, closed by it). Timeouts from ``STOLENTEE_PROVIDER_CONNECT_TIMEOUT_S`` and
+    ``STOLENTEE_PROVIDER_READ_TIMEOUT_S``; redirects are not followed (an API does not move)."""
+    return httpx.Client(
+        timeout=httpx.Timeout(
+            connect=settings.connect_timeout_s,
+            read=settings.read_timeout_s,
+            write=settings.read_timeout_s,
+            pool=settings.connect_timeout_s,
+        ),
+        follow_redirects=False,
+        headers={"User-Agent": f"stolentee/{__version__}"},
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+    )
+
+
+# --- the wire format -------------------------------------------------------------------------
+
+
+def _number(value: float) -> str:
+    return f"{round(value, 4):g}"
+
+
+def _length(length: Length) -> str:
+    return f"{_number(length.value)}{'%' if length.percent else 'px'}"
+
+
+def _hex_color(rgba: tuple[int, int, int, int]) -> str:
+    red, green, blue, alpha = rgba
+    text = f"{red:02x}{green:02x}{blue:02x}"
+    return text if alpha == 255 else f"{text}{alpha:02x}"
+
+
+def form_fields(options: RemovalOptions, *, photo_type: str = "photo") -> dict[str, str]:
+    """``options`` as Remove.bg's form fields (as ``api/routes/removebg.py`` parses them).
+
+    Every field is sent explicitly, because the wire defaults differ from
+    :class:`RemovalOptions`' (``size`` defaults to ``preview`` on the wire, ``format`` to
+    ``auto``). ``photo_type`` is what :attr:`ImageKind.PHOTO` is sent as: ``photo`` to our
+    service; Remove.bg has no generic photo type, so ``auto`` there. ``model`` and ``premium``
+    are not part of the wire format and are not sent.
+    """
+    kinds = {ImageKind.AUTO: "auto", ImageKind.GRAPHIC: "graphic", ImageKind.PHOTO: photo_type}
+    fields = {
+        "size": options.size.value,
+        "type": kinds[options.kind],
+        "format": options.format.value,
+        "channels": "alpha" if options.alpha_only else "rgba",
+        "crop": "true" if options.crop else "false",
+    }
+    if options.crop_margin_percent:
+        fields["crop_margin"] = f"{_number(options.crop_margin_percent)}%"
+    elif options.crop_margin_px:
+        fields["crop_margin"] = f"{options.crop_margin_px}px"
+    if options.bg_color is not None:
+        fields["bg_color"] = _hex_color(options.bg_color)
+    if options.roi is not None:
+        roi = options.roi
+        fields["roi"] = " ".join(_length(part) for part in (roi.x1, roi.y1, roi.x2, roi.y2))
+    if options.scale is not None:
+        fields["scale"] = f"{_number(options.scale * 100)}%"
+    if options.position is not None:
+        position = options.position
+        if position == CENTER:
+            fields["position"] = "center"
+        else:
+            fields["position"] = f"{_number(position.x * 100)}% {_number(position.y * 100)}%"
+    return fields
+
+
+def kind_from_header(value: str | None, requested: ImageKind) -> ImageKind:
+    """``X-Type`` (ours: graphic/photo; Remove.bg's: person, product, animal, car,
+    car_interior, car_part, transportation, graphics, other) as an :class:`ImageKind`."""
+    if value is None or not value.strip():
+        return requested if requested is not ImageKind.AUTO else ImageKind.PHOTO
+    return ImageKind.GRAPHIC if value.strip().lower() in _GRAPHIC_TYPES else ImageKind.PHOTO
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """``Retry-After`` in seconds (delta-seconds or an HTTP date), ``None`` when absent/bad."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _int_header(headers: httpx.Headers, name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None
+
+
+def _foreground(headers: httpx.Headers) -> Foreground | None:
+    values = [
+        _int_header(headers, f"X-Foreground-{part}") for part in ("Top", "Left", "Width", "Height")
+    ]
+    if any(value is None for value in values):
+        return None
+    top, left, width, height = (value or 0 for value in values)
+    return Foreground(top=top, left=left, width=width, height=height)
+
+
+def _error_entry(response: httpx.Response) -> dict[str, str]:
+    """The first ``{"title", "code", "detail"}`` of an error body, as far as it parses."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
+        return {}
+    return {
+        key: str(errors[0][key])
+        for key in ("title", "code", "detail")
+        if isinstance(errors[0].get(key), str | int | float)
+    }
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+# --- providers -------------------------------------------------------------------------------
+
+
+class RemoteRemover:
+    """What both remote providers share: the request, retries, classification, the result."""
+
+    name: str
+    photo_type: ClassVar[str] = "photo"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        settings: RemovalSettings,
+        http_client: httpx.Client,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self.max_attempts = settings.max_attempts
+        self.retry_backoff_s = settings.retry_backoff_s
+        self.probe_timeout = httpx.Timeout(
+            connect=settings.connect_timeout_s,
+            read=min(settings.read_timeout_s, PROBE_READ_TIMEOUT_S),
+            write=min(settings.read_timeout_s, PROBE_READ_TIMEOUT_S),
+            pool=settings.connect_timeout_s,
+        )
+        self._client = http_client
+        self._sleep = sleep
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+
+    def __repr__(self) -> str:  # never show the key
+        return f"{type(self).__name__}(url={self.remove_url!r})"
+
+    @property
+    def remove_url(self) -> str:
+        raise NotImplementedError
+
+    def _headers(self) -> dict[str, str]:
+        return {API_KEY_HEADER: self._api_key} if self._api_key else {}
+
+    # --- removal ------------------------------------------------------------------------------
+
+    def remove(
+        self, data: bytes, options: RemovalOptions, *, header: ImageHeader | None = None
+    ) -> RemovalResult:
+        """Send ``data`` to the provider; ``header`` (already read by the chain) saves reading
+        the input's header again."""
+        if header is None:
+            header = read_header(data, max_megapixels=HEADER_MAX_MEGAPIXELS)
+        fields = form_fields(options, photo_type=self.photo_type)
+        files: dict[str, tuple[str, bytes, str]] = {
+            "image_file": ("image", data, "application/octet-stream")
+        }
+        if options.bg_image is not None:
+            files["bg_image_file"] = ("background", options.bg_image, "application/octet-stream")
+        started = time.perf_counter()
+        attempt = 0
+        while True:
+            attempt += 1
+            attempt_started = time.perf_counter()
+            outcome = self._attempt(fields, files)
+            if isinstance(outcome, httpx.Response):
+                timings = {"remote": _ms_since(attempt_started), "total": _ms_since(started)}
+                return self._result(outcome, options, header, timings)
+            failure = outcome
+            if not failure.retryable or attempt >= self.max_attempts:
+                raise failure
+            delay = self.retry_delay_s(attempt, failure)
+            if delay is None:
+                raise failure
+            log.info(
+                "%s attempt %d/%d failed (%s); retrying in %.2f s",
+                self.name,
+                attempt,
+                self.max_attempts,
+                failure.kind,
+                delay,
+            )
+            self._sleep(delay)
+
+    def retry_delay_s(self, attempt: int, failure: ProviderError) -> float | None:
+        """How long to wait before attempt ``attempt + 1``; ``None``: do not retry.
+
+        A ``Retry-After`` (429) is honoured exactly up to :data:`RETRY_AFTER_CAP_S`; beyond it
+        the provider is given up. Otherwise the wait is ``retry_backoff_s * 2**(attempt-1)``
+        with "equal jitter": uniformly between half of it and all of it."""
+        if failure.kind == "rate_limited" and failure.retry_after_s is not None:
+            if failure.retry_after_s > RETRY_AFTER_CAP_S:
+                return None
+            return failure.retry_after_s
+        base = min(self.retry_backoff_s * 2.0 ** (attempt - 1), RETRY_AFTER_CAP_S)
+        return base / 2 + self._rng.random() * base / 2
+
+    def _attempt(
+        self, fields: Mapping[str, str], files: Mapping[str, tuple[str, bytes, str]]
+    ) -> httpx.Response | ProviderError:
+        """One POST: the 2xx response, or the classified failure (4xx raised at once)."""
+        url = self.remove_url
+        try:
+            response = self._client.post(
+                url, data=dict(fields), files=dict(files), headers=self._headers()
+            )
+        except httpx.TransportError as exc:
+            return self._transport_error(exc, url)
+        if 200 <= response.status_code < 300:
+            return response
+        error = self._http_error(response, url)
+        if isinstance(error, ProviderRejectedError):
+            raise error
+        return error
+
+    def _transport_error(self, exc: httpx.TransportError, url: str) -> ProviderError:
+        kind: FailureKind
+        if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
+            kind, what = "connect", "could not connect"
+        elif isinstance(exc, httpx.TimeoutException):
+            kind, what = "timeout", "did not answer in time"
+        else:  # dropped connections, protocol errors
+            kind, what = "connect", "dropped the connection"
+        reason = str(exc) or type(exc).__name__
+        return ProviderError(
+            f"{self.name} at {url} {what}: {reason}", provider=self.name, kind=kind, url=url
+        )
+
+    def _http_error(self, response: httpx.Response, url: str) -> ProviderError:
+        status = response.status_code
+        entry = _error_entry(response)
+        said = ": ".join(part for part in (entry.get("code"), entry.get("detail")) if part)
+        where = f"{self.name} at {url} answered HTTP {status}" + (f" ({said})" if said else "")
+        if status == 402:
+            return ProviderOutOfCreditsError(where, provider=self.name, url=url)
+        if status in (401, 403):
+            return ProviderAuthError(
+                f"{where}; check the API key", provider=self.name, http_status=status, url=url
+            )
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return ProviderError(
+                where,
+                provider=self.name,
+                kind="rate_limited",
+                retry_after_s=retry_after,
+                http_status=status,
+                url=url,
+            )
+        if status == 408:
+            return ProviderError(
+                where, provider=self.name, kind="timeout", http_status=status, url=url
+            )
+        if status in (404, 405):
+            return ProviderError(
+                f"{where}; is the provider's URL right?",
+                provider=self.name,
+                kind="server_error",
+                retryable=False,
+                http_status=status,
+                url=url,
+            )
+        if 400 <= status < 500:
+            log.info("%s", where)
+            return ProviderRejectedError(
+                entry.get("detail")
+                or entry.get("title")
+                or f"the removal provider refused the request (HTTP {status})",
+                provider=self.name,
+                http_status=status,
+                remote_code=entry.get("code"),
+                remote_title=entry.get("title"),
+                url=url,
+            )
+        return ProviderError(
+            where,
+            provider=self.name,
+            kind="server_error",
+            retryable=status >= 500,
+            retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
+            http_status=status,
+            url=url,
+        )
+
+    def _result(
+        self,
+        response: httpx.Response,
+        options: RemovalOptions,
+        header: ImageHeader,
+        timings: dict[str, float],
+    ) -> RemovalResult:
+        url = self.remove_url
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        body = response.content
+
+        def bad(why: str) -> ProviderError:
+            return ProviderError(
+                f"{self.name} at {url} answered HTTP {response.status_code} but {why}",
+                provider=self.name,
+                kind="bad_response",
+                retryable=False,
+                http_status=response.status_code,
+                url=url,
+            )
+
+        if not body:
+            raise bad("with an empty body")
+        if content_type not in _CONTENT_TYPES:
+            raise bad(f"with {content_type or 'no content type'!r}, not an image")
+        width = _int_header(response.headers, "X-Width")
+        height = _int_header(response.headers, "X-Height")
+        if width is None or height is None:
+            if content_type == "application/zip":
+                raise bad("without X-Width/X-Height for a zip")
+            try:
+                result_header = read_header(body, max_megapixels=HEADER_MAX_MEGAPIXELS)
+            except StolenteeError as exc:
+                raise bad(f"with an unreadable image ({exc.detail})") from None
+            width, height = result_header.width, result_header.height
+        return RemovalResult(
+            data=body,
+            content_type=content_type,
+            width=width,
+            height=height,
+            kind=kind_from_header(response.headers.get("X-Type"), options.kind),
+            method=f"remote:{self.name}",
+            foreground=_foreground(response.headers),
+            input_width=header.width,
+            input_height=header.height,
+            timings_ms=timings,
+            provider=self.name,
+            credits_charged=self.credits_charged(response, options, width, height),
+        )
+
+    def credits_charged(
+        self, response: httpx.Response, options: RemovalOptions, width: int, height: int
+    ) -> float:
+        return 0.0
+
+    # --- health ---------------------------------------------------------------------------------
+
+    def probe(self) -> ProbeResult:
+        raise NotImplementedError
+
+    def _get(self, url: str) -> tuple[httpx.Response | None, str, float]:
+        started = time.perf_counter()
+        try:
+            response = self._client.get(url, headers=self._headers(), timeout=self.probe_timeout)
+        except httpx.TransportError as exc:
+            reason = str(exc) or type(exc).__name__
+            return None, f"{url} unreachable: {reason}", _ms_since(started)
+        return response, "", _ms_since(started)
+
+
+class RembgServiceRemover(RemoteRemover):
+    """Our own removal service (``stolentee removal-service``) at ``REMBG_ENDPOINT``."""
+
+    name = "rembg-service"
+    photo_type = "photo"
+
+    def __init__(
+        self,
+        *,
+        settings: RemovalSettings,
+        http_client: httpx.Client,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not settings.rembg_endpoint:
+            raise ConfigurationError("the rembg-service provider needs REMBG_ENDPOINT")
+        super().__init__(
+            base_url=settings.rembg_endpoint,
+            api_key=settings.rembg_api_key.get_secret_value(),
+            settings=settings,
+            http_client=http_client,
+            sleep=sleep,
+            rng=rng,
+        )
+
+    @property
+    def remove_url(self) -> str:
+        return f"{self.base_url}/v1.0/removebg"
+
+    def probe(self) -> ProbeResult:
+        """``GET {REMBG_ENDPOINT}/readyz`` (application/health+json): 200 is ready."""
+        url = f"{self.base_url}/readyz"
+        response, problem, latency_ms = self._get(url)
+        if response is None:
+            return ProbeResult(False, problem, latency_ms)
+        if response.status_code == 200:
+            return ProbeResult(True, "ready", latency_ms)
+        output = ""
+        try:
+            body = response.json()
+            if isinstance(body, dict) and isinstance(body.get("output"), str):
+                output = f": {body['output']}"
+        except ValueError:
+            pass
+        return ProbeResult(False, f"{url} answered HTTP {response.status_code}{output}", latency_ms)
+
+
+class RemoveBgRemover(RemoteRemover):
+    """Remove.bg (``REMOVEBG_API_URL``, ``REMOVEBG_API_KEY``): the paid fallback."""
+
+    name = "removebg"
+    photo_type = "auto"  # Remove.bg has no generic "photo" type; its auto handles photos
+
+    def __init__(
+        self,
+        *,
+        settings: RemovalSettings,
+        http_client: httpx.Client,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        api_key = settings.removebg_api_key.get_secret_value()
+        if not api_key:
+            raise ConfigurationError("the removebg provider needs REMOVEBG_API_KEY")
+        if not settings.removebg_api_url:
+            raise ConfigurationError("the removebg provider needs REMOVEBG_API_URL")
+        super().__init__(
+            base_url=settings.removebg_api_url,
+            api_key=api_key,
+            settings=settings,
+            http_client=http_client,
+            sleep=sleep,
+            rng=rng,
+        )
+
+    @property
+    def remove_url(self) -> str:
+        return f"{self.base_url}/removebg"
+
+    def credits_charged(
+        self, response: httpx.Response, options: RemovalOptions, width: int, height: int
+    ) -> float:
+        """``X-Credits-Charged``; when absent or unreadable, what Remove.bg's pricing says."""
+        value = response.headers.get("X-Credits-Charged")
+        if value is not None:
+            try:
+                charged = float(value.strip())
+            except ValueError:
+                charged = -1.0
+            if charged >= 0:
+                return charged
+        estimate = credits_for(options.size, width, height)
+        log.warning(
+            "%s answered without a usable X-Credits-Charged (%r); counting %g credits",
+            self.name,
+            value,
+            estimate,
+        )
+        return estimate
+
+    def probe(self) -> ProbeResult:
+        """``GET {REMOVEBG_API_URL}/account`` with the key: 200 is usable (the credit balance is
+        reported), 401/402/403 is not.
+
+        A 404 still counts as ok: the host answered HTTP, it just has no ``/account``, as a
+        Remove.bg-compatible stand-in (another removal API at ``REMOVEBG_API_URL`` in staging or
+        tests) may not. Reachability is what the probe can tell there, and failing it would
+        keep the provider's breaker from ever half-opening early."""
+        url = f"{self.base_url}/account"
+        response, problem, latency_ms = self._get(url)
+        if response is None:
+            return ProbeResult(False, problem, latency_ms)
+        status = response.status_code
+        if status == 200:
+            credits = _account_credits(response)
+            detail = "account ok" if credits is None else f"account ok, {credits:g} credits"
+            return ProbeResult(True, detail, latency_ms, credits=credits)
+        if status == 404:
+            return ProbeResult(
+                True, f"reachable ({url} answered 404: no account endpoint)", latency_ms
+            )
+        entry = _error_entry(response)
+        said = entry.get("detail") or entry.get("title") or ""
+        reasons = {401: "API key refused", 402: "out of credits", 403: "API key refused"}
+        reason = reasons.get(status, f"HTTP {status}")
+        return ProbeResult(False, f"{url}: {reason}" + (f" ({said})" if said else ""), latency_ms)
+
+
+def _account_credits(response: httpx.Response) -> float | None:
+    """``data.attributes.credits.total`` of Remove.bg's account document, if present."""
+    try:
+        body: Any = response.json()
+        total = body["data"]["attributes"]["credits"]["total"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if isinstance(total, bool) or not isinstance(total, int | float):
+        return None
+    return float(total)

@@ -1,0 +1,40 @@
+"""The layout is the architecture: import contracts hold, modules stay small, the docs map it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "stolentee"
+ARCHITECTURE = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+
+
+def _lint_imports() -> str:
+    found = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+    if not Path(found).exists():
+        pytest.fail("lint-imports is not installed: `pip install -e '.[dev]'`")
+    return found
+
+
+def test_import_contracts_hold() -> None:
+    done = subprocess.run(
+        [_lint_imports(), "--no-cache"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "0 broken" in done.stdout
+
+
+def test_every_package_is_on_the_architecture_map() -> None:
+    packages = sorted(path.name for path in PACKAGE.iterdir() if (path / "__init__.py").exists())
+    missing = [name for name in packages if f"`{name}/`" not in ARCHITECTURE]
+    assert not missing, f"docs/architecture.md does not place: {missing}"
