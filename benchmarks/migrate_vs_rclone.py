@@ -243,7 +243,8 @@ API_SCRIPT = """
 import sys
 from stolentee.config import Settings
 from stolentee.storage.factory import build_named_storage
-from stolentee.storage.migration.copier import Manifest, migrate
+from stolentee.storage.migration.copier import migrate
+from stolentee.storage.migration.manifest import Manifest
 source_spec, dest_spec, concurrency, manifest_path, verify_existing = sys.argv[1:6]
 settings = Settings()
 source = build_named_storage(settings, source_spec)
@@ -686,7 +687,8 @@ def print_profile(profiles: list[cProfile.Profile], objects: int, title: str) ->
 def profile_api(
     server: SeaweedFS, source_bucket: str, objects: int, concurrency: int, work_dir: Path
 ) -> dict[str, Any]:
-    from stolentee.storage.migration.copier import Manifest, migrate
+    from stolentee.storage.migration.copier import migrate
+    from stolentee.storage.migration.manifest import Manifest
 
     client = server.client()
     results: dict[str, Any] = {}

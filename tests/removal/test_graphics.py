@@ -13,14 +13,14 @@ from PIL import Image, ImageDraw, ImageFont
 from stolentee.config import EngineSettings
 from stolentee.removal.base import ImageKind
 from stolentee.removal.engine import RemovalEngine
-from stolentee.removal.imaging import graphics
+from stolentee.removal.imaging import border, graphics, shadows
 
 from .conftest import PHOTOS, SKIMAGE_DATA, composite, draw_logo, encode, iou
 
 
-def cut(image: Image.Image) -> tuple[graphics.BorderAnalysis, graphics.GraphicCut]:
+def cut(image: Image.Image) -> tuple[border.BorderAnalysis, graphics.GraphicCut]:
     pixels = np.asarray(image.convert("RGB"))
-    analysis = graphics.analyse_border(pixels)
+    analysis = border.analyse_border(pixels)
     return analysis, graphics.colour_key(pixels, analysis)
 
 
@@ -127,10 +127,10 @@ def shadow_pass_again(image: Image.Image) -> tuple[graphics.GraphicCut, int]:
     """The key of ``image`` and how many pixels the shadow pass changes when run on it again:
     more than 0 when it took something for a shadow (the image's pixels are unchanged)."""
     pixels = np.asarray(image.convert("RGB"))
-    analysis = graphics.analyse_border(pixels)
+    analysis = border.analyse_border(pixels)
     key = graphics.colour_key(pixels, analysis)
     is_bg = np.where(key.alpha == 0, 255, 0).astype(np.uint8)
-    changed = graphics._soft_shadows(pixels, is_bg, analysis, key.alpha.copy(), key.rgb.copy())
+    changed = shadows._soft_shadows(pixels, is_bg, analysis, key.alpha.copy(), key.rgb.copy())
     return key, changed
 
 
@@ -199,7 +199,7 @@ def test_shadow_rim_next_to_the_artwork_is_translucent(monkeypatch: pytest.Monke
     truth = np.asarray(art.getchannel("A")).astype(float)
     image = composite(art, (255, 255, 255))
     with monkeypatch.context() as patched:
-        patched.setattr(graphics, "_shadow_rim", lambda *args: [])
+        patched.setattr(shadows, "_shadow_rim", lambda *args: [])
         _, without = cut(image)
     _, result = cut(image)
     rim = (panel == 0) & (truth > 60) & (truth < 128)
@@ -256,7 +256,7 @@ def test_shadow_joined_to_a_light_face_is_split_off(monkeypatch: pytest.MonkeyPa
     truth = np.asarray(art.getchannel("A")).astype(float)
     image = composite(art, (255, 255, 255))
     with monkeypatch.context() as patched:
-        patched.setattr(graphics, "_SHADOW_PASSES", (1.0,))
+        patched.setattr(shadows, "_SHADOW_PASSES", (1.0,))
         _, one_pass = cut(image)
     _, result = cut(image)
     shadow_only = (face == 0) & (truth > 40)
@@ -274,7 +274,7 @@ def test_split_pass_leaves_a_face_edge_alone(monkeypatch: pytest.MonkeyPatch) ->
     art, face = face_over_shadow((200, 100, 330, 280), 205, spot=(270, 235, 500, 325), blur=15)
     image = composite(art, (255, 255, 255))
     with monkeypatch.context() as patched:
-        patched.setattr(graphics, "_SHADOW_PASSES", (1.0,))
+        patched.setattr(shadows, "_SHADOW_PASSES", (1.0,))
         _, one_pass = cut(image)
     _, result = cut(image)
     edge = (face > 0) & (face < 255)
@@ -308,13 +308,13 @@ def test_artwork_touching_the_border_is_still_plain() -> None:
 @pytest.mark.parametrize("name", PHOTOS)
 def test_photos_are_not_plain(name: str) -> None:
     pixels = np.asarray(Image.open(SKIMAGE_DATA / name).convert("RGB"))
-    assert not graphics.analyse_border(pixels).is_plain
+    assert not border.analyse_border(pixels).is_plain
 
 
 def test_tiny_images() -> None:
     for size in [(1, 1), (2, 3), (5, 1)]:
         pixels = np.full((size[1], size[0], 3), 255, dtype=np.uint8)
-        analysis = graphics.analyse_border(pixels)
+        analysis = border.analyse_border(pixels)
         result = graphics.colour_key(pixels, analysis)
         assert result.alpha.shape == (size[1], size[0])
 
@@ -352,7 +352,7 @@ def test_ring_hole_is_cut_out_with_the_model(engine: RemovalEngine) -> None:
     art = ring_icon()
     image = composite(art, (255, 255, 255))
     pixels = np.asarray(image)
-    analysis = graphics.analyse_border(pixels)
+    analysis = border.analyse_border(pixels)
     without = graphics.colour_key(pixels, analysis)
     assert without.alpha[200, 200] == 255  # the rule alone keeps enclosed background
     vote = ModelVote(engine, image)
@@ -380,7 +380,7 @@ def test_white_inside_a_badge_stays_with_the_model(engine: RemovalEngine) -> Non
         image = composite(art, (255, 255, 255))
         pixels = np.asarray(image)
         vote = ModelVote(engine, image)
-        result = graphics.colour_key(pixels, graphics.analyse_border(pixels), hole_vote=vote)
+        result = graphics.colour_key(pixels, border.analyse_border(pixels), hole_vote=vote)
         assert vote.calls == asked
         assert result.holes == 0
         white = np.asarray(art)[..., :3].min(axis=2) > 240
@@ -409,7 +409,7 @@ def test_small_letter_counters_stay_without_asking() -> None:
         calls.append(1)
         return np.zeros(pixels.shape[:2], dtype=np.uint8)
 
-    analysis = graphics.analyse_border(pixels)
+    analysis = border.analyse_border(pixels)
     result = graphics.colour_key(pixels, analysis, hole_vote=everything_is_background)
     assert calls == [] and result.holes == 0
     counters = (np.asarray(art.getchannel("A")) == 0) & (result.alpha == 255)
@@ -423,7 +423,7 @@ def test_large_letter_counters_follow_the_model(engine: RemovalEngine) -> None:
     image = composite(art, (255, 255, 255))
     pixels = np.asarray(image)
     vote = ModelVote(engine, image)
-    result = graphics.colour_key(pixels, graphics.analyse_border(pixels), hole_vote=vote)
+    result = graphics.colour_key(pixels, border.analyse_border(pixels), hole_vote=vote)
     assert vote.calls == 1
     assert result.holes == 8  # B, O, B: 2 + 1 + 2; a, d, e: 1 each
     assert iou(result.alpha, np.asarray(art.getchannel("A"))) >= 0.99
@@ -438,7 +438,7 @@ def test_no_enclosed_regions_no_model() -> None:
         raise AssertionError("the model was asked about an image without enclosed regions")
 
     result = graphics.colour_key(
-        pixels, graphics.analyse_border(pixels), hole_vote=must_not_be_called
+        pixels, border.analyse_border(pixels), hole_vote=must_not_be_called
     )
     assert iou(result.alpha, np.asarray(art.getchannel("A"))) >= 0.99
 
@@ -446,7 +446,7 @@ def test_no_enclosed_regions_no_model() -> None:
 def test_no_opinion_keeps_enclosed_regions() -> None:
     """A vote that returns None (no model installed) keeps every region, as without a vote."""
     pixels = np.asarray(composite(ring_icon(), (255, 255, 255)))
-    analysis = graphics.analyse_border(pixels)
+    analysis = border.analyse_border(pixels)
     result = graphics.colour_key(pixels, analysis, hole_vote=lambda: None)
     assert result.holes == 0
     assert np.array_equal(result.alpha, graphics.colour_key(pixels, analysis).alpha)
@@ -614,10 +614,10 @@ def test_surface_fit_matches_least_squares(edge_only: bool) -> None:
     rng = np.random.default_rng(7)
     xs = rng.random(500).astype(np.float32)
     ys = np.zeros(500, np.float32) if edge_only else rng.random(500).astype(np.float32)
-    design = graphics._design(xs, ys)
+    design = border._design(xs, ys)
     truth = rng.normal(0, 30, (3, 6)).astype(np.float32)
     colours = (design @ truth.T + rng.normal(0, 2, (500, 3))).astype(np.float32)
     expected, *_ = np.linalg.lstsq(design.astype(np.float64), colours, rcond=None)
-    fitted = graphics._fit_surface(design, colours)
+    fitted = border._fit_surface(design, colours)
     assert fitted.shape == (3, 6) and fitted.dtype == np.float32
     np.testing.assert_allclose(fitted, expected.T, rtol=1e-3, atol=1e-3)

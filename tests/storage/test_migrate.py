@@ -18,20 +18,16 @@ from stolentee.errors import ObjectNotFoundError, StorageError
 from stolentee.storage.backends.local import LocalStorage
 from stolentee.storage.backends.memory import MemoryStorage
 from stolentee.storage.base import ObjectInfo, Storage
-from stolentee.storage.migration.copier import (
-    IN_FLIGHT_PER_WORKER,
-    REPLACED_CORRUPT_NOTE,
+from stolentee.storage.migration.copier import IN_FLIGHT_PER_WORKER, REPLACED_CORRUPT_NOTE, migrate
+from stolentee.storage.migration.delete import (
     DeleteRefusedError,
-    Manifest,
-    MigrationReport,
-    ObjectRecord,
-    ProgressEvent,
     check_delete_allowed,
     delete_source,
-    list_both,
-    migrate,
-    plan,
 )
+from stolentee.storage.migration.events import ProgressEvent
+from stolentee.storage.migration.manifest import Manifest, ObjectRecord
+from stolentee.storage.migration.plan import list_both, plan
+from stolentee.storage.migration.report import MigrationReport
 
 UNICODE_KEY = "uploads/ünïcödé/日本.png"
 

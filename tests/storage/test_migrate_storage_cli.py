@@ -25,7 +25,7 @@ from stolentee.db import migrate as migrate_schema
 from stolentee.db.engine import Database
 from stolentee.designs.store import DesignStore
 from stolentee.storage.backends.local import LocalStorage
-from stolentee.storage.migration.copier import Manifest
+from stolentee.storage.migration.manifest import Manifest
 from stolentee.storage.s3.store import MIB, SHA256_METADATA
 from tests.conftest import SettingsFactory
 from tests.seaweedfs import REGION, SeaweedFS

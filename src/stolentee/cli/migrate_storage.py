@@ -43,9 +43,9 @@ from rich.table import Table
 from stolentee.cli.common import console, err_console, load_settings
 from stolentee.config import Settings
 from stolentee.errors import StolenteeError
+from stolentee.storage import migration
 from stolentee.storage.base import Storage
 from stolentee.storage.factory import build_named_storage
-from stolentee.storage.migration import copier as migration
 
 if TYPE_CHECKING:  # the database layer is imported only by the URL steps
     from stolentee.db.engine import Database

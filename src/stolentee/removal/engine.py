@@ -32,7 +32,7 @@ from stolentee.removal.base import (
     RemovalOptions,
     RemovalResult,
 )
-from stolentee.removal.imaging import compose, graphics, texture
+from stolentee.removal.imaging import border, compose, graphics, texture
 from stolentee.removal.imaging.arrays import u8
 from stolentee.removal.imaging.decode import DecodedImage, decode_image
 
@@ -220,7 +220,7 @@ class RemovalEngine:
 
         if kind is not ImageKind.PHOTO:
             pixels = np.asarray(rgb)
-            analysis = graphics.analyse_border(pixels)
+            analysis = border.analyse_border(pixels)
             if not analysis.is_plain:
                 del pixels  # not held while the model runs
             else:

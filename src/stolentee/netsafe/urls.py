@@ -69,44 +69,21 @@ import ipaddress
 import logging
 import re
 import socket
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
-from urllib.parse import quote, urljoin, urlsplit
-
-import httpx
+from urllib.parse import quote, urlsplit
 
 from stolentee.errors import (
-    FileTooLargeError,
     ImageDownloadError,
     ImageDownloadTimeoutError,
-    ImageUrlDisabledError,
     ImageUrlError,
-    TooManyRedirectsError,
 )
+from stolentee.netsafe.addresses import IPAddress, forbidden_address_reason, internal_address_reason
+from stolentee.netsafe.clock import _Clock
 
 if TYPE_CHECKING:
     from stolentee.config import ApiSettings
-
-__all__ = [
-    "Answer",
-    "FetchedImage",
-    "ImageDownloadError",
-    "ImageDownloadTimeoutError",
-    "ImageUrlDisabledError",
-    "ImageUrlError",
-    "Resolver",
-    "TooManyRedirectsError",
-    "UrlPolicy",
-    "fetch_image_url",
-    "forbidden_address_reason",
-    "internal_address_reason",
-    "send_pinned",
-    "system_resolver",
-    "vet_url",
-]
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +92,7 @@ Resolver = Callable[[str, int], list[str]]
 
 ALLOWED_HOSTS_VAR: Final = "STOLENTEE_IMAGE_URL_ALLOWED_HOSTS"
 MAX_URL_LENGTH: Final = 8192
-_REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
-_USER_AGENT: Final = "stolentee-image-fetch/1"
 
 # Host names: LDH labels (underscores tolerated, they exist in the wild), at most 253 characters.
 _LABEL: Final = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
@@ -128,12 +103,6 @@ _NUMERIC_LABEL_RE: Final = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)")
 # the percent sign of existing escapes); everything else is percent-encoded as UTF-8.
 _PATH_SAFE: Final = "/%:@!$&'()*+,;=-._~"
 _QUERY_SAFE: Final = _PATH_SAFE + "?"
-
-_SHARED_ADDRESS_SPACE: Final = ipaddress.IPv4Network("100.64.0.0/10")
-_THIS_NETWORK: Final = ipaddress.IPv4Network("0.0.0.0/8")  # 0.x reaches this host on Linux
-_NAT64_PREFIX: Final = ipaddress.IPv6Network("64:ff9b::/96")
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 # --- policy and result ---------------------------------------------------------------------------
@@ -183,15 +152,6 @@ class UrlPolicy:
             max_redirects=api.image_url_max_redirects,
             max_bytes=api.max_body_bytes,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class FetchedImage:
-    """The downloaded bytes (not yet decoded or type-checked) and where they came from."""
-
-    content: bytes
-    final_url: str
-    content_type: str | None
 
 
 # --- URL checks ----------------------------------------------------------------------------------
@@ -399,71 +359,6 @@ def _check_target(target: _Target, policy: UrlPolicy) -> None:
 # --- addresses -----------------------------------------------------------------------------------
 
 
-def forbidden_address_reason(ip: IPAddress) -> str | None:
-    """Why ``ip`` must not be fetched from (``"a loopback address"``, …), or ``None`` if public."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(ip)
-        if embedded is not None:
-            reason = forbidden_address_reason(embedded)
-            if reason is not None:
-                return f"an IPv6 form of {embedded}, {reason}"
-        if ip.is_site_local:
-            return "a site-local address"
-    checks: tuple[tuple[bool, str], ...] = (
-        (ip.is_unspecified, "an unspecified address"),
-        (ip.is_loopback, "a loopback address"),
-        (ip.is_link_local, "a link-local address"),
-        (ip.is_multicast, "a multicast address"),
-        (
-            isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED_ADDRESS_SPACE,
-            "a shared (carrier-grade NAT) address",
-        ),
-        (ip.is_private, "a private address"),
-        (ip.is_reserved, "a reserved address"),
-        (not ip.is_global, "a non-public address"),
-    )
-    for failed, reason in checks:
-        if failed:
-            return reason
-    return None
-
-
-def internal_address_reason(ip: IPAddress) -> str | None:
-    """Why ``ip`` must not be contacted even on a trusted internal host, or ``None``.
-
-    Loopback, private (RFC 1918, ``fc00::/7``, site-local), shared (CGNAT) and public addresses
-    pass; link-local (``169.254/16`` with the cloud metadata service, ``fe80::/10``), unspecified
-    and multicast addresses, and IPv6 forms that embed one of those, are refused.
-    """
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(ip)
-        if embedded is not None:
-            reason = internal_address_reason(embedded)
-            return None if reason is None else f"an IPv6 form of {embedded}, {reason}"
-    if ip.is_unspecified or (isinstance(ip, ipaddress.IPv4Address) and ip in _THIS_NETWORK):
-        return "an unspecified address"
-    if ip.is_link_local:
-        return "a link-local address"
-    if ip.is_multicast:
-        return "a multicast address"
-    if ip.is_loopback or ip.is_private:
-        return None
-    if isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED_ADDRESS_SPACE:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
-        return None
-    return forbidden_address_reason(ip)
-
-
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address stands for (mapped, NAT64, 6to4), if any."""
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip in _NAT64_PREFIX:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return ip.sixtofour
-
-
 def system_resolver(host: str, port: int) -> list[str]:
     """Every address ``getaddrinfo`` gives for ``host`` (TCP), in its order, without repeats."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
@@ -509,364 +404,3 @@ def _resolve(
     if not addresses:
         raise ImageDownloadError(f"Could not resolve {target.host!r}: no address.")
     return addresses
-
-
-# --- HTTP ----------------------------------------------------------------------------------------
-
-_SOCKET_EVENTS: Final = frozenset(
-    {"connection.connect_tcp.complete", "connection.start_tls.complete"}
-)
-
-
-class _Clock:
-    """The time budget of one fetch, and the watchdog that enforces it on blocked sockets.
-
-    Per-operation timeouts alone do not bound a fetch: a server may dribble its status line and
-    headers one byte at a time, each read well within the read timeout, while httpcore keeps
-    reading until the headers are complete. So when the budget runs out a timer thread shuts down
-    every socket this fetch opened, which wakes any read blocked on it. Sockets are learnt through
-    httpcore's documented ``trace`` request extension (the ``connect_tcp`` / ``start_tls`` events
-    return the network stream, whose ``get_extra_info("socket")`` is the socket).
-    """
-
-    def __init__(self, timeout_s: float) -> None:
-        self.deadline = time.monotonic() + timeout_s
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self._fired = False
-        self._timer = threading.Timer(timeout_s, self._fire)
-        self._timer.daemon = True
-        self._timer.name = "stolentee-fetch-watchdog"
-        self._timer.start()
-
-    @property
-    def expired(self) -> bool:
-        return self._fired or time.monotonic() >= self.deadline
-
-    def remaining(self) -> float:
-        """Seconds left; raises :class:`ImageDownloadTimeoutError` when there are none."""
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0 or self._fired:
-            raise ImageDownloadTimeoutError(
-                "Downloading the image took longer than the time allowed."
-            )
-        return remaining
-
-    def trace(self, event: str, info: dict[str, object]) -> None:
-        """httpcore ``trace`` hook: remember each socket as soon as it exists."""
-        if event not in _SOCKET_EVENTS:
-            return
-        get_extra_info = getattr(info.get("return_value"), "get_extra_info", None)
-        sock = get_extra_info("socket") if callable(get_extra_info) else None
-        if not isinstance(sock, socket.socket):
-            return
-        with self._lock:
-            if not self._fired:
-                self._sockets.append(sock)
-                return
-        _abort(sock)
-
-    def _fire(self) -> None:
-        with self._lock:
-            self._fired = True
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            _abort(sock)
-
-    def stop(self) -> None:
-        self._timer.cancel()
-
-
-def _abort(sock: socket.socket) -> None:
-    # socket.socket.shutdown, not SSLSocket.shutdown: the latter also drops the TLS object that
-    # the reading thread may be using. Shutting down the descriptor wakes that thread with EOF.
-    with contextlib.suppress(OSError):
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
-def _timed_out(target: _Target) -> ImageDownloadTimeoutError:
-    return ImageDownloadTimeoutError(f"Downloading {target.url} took longer than the time allowed.")
-
-
-_IMAGE_HEADERS: Final = {
-    "User-Agent": _USER_AGENT,
-    "Accept": "image/*, */*;q=0.5",
-    "Accept-Encoding": "identity",
-}
-
-
-def _request_for(
-    target: _Target,
-    ip: IPAddress,
-    clock: _Clock,
-    *,
-    method: str = "GET",
-    headers: Mapping[str, str] = _IMAGE_HEADERS,
-    content: bytes | None = None,
-) -> httpx.Request:
-    """A request addressed to the vetted ``ip``, naming the real host in ``Host`` and SNI."""
-    remaining = clock.remaining()
-    url = httpx.URL(
-        scheme=target.scheme,
-        host=ip.compressed,
-        port=target.port,
-        raw_path=target.path_query.encode("ascii"),
-    )
-    extensions: dict[str, object] = {
-        "timeout": {"connect": remaining, "read": remaining, "write": remaining, "pool": remaining},
-        "trace": clock.trace,
-    }
-    if target.scheme == "https" and target.ip is None:
-        extensions["sni_hostname"] = target.host  # SNI and certificate check use the real name
-    # Host and Connection are ours to set: the caller cannot redirect the request elsewhere or
-    # keep a connection (checked for one name) open for another.
-    sent = {**headers, "Host": target.authority, "Connection": "close"}
-    return httpx.Request(method, url, headers=sent, content=content, extensions=extensions)
-
-
-def _send_pinned(
-    target: _Target,
-    addresses: list[IPAddress],
-    transport: httpx.BaseTransport,
-    clock: _Clock,
-    build: Callable[[IPAddress], httpx.Request] | None = None,
-    action: str = "download",
-) -> httpx.Response:
-    """Send to the first vetted address that accepts a connection (no new DNS lookup).
-    ``build`` makes the request for one address (default: the image GET); ``action`` says
-    what failed in error messages."""
-    last_error: httpx.TransportError | None = None
-    for ip in addresses:
-        request = build(ip) if build is not None else _request_for(target, ip, clock)
-        try:
-            return transport.handle_request(request)
-        except httpx.TimeoutException:
-            raise _timed_out(target) from None
-        except httpx.ConnectError as exc:
-            if clock.expired:
-                raise _timed_out(target) from None
-            last_error = exc
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            if clock.expired:
-                raise _timed_out(target) from None
-            raise ImageDownloadError(f"Could not {action} {target.url}: {exc}") from None
-    raise ImageDownloadError(f"Could not connect to {target.host!r}: {last_error}")
-
-
-def _read_body(
-    response: httpx.Response, target: _Target, policy: UrlPolicy, clock: _Clock
-) -> bytes:
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        raise ImageDownloadError(
-            f"{target.url} answered with {encoding!r}-compressed content; only uncompressed "
-            "images are accepted."
-        )
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > policy.max_bytes:
-        raise FileTooLargeError(
-            f"The image at {target.url} is {int(declared)} bytes; the limit is "
-            f"{policy.max_bytes} bytes."
-        )
-    body = bytearray()
-    # iter_bytes, not iter_raw: it also serves bodies a transport has already read; with only the
-    # identity encoding accepted (checked above) both yield the bytes as sent.
-    chunks: Iterator[bytes] = response.iter_bytes()
-    try:
-        for chunk in chunks:
-            if len(body) + len(chunk) > policy.max_bytes:
-                raise FileTooLargeError(
-                    f"The image at {target.url} is larger than the limit of "
-                    f"{policy.max_bytes} bytes."
-                )
-            body += chunk
-            if clock.expired:
-                raise _timed_out(target)
-    except httpx.TimeoutException:
-        raise _timed_out(target) from None
-    except httpx.HTTPError as exc:
-        if clock.expired:
-            raise _timed_out(target) from None
-        raise ImageDownloadError(f"Could not download {target.url}: {exc}") from None
-    if clock.expired:  # a body that ends with the connection looks complete when aborted
-        raise _timed_out(target)
-    return bytes(body)
-
-
-def _follow(target: _Target, location: str) -> str:
-    """The absolute URL a ``Location`` header points at (checked again by the next hop)."""
-    try:
-        return urljoin(target.url, location.strip())
-    except ValueError:
-        raise ImageUrlError("The image URL redirected to a malformed URL.") from None
-
-
-def fetch_image_url(
-    url: str,
-    *,
-    policy: UrlPolicy,
-    resolver: Resolver | None = None,
-    transport: httpx.BaseTransport | None = None,
-) -> FetchedImage:
-    """Download the image at ``url`` under ``policy``; blocking, meant for a worker thread.
-
-    Raises :class:`ImageUrlDisabledError`, :class:`ImageUrlError` (policy refusals, including
-    :class:`TooManyRedirectsError`), :class:`ImageDownloadError` (network errors, non-2xx
-    answers; :class:`ImageDownloadTimeoutError` when out of time) or
-    :class:`~stolentee.errors.FileTooLargeError`; nothing else for any input string.
-    ``resolver`` and ``transport`` are test hooks (see the module docstring); the defaults are
-    ``getaddrinfo`` and a fresh ``httpx.HTTPTransport`` that reads nothing from the environment.
-    """
-    if not policy.enabled:
-        raise ImageUrlDisabledError(
-            "This server does not fetch image URLs; upload the image instead "
-            "(operators: STOLENTEE_IMAGE_URL_ENABLED)."
-        )
-    if not isinstance(url, str):
-        raise ImageUrlError("The image URL must be text.")
-    resolve = resolver or system_resolver
-    owned = transport is None
-    active = transport or httpx.HTTPTransport(trust_env=False, retries=0)
-    clock = _Clock(policy.timeout_s)
-    try:
-        current = url
-        for hop in range(policy.max_redirects + 1):
-            target = _parse_url(current, policy.label)
-            _check_target(target, policy)
-            addresses = _resolve(target, resolve, clock, internal=_is_internal(target, policy))
-            response = _send_pinned(target, addresses, active, clock)
-            try:
-                if response.status_code in _REDIRECT_STATUSES:
-                    location = response.headers.get("location")
-                    if not location:
-                        raise ImageDownloadError(
-                            f"{target.url} answered {response.status_code} without a Location."
-                        )
-                    current = _follow(target, location)
-                    log.debug("image URL hop %d: %s -> %s", hop + 1, target.url, current)
-                    continue
-                if not 200 <= response.status_code < 300:
-                    raise ImageDownloadError(
-                        f"{target.url} answered HTTP {response.status_code}, not an image."
-                    )
-                content = _read_body(response, target, policy, clock)
-                return FetchedImage(
-                    content=content,
-                    final_url=target.url,
-                    content_type=response.headers.get("content-type"),
-                )
-            finally:
-                with contextlib.suppress(httpx.HTTPError):
-                    response.close()
-        raise TooManyRedirectsError(
-            f"The image URL redirected more than {policy.max_redirects} times."
-        )
-    finally:
-        clock.stop()
-        if owned:
-            active.close()
-
-
-# --- checking a URL ahead of time, and one pinned request without redirects ---------------------
-
-
-@dataclass(frozen=True, slots=True)
-class VettedUrl:
-    """A URL that passed every check: its normalised text and the addresses it resolved to."""
-
-    url: str
-    host: str
-    addresses: tuple[str, ...]
-
-
-def _require_enabled(policy: UrlPolicy) -> None:
-    if not policy.enabled:
-        raise ImageUrlDisabledError(f"This server does not accept {policy.label}s.")
-
-
-def vet_url(url: str, *, policy: UrlPolicy, resolver: Resolver | None = None) -> VettedUrl:
-    """Run the checks of steps 1-4 on ``url`` without sending anything (the host is resolved,
-    within ``policy.timeout_s``). For accepting a URL now that is contacted later: the later
-    request (:func:`send_pinned`) checks it again, because DNS answers change.
-
-    Raises :class:`ImageUrlDisabledError`, :class:`ImageUrlError` (refused by policy) or
-    :class:`ImageDownloadError` (the name does not resolve; the timeout subclass when DNS is
-    too slow).
-    """
-    _require_enabled(policy)
-    if not isinstance(url, str):
-        raise ImageUrlError(f"The {policy.label} must be text.")
-    target = _parse_url(url, policy.label)
-    _check_target(target, policy)
-    clock = _Clock(policy.timeout_s)
-    try:
-        addresses = _resolve(
-            target, resolver or system_resolver, clock, internal=_is_internal(target, policy)
-        )
-    finally:
-        clock.stop()
-    return VettedUrl(
-        url=target.url, host=target.host, addresses=tuple(ip.compressed for ip in addresses)
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """What the server said to :func:`send_pinned` (the body is not read)."""
-
-    status_code: int
-    url: str
-    location: str | None  # the Location header of a redirect, which is never followed
-
-
-def send_pinned(
-    url: str,
-    *,
-    method: str,
-    content: bytes,
-    headers: Mapping[str, str],
-    policy: UrlPolicy,
-    resolver: Resolver | None = None,
-    transport: httpx.BaseTransport | None = None,
-) -> Answer:
-    """Send one request with ``content`` to ``url`` under ``policy``: the URL is checked, its
-    host resolved and vetted, and the request goes to the vetted address (``Host``/SNI carry the
-    name), all within ``policy.timeout_s``. Redirects are **not** followed: a 3xx answer is
-    returned like any other, so the caller decides (a redirect to an internal address can never
-    be reached this way). The answer's body is not read; the connection is closed.
-
-    Raises :class:`ImageUrlDisabledError`, :class:`ImageUrlError` (refused by policy) or
-    :class:`ImageDownloadError` (DNS or network failure; :class:`ImageDownloadTimeoutError` when
-    out of time). ``resolver`` and ``transport`` are the test hooks of :func:`fetch_image_url`.
-    """
-    _require_enabled(policy)
-    target = _parse_url(url, policy.label)
-    _check_target(target, policy)
-    owned = transport is None
-    active = transport or httpx.HTTPTransport(trust_env=False, retries=0)
-    clock = _Clock(policy.timeout_s)
-    try:
-        addresses = _resolve(
-            target, resolver or system_resolver, clock, internal=_is_internal(target, policy)
-        )
-        headers = {"User-Agent": _USER_AGENT, **headers}
-
-        def build(ip: IPAddress) -> httpx.Request:
-            return _request_for(target, ip, clock, method=method, headers=headers, content=content)
-
-        response = _send_pinned(target, addresses, active, clock, build, action="reach")
-        try:
-            if clock.expired:  # an answer cut short by the watchdog is no answer
-                raise _timed_out(target)
-            return Answer(
-                status_code=response.status_code,
-                url=target.url,
-                location=response.headers.get("location"),
-            )
-        finally:
-            with contextlib.suppress(httpx.HTTPError):
-                response.close()
-    finally:
-        clock.stop()
-        if owned:
-            active.close()
