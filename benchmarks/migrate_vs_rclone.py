@@ -73,7 +73,8 @@ if str(REPO) not in sys.path:
 
 from tests.seaweedfs import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, SeaweedFS  # noqa: E402
 
-from stolentee.storage.s3.store import SHA256_METADATA, S3Storage  # noqa: E402
+from stolentee.storage.s3.objects import SHA256_METADATA  # noqa: E402
+from stolentee.storage.s3.store import S3Storage  # noqa: E402
 
 MIB = 1024 * 1024
 UNICODE_KEYS = (

@@ -22,8 +22,8 @@ from types import TracebackType
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from stolentee.storage.s3.client import client_config
 from stolentee.storage.s3.requests import S3Credentials
-from stolentee.storage.s3.store import client_config
 
 ACCESS_KEY_ID = "stolentee-test"
 SECRET_ACCESS_KEY = "stolentee-test-secret"

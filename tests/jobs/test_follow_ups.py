@@ -23,7 +23,8 @@ from stolentee.db.models import Base, Job
 from stolentee.designs.callbacks import CALLBACK_JOB, CallbackSender
 from stolentee.designs.jobs import DESIGN_JOB, design_handler
 from stolentee.designs.store import DesignRecord, DesignStore
-from stolentee.jobs.queue import DONE, FAILED, PROCESSING, QUEUED, JobQueue
+from stolentee.jobs.queue import JobQueue
+from stolentee.jobs.states import DONE, FAILED, PROCESSING, QUEUED
 from stolentee.jobs.transport import Transport
 from stolentee.jobs.worker import Completion, Heartbeat, PermanentJobError
 from stolentee.removal.base import ImageKind, RemovalOptions, RemovalResult

@@ -16,7 +16,8 @@ from stolentee.db.models import Job
 from stolentee.db.prepared import PreparedStatement
 from stolentee.designs.store import DesignStore, design_in, record_result_in
 from stolentee.errors import DatabaseUnavailableError, QueryTimeoutError
-from stolentee.jobs.queue import DONE, PROCESSING, JobQueue
+from stolentee.jobs.queue import JobQueue
+from stolentee.jobs.states import DONE, PROCESSING
 from tests.jobs.designs import new_design
 
 from ..clocks import FakeWallClock

@@ -25,7 +25,8 @@ import redis
 from stolentee.config import Settings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
-from stolentee.jobs.queue import DONE, FAILED, QUEUED, JobQueue
+from stolentee.jobs.queue import JobQueue
+from stolentee.jobs.states import DONE, FAILED, QUEUED
 from stolentee.jobs.transport import Transport, build_transport
 
 from ..conftest import SettingsFactory

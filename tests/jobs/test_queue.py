@@ -11,15 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from stolentee.jobs.queue import (
-    DONE,
-    FAILED,
-    PROCESSING,
-    QUEUED,
-    JobQueue,
-    backoff_s,
-    percentile,
-)
+from stolentee.jobs.figures import percentile
+from stolentee.jobs.queue import JobQueue
+from stolentee.jobs.states import DONE, FAILED, PROCESSING, QUEUED, backoff_s
 from stolentee.jobs.transport import Transport
 
 from ..clocks import FakeWallClock

@@ -15,7 +15,8 @@ from stolentee.config import QueueSettings
 from stolentee.db.engine import Database
 from stolentee.db.models import Job
 from stolentee.errors import ImageError, InvalidImageError
-from stolentee.jobs.queue import DONE, FAILED, PROCESSING, QUEUED, JobQueue
+from stolentee.jobs.queue import JobQueue
+from stolentee.jobs.states import DONE, FAILED, PROCESSING, QUEUED
 from stolentee.jobs.transport import Transport
 from stolentee.jobs.worker import Handler, Heartbeat, Worker, default_owner
 

@@ -107,7 +107,7 @@ def test_soft_shadow_becomes_translucent_black(
     logo_alpha = np.asarray(draw_logo().getchannel("A"))
     image = composite(art, background)
     with monkeypatch.context() as patched:
-        patched.setattr(graphics, "_soft_shadows", lambda *args: 0)
+        patched.setattr(graphics, "soft_shadows", lambda *args: 0)
         _, without = cut(image)
     _, result = cut(image)
     shadow_only = (logo_alpha == 0) & (truth > 40)
@@ -130,7 +130,7 @@ def shadow_pass_again(image: Image.Image) -> tuple[graphics.GraphicCut, int]:
     analysis = border.analyse_border(pixels)
     key = graphics.colour_key(pixels, analysis)
     is_bg = np.where(key.alpha == 0, 255, 0).astype(np.uint8)
-    changed = shadows._soft_shadows(pixels, is_bg, analysis, key.alpha.copy(), key.rgb.copy())
+    changed = shadows.soft_shadows(pixels, is_bg, analysis, key.alpha.copy(), key.rgb.copy())
     return key, changed
 
 

@@ -21,7 +21,6 @@ import pytest
 from PIL import Image
 
 from stolentee.api.app import create_app
-from stolentee.api.routes.removebg import options_from_fields
 from stolentee.config import (
     ApiSettings,
     EngineSettings,
@@ -41,19 +40,20 @@ from stolentee.removal.base import (
     RemovalOptions,
     Roi,
 )
-from stolentee.removal.providers.remote import (
-    RETRY_AFTER_CAP_S,
+from stolentee.removal.providers.errors import (
     ProviderAuthError,
     ProviderError,
     ProviderOutOfCreditsError,
     ProviderRejectedError,
+)
+from stolentee.removal.providers.remote import (
+    RETRY_AFTER_CAP_S,
     RembgServiceRemover,
     RemoveBgRemover,
     build_http_client,
-    form_fields,
-    kind_from_header,
     parse_retry_after,
 )
+from stolentee.removal.removebg_wire import form_fields, kind_from_header, options_from_fields
 from tests.faultproxy import FaultProxy, LiveServer
 from tests.removal.conftest import composite, draw_logo, encode
 

@@ -30,11 +30,13 @@ from stolentee.removal.base import (
 from stolentee.removal.engine import RemovalEngine
 from stolentee.removal.providers.breaker import BreakerState
 from stolentee.removal.providers.chain import NoProviderAvailableError, ProviderChain, build_chain
-from stolentee.removal.providers.remote import (
-    ProbeResult,
+from stolentee.removal.providers.errors import (
     ProviderError,
     ProviderOutOfCreditsError,
     ProviderRejectedError,
+)
+from stolentee.removal.providers.remote import (
+    ProbeResult,
     RembgServiceRemover,
     RemoveBgRemover,
     build_http_client,

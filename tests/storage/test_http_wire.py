@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from stolentee.storage.s3 import http_wire
-from stolentee.storage.s3.http_wire import (
+from stolentee.storage.s3 import http_response, http_wire
+from stolentee.storage.s3.http_errors import (
     ConnectError,
-    ConnectionPool,
     ConnectTimeout,
     PoolClosedError,
     ProtocolError,
     ReadTimeout,
 )
+from stolentee.storage.s3.http_wire import ConnectionPool
 from tests.storage.rawhttp import Answer, RawServer, ok, self_signed_certificate
 
 
@@ -91,7 +91,7 @@ def test_headers_read_line_by_line_or_whole_are_the_same(
     server: RawServer, monkeypatch: pytest.MonkeyPatch, buffer_bytes: int
 ) -> None:
     """The head is parsed at once when it arrived whole, line by line when it did not."""
-    monkeypatch.setattr(http_wire, "_READ_BUFFER", buffer_bytes)
+    monkeypatch.setattr(http_response, "_READ_BUFFER", buffer_bytes)
     server.script = [Answer(S3_HEAD + b"2345")]
     answer = _pool(server).request("GET", "/k", {"Range": "bytes=2-5"})
     assert (answer.status, answer.reason, answer.data) == (206, "Partial Content", b"2345")
@@ -116,7 +116,7 @@ def test_chunked_bodies_read_in_pieces_across_split_reads(
 ) -> None:
     """Every line and chunk arrives split (a one-byte read buffer, the answer sent in small
     writes); extensions and trailers are skipped; the connection is reused afterwards."""
-    monkeypatch.setattr(http_wire, "_READ_BUFFER", 1)
+    monkeypatch.setattr(http_response, "_READ_BUFFER", 1)
     chunked = (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: a/b\r\n\r\n"
         b"5;name=value\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n"

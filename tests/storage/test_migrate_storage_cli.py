@@ -26,7 +26,8 @@ from stolentee.db.engine import Database
 from stolentee.designs.store import DesignStore
 from stolentee.storage.backends.local import LocalStorage
 from stolentee.storage.migration.manifest import Manifest
-from stolentee.storage.s3.store import MIB, SHA256_METADATA
+from stolentee.storage.s3.objects import SHA256_METADATA
+from stolentee.storage.s3.store import MIB
 from tests.conftest import SettingsFactory
 from tests.seaweedfs import REGION, SeaweedFS
 

@@ -29,7 +29,8 @@ from stolentee.storage.cache_policy import ASSETS_CACHE, UPLOADS_CACHE
 from stolentee.storage.factory import build_named_storage, build_storage
 from stolentee.storage.migration.copier import migrate
 from stolentee.storage.migration.manifest import Manifest
-from stolentee.storage.s3.store import MIB, SHA256_METADATA, S3Storage
+from stolentee.storage.s3.objects import SHA256_METADATA
+from stolentee.storage.s3.store import MIB, S3Storage
 from tests.conftest import SettingsFactory
 from tests.seaweedfs import SeaweedFS
 

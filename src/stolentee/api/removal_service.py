@@ -19,6 +19,7 @@ from stolentee.keys.store import KeyStore, Principal
 from stolentee.removal.base import RemovalOptions, RemovalResult, Remover, credits_for
 from stolentee.removal.engine import RemovalEngine
 from stolentee.removal.imaging.decode import read_header
+from stolentee.removal.removebg_wire import result_headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,25 +66,3 @@ class RemovalService:
             credits=credits,
         )
         return ServedRemoval(result, credits, {**rate_headers, **result_headers(result, credits)})
-
-
-def result_headers(result: RemovalResult, credits: float) -> dict[str, str]:
-    headers = {
-        "X-Width": str(result.width),
-        "X-Height": str(result.height),
-        "X-Type": result.kind.value,
-        "X-Credits-Charged": f"{credits:g}",
-        "X-Removal-Method": result.method,
-        "X-Removal-Provider": result.provider,
-    }
-    if result.foreground is not None:
-        box = result.foreground
-        headers.update(
-            {
-                "X-Foreground-Top": str(box.top),
-                "X-Foreground-Left": str(box.left),
-                "X-Foreground-Width": str(box.width),
-                "X-Foreground-Height": str(box.height),
-            }
-        )
-    return headers

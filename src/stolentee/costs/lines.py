@@ -7,14 +7,20 @@ presentation, savings and differences.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from decimal import ROUND_CEILING, Decimal
+from dataclasses import replace
+from decimal import Decimal
 
-from stolentee.costs.errors import ProfileError
-from stolentee.costs.fmt import cents, quantity, usd, usd_exact
+from stolentee.costs.charges import (
+    HUNDRED,
+    LineContext,
+    billable_quantity,
+    credit_charges,
+    credits_for,
+    effective_plan,
+    make_charge,
+)
+from stolentee.costs.fmt import quantity, usd, usd_exact
 from stolentee.costs.items import (
-    INFRASTRUCTURE,
     MINUTES_PER_MONTH,
     PAYMENT,
     TIMES,
@@ -24,16 +30,14 @@ from stolentee.costs.items import (
     LineItem,
     Policy,
 )
-from stolentee.costs.pricebook import Figure, Plan, Pricebook, Provider
-from stolentee.costs.profile import Images, Profile
-
-HUNDRED = Decimal(100)
+from stolentee.costs.pricebook import Plan, Pricebook
+from stolentee.costs.profile import Profile
 
 
 def price_lines(book: Pricebook, profile: Profile, policy: Policy) -> tuple[LineItem, ...]:
     """Every service ``profile`` uses, priced with ``book`` under ``policy`` (in the seed's
     order: compute, frontend, storage, Redis, AI, removal, payments, CDN, domain)."""
-    ctx = _Context(book=book, profile=profile, policy=policy)
+    ctx = LineContext(book=book, profile=profile, policy=policy)
     _railway(ctx)
     _vercel(ctx)
     _supabase(ctx)
@@ -48,190 +52,10 @@ def price_lines(book: Pricebook, profile: Profile, policy: Policy) -> tuple[Line
     return tuple(ctx.lines)
 
 
-@dataclass
-class _Context:
-    book: Pricebook
-    profile: Profile
-    policy: Policy
-    lines: list[LineItem] = field(default_factory=list)
-
-    def fail(self, key: str, problem: str) -> ProfileError:
-        return ProfileError(f"{self.profile.file or self.profile.name}: {key}: {problem}")
-
-    def plan(self, provider_id: str) -> tuple[Provider, Plan]:
-        provider = self.book.provider(provider_id)
-        chosen = self.profile.plans.get(provider_id)
-        known = ", ".join(sorted(provider.plans))
-        if chosen is None:
-            raise self.fail(
-                f"plans.{provider_id}",
-                f"is missing: the profile uses {provider.name} (plans: {known})",
-            )
-        if chosen not in provider.plans:
-            raise self.fail(
-                f"plans.{provider_id}",
-                f"the price book has no {provider.name} plan {chosen!r} (plans: {known})",
-            )
-        return provider, provider.plans[chosen]
-
-    def add(
-        self,
-        *,
-        key: str,
-        name: str,
-        provider: str,
-        charges: Sequence[Charge],
-        category: str = INFRASTRUCTURE,
-        notes: Iterable[str] = (),
-        adjustments: Iterable[Adjustment] = (),
-        extra: Decimal = ZERO,
-    ) -> LineItem:
-        """A line from its charges, rounded as the policy does. ``extra``: an amount that is not
-        a charge of its own (none so far)."""
-        exact = sum((charge.amount for charge in charges), extra)
-        amount = self.policy.round(exact)
-        single = charges[0] if len(charges) == 1 else None
-        formula = _line_formula(charges, exact, amount, self.policy)
-        adjusted = list(adjustments)
-        if self.policy.float_rounding and len(charges) > 1:
-            parts = [cents(charge.amount) for charge in charges]
-            if sum(parts, ZERO) != amount:
-                shown = " + ".join(usd(part) for part in parts)
-                adjusted.append(
-                    Adjustment(
-                        f"{key}-parts-sum",
-                        f"{name}'s parts, rounded to the cent ({shown}), add to "
-                        f"{usd(sum(parts, ZERO))}, yet the line is {usd(amount)}: the "
-                        f"unrounded sum {usd_exact(exact)} held in binary floating point is "
-                        f"{Decimal(float(exact)):.17f}, which rounds to {usd(amount)} (the "
-                        "seed's arithmetic). Rounded line by line, as a bill is, the figures "
-                        "agree.",
-                    )
-                )
-        line = LineItem(
-            key=key,
-            name=name,
-            provider=provider,
-            category=category,
-            quantity=single.quantity if single else None,
-            unit=single.unit if single else "",
-            unit_price=single.unit_price / single.per if single else None,
-            amount=amount,
-            exact_amount=exact,
-            formula=formula,
-            notes=tuple(notes),
-            charges=tuple(charges),
-            adjustments=tuple(adjusted),
-            verified=all(charge.verified for charge in charges),
-        )
-        self.lines.append(line)
-        return line
-
-
-def _charge(
-    label: str,
-    quantity_: Decimal,
-    unit: str,
-    price: Figure | Decimal,
-    *,
-    per: Decimal = Decimal(1),
-    per_label: str = "",
-    figures: Sequence[Figure] = (),
-    how: str = "",
-    shown_price: str = "",
-) -> Charge:
-    """``quantity_`` x ``price`` / ``per``. ``how`` replaces the default "quantity unit" and
-    ``shown_price`` the default "$price/per_label" in the formula."""
-    value = price.value if isinstance(price, Figure) else price
-    used = [*figures, *([price] if isinstance(price, Figure) else [])]
-    amount = quantity_ * value / per
-    price_text = shown_price or usd_exact(value) + (f"/{per_label}" if per_label else "")
-    left = how or f"{quantity(quantity_)} {_units(quantity_, unit)}".rstrip()
-    formula = f"{label}: {left} {TIMES} {price_text} = {usd_exact(amount)}"
-    return Charge(
-        label=label,
-        quantity=quantity_,
-        unit=unit,
-        unit_price=value,
-        amount=amount,
-        formula=formula,
-        per=per,
-        figures=tuple(figure.ref for figure in used),
-        verified=all(figure.verified for figure in used),
-    )
-
-
-def _units(count: Decimal, unit: str) -> str:
-    """``unit`` (a plural) in the singular for one: "1 member", "2 members"."""
-    return unit[:-1] if count == 1 and unit.endswith("s") else unit
-
-
-def _line_formula(
-    charges: Sequence[Charge], exact: Decimal, amount: Decimal, policy: Policy
-) -> str:
-    if not charges:
-        return f"{usd(amount)}"
-    text = " + ".join(charge.formula for charge in charges)
-    if len(charges) > 1:
-        text += f"; total {usd_exact(exact)}"
-    if cents(exact) != exact or amount != exact:
-        how = "binary floating point, toFixed(2)" if policy.float_rounding else "half-up"
-        text += f" -> {usd(amount)} ({how})"
-    return text
-
-
-def _billable(
-    ctx: _Context, used: Decimal, free: Figure | None, unit: Figure | None
-) -> tuple[Decimal, bool, bool]:
-    """Usage left to pay for: minus the free tier (when the policy gives it), rounded up to the
-    billing unit (when the policy does). Returns (billable, free tier changed it, unit did)."""
-    billable = used
-    freed = False
-    if free is not None and ctx.policy.free_tiers:
-        billable = max(ZERO, used - free.value)
-        freed = billable != used
-    rounded = False
-    if unit is not None and ctx.policy.billing_units and unit.value > 0 and billable > 0:
-        steps = (billable / unit.value).to_integral_value(rounding=ROUND_CEILING)
-        rounded_value = steps * unit.value
-        rounded = rounded_value != billable
-        billable = rounded_value
-    return billable, freed, rounded
-
-
-def _effective_plan(ctx: _Context, provider_id: str) -> tuple[Provider, Plan, list[Adjustment]]:
-    """The profile's plan, or under plan terms the cheapest one a commercial shop may use."""
-    provider, plan = ctx.plan(provider_id)
-    if not (ctx.policy.plan_terms and ctx.profile.commercial):
-        return provider, plan, []
-    if plan.flag("commercial_use", True):
-        return provider, plan, []
-    allowed = [p for p in provider.plans.values() if p.flag("commercial_use", True)]
-    if not allowed:
-        return provider, plan, []
-    cheapest = min(allowed, key=_plan_fee)
-    commercial = plan.flags.get("commercial_use")
-    origin = ctx.book.sources.get(commercial.source) if commercial is not None else None
-    source = f" ({origin.url or origin.title})" if origin is not None else ""
-    reason = (
-        f"{provider.name} {plan.name} is for non-commercial personal use only{source}; a shop "
-        f"taking payments needs {cheapest.name} at {usd(_plan_fee(cheapest))} a month."
-    )
-    return provider, cheapest, [Adjustment(f"{provider_id}-{plan.id}-commercial-use", reason)]
-
-
-def _plan_fee(plan: Plan) -> Decimal:
-    for name in ("fee_usd_per_month", "fee_usd_per_member_month"):
-        figure = plan.figures.get(name)
-        if figure is not None:
-            return figure.value
-    return ZERO
-
-
 # --- providers ---------------------------------------------------------------------------------
 
 
-def _railway(ctx: _Context) -> None:
+def _railway(ctx: LineContext) -> None:
     compute_ = ctx.profile.compute
     volume_gb = ZERO
     storage = ctx.profile.storage
@@ -247,7 +71,7 @@ def _railway(ctx: _Context) -> None:
         if service.measured:
             assert service.ram_gb_minutes is not None and service.vcpu_minutes is not None
             charges = [
-                _charge(
+                make_charge(
                     "RAM",
                     service.ram_gb_minutes,
                     "GB-minutes",
@@ -255,7 +79,7 @@ def _railway(ctx: _Context) -> None:
                     per=MINUTES_PER_MONTH,
                     per_label=f"{quantity(MINUTES_PER_MONTH)} GB-minutes",
                 ),
-                _charge(
+                make_charge(
                     "CPU",
                     service.vcpu_minutes,
                     "vCPU-minutes",
@@ -267,7 +91,7 @@ def _railway(ctx: _Context) -> None:
         else:
             n = service.instances
             charges = [
-                _charge(
+                make_charge(
                     "RAM",
                     n * service.ram_gb,
                     "GB-months",
@@ -275,7 +99,7 @@ def _railway(ctx: _Context) -> None:
                     per_label="GB-month",
                     how=f"{quantity(n)} {TIMES} {quantity(service.ram_gb)} GB",
                 ),
-                _charge(
+                make_charge(
                     "CPU",
                     n * service.vcpu,
                     "vCPU-months",
@@ -297,7 +121,7 @@ def _railway(ctx: _Context) -> None:
         volume_gb += compute_.volume_gb
     if volume_gb:
         extra.append(
-            _charge(
+            make_charge(
                 "volume",
                 volume_gb,
                 "GB-months",
@@ -307,7 +131,7 @@ def _railway(ctx: _Context) -> None:
         )
     if compute_ is not None and compute_.egress_gb:
         extra.append(
-            _charge(
+            make_charge(
                 "egress",
                 compute_.egress_gb,
                 "GB",
@@ -338,7 +162,7 @@ def _railway(ctx: _Context) -> None:
             name=f"Railway ({plan.name} plan)",
             provider="railway",
             charges=[
-                _charge(
+                make_charge(
                     "plan fee not used up",
                     Decimal(1),
                     "month",
@@ -356,24 +180,26 @@ def _railway(ctx: _Context) -> None:
         )
 
 
-def _vercel(ctx: _Context) -> None:
+def _vercel(ctx: LineContext) -> None:
     frontend = ctx.profile.frontend
     if frontend is None:
         return
-    provider, plan, adjustments = _effective_plan(ctx, "vercel")
+    provider, plan, adjustments = effective_plan(ctx, "vercel")
     fee = plan.figure("fee_usd_per_member_month")
     members = Decimal(frontend.members)
     ctx.add(
         key="vercel",
         name="Vercel (Frontend)",
         provider="vercel",
-        charges=[_charge(f"{plan.name} plan", members, "members", fee, per_label="member-month")],
+        charges=[
+            make_charge(f"{plan.name} plan", members, "members", fee, per_label="member-month")
+        ],
         notes=[*plan.notes, *provider.notes],
         adjustments=adjustments,
     )
 
 
-def _supabase(ctx: _Context) -> None:
+def _supabase(ctx: LineContext) -> None:
     storage = ctx.profile.storage
     database = ctx.profile.database
     on_storage = storage is not None and storage.provider == "supabase"
@@ -382,7 +208,7 @@ def _supabase(ctx: _Context) -> None:
         return
     provider, plan = ctx.plan("supabase")
     charges = [
-        _charge(f"{plan.name} plan", Decimal(1), "month", plan.figure("fee_usd_per_month")),
+        make_charge(f"{plan.name} plan", Decimal(1), "month", plan.figure("fee_usd_per_month")),
     ]
     notes = list(plan.notes)
     uses: list[tuple[str, Decimal, str, str]] = []
@@ -414,7 +240,7 @@ def _supabase(ctx: _Context) -> None:
                 )
             continue
         charges.append(
-            _charge(
+            make_charge(
                 f"{label} above {quantity(included.value)} GB included",
                 over,
                 "GB",
@@ -434,7 +260,7 @@ def _supabase(ctx: _Context) -> None:
     )
 
 
-def _r2(ctx: _Context) -> None:
+def _r2(ctx: LineContext) -> None:
     storage = ctx.profile.storage
     if storage is None or storage.provider != "cloudflare-r2":
         return
@@ -478,14 +304,14 @@ def _r2(ctx: _Context) -> None:
         ),
     ):
         free = fig(free_name)
-        billable, freed, rounded = _billable(ctx, used, free, unit)
+        billable, freed, rounded = billable_quantity(ctx, used, free, unit)
         how = f"{quantity(used)} {unit_name}"
         if ctx.policy.free_tiers:
             how = f"max(0, {quantity(used)} - {quantity(free.value)} free) {unit_name}"
             if rounded:
                 how += f" rounded up to {quantity(billable)}"
         charges.append(
-            _charge(
+            make_charge(
                 label,
                 billable,
                 unit_name,
@@ -504,7 +330,7 @@ def _r2(ctx: _Context) -> None:
         if rounded:
             rounded_any.append(label)
     egress = fig("egress_usd_per_gb")
-    charges.append(_charge("egress", storage.egress_gb, "GB", egress, per_label="GB"))
+    charges.append(make_charge("egress", storage.egress_gb, "GB", egress, per_label="GB"))
     notes = list(provider.notes)
     adjustments: list[Adjustment] = []
     if freed_any:
@@ -548,7 +374,7 @@ def _r2(ctx: _Context) -> None:
     )
 
 
-def _upstash(ctx: _Context) -> None:
+def _upstash(ctx: LineContext) -> None:
     redis = ctx.profile.redis
     if redis is None or redis.provider != "upstash":
         return
@@ -581,7 +407,7 @@ def _upstash_charges(
 ) -> tuple[list[Charge], list[str]]:
     notes: list[str] = []
     fee = plan.figure("fee_usd_per_month")
-    charges = [_charge(f"{plan.name} plan", Decimal(1), "month", fee)] if fee.value else []
+    charges = [make_charge(f"{plan.name} plan", Decimal(1), "month", fee)] if fee.value else []
     included = plan.figure("included_commands")
     price = plan.optional("usd_per_100k_commands")
     billable = max(ZERO, commands - included.value)
@@ -596,7 +422,7 @@ def _upstash_charges(
         if included.value:
             how = f"max(0, {quantity(commands)} - {quantity(included.value)}) commands"
         charges.append(
-            _charge(
+            make_charge(
                 "commands",
                 billable,
                 "commands",
@@ -612,7 +438,7 @@ def _upstash_charges(
     if storage_price is not None and data_gb:
         free_gb = storage_included.value if storage_included is not None else ZERO
         charges.append(
-            _charge(
+            make_charge(
                 "data",
                 max(ZERO, data_gb - free_gb),
                 "GB",
@@ -624,7 +450,7 @@ def _upstash_charges(
     return charges, notes
 
 
-def _gemini(ctx: _Context) -> None:
+def _gemini(ctx: LineContext) -> None:
     ai = ctx.profile.ai
     if ai is None:
         return
@@ -633,50 +459,12 @@ def _gemini(ctx: _Context) -> None:
         key="gemini",
         name="Gemini API",
         provider="gemini",
-        charges=[_charge(plan.name, ai.requests, "requests", plan.figure("usd_per_request"))],
+        charges=[make_charge(plan.name, ai.requests, "requests", plan.figure("usd_per_request"))],
         notes=[*plan.notes, *provider.notes],
     )
 
 
-def _credit_charges(provider: Provider, images: Images, price: Figure) -> list[Charge]:
-    """Remove.bg's charges for ``images``: measured credits, or credits per output size."""
-    if images.credits is not None:
-        return [_charge("credits (measured)", images.credits, "credits", price, per_label="credit")]
-    charges: list[Charge] = []
-    for label, count, per_image in (
-        ("full", images.full, provider.figure("credits_per_full_image")),
-        ("preview", images.preview, provider.figure("credits_per_preview_image")),
-    ):
-        if not count:
-            continue
-        credits = "credit" if per_image.value == 1 else "credits"
-        charges.append(
-            _charge(
-                f"{label} images",
-                count,
-                "images",
-                per_image.value * price.value,
-                figures=[per_image, price],
-                how=f"{quantity(count)} {_units(count, 'images')} {TIMES} "
-                f"{quantity(per_image.value)} {credits}",
-                shown_price=f"{usd_exact(price.value)}/credit",
-            )
-        )
-    return charges
-
-
-def credits_for(book: Pricebook, images: Images) -> Decimal:
-    """Remove.bg credits ``images`` cost: measured credits, else by output size."""
-    if images.credits is not None:
-        return images.credits
-    provider = book.provider("removebg")
-    return (
-        images.full * provider.figure("credits_per_full_image").value
-        + images.preview * provider.figure("credits_per_preview_image").value
-    )
-
-
-def _removebg(ctx: _Context) -> None:
+def _removebg(ctx: LineContext) -> None:
     removal = ctx.profile.removal
     if removal is None:
         return
@@ -688,12 +476,12 @@ def _removebg(ctx: _Context) -> None:
         key="removebg",
         name="Remove.bg API",
         provider="removebg",
-        charges=_credit_charges(provider, images, plan.figure("usd_per_credit")),
+        charges=credit_charges(provider, images, plan.figure("usd_per_credit")),
         notes=[*plan.notes, *provider.notes],
     )
 
 
-def _self_hosted(ctx: _Context) -> None:
+def _self_hosted(ctx: LineContext) -> None:
     removal = ctx.profile.removal
     if removal is None or not removal.self_hosted.count:
         return
@@ -712,12 +500,12 @@ def _self_hosted(ctx: _Context) -> None:
         key="self-hosted-removal",
         name="Self-hosted rembg",
         provider="self-hosted",
-        charges=[_charge("images", images.count, "images", ZERO, per_label="image")],
+        charges=[make_charge("images", images.count, "images", ZERO, per_label="image")],
         notes=notes,
     )
 
 
-def _stripe(ctx: _Context) -> None:
+def _stripe(ctx: LineContext) -> None:
     sales = ctx.profile.sales
     if sales is None or not sales.orders_per_month:
         return
@@ -739,7 +527,7 @@ def _stripe(ctx: _Context) -> None:
     if mix.currency_conversion_share:
         share = quantity(mix.currency_conversion_share)
         rate_text += f" + {quantity(conv.value)}% {TIMES} {share} converted"
-    charge = _charge(
+    charge = make_charge(
         "card fees",
         sales.orders_per_month,
         "orders",
@@ -760,7 +548,7 @@ def _stripe(ctx: _Context) -> None:
     )
 
 
-def _cdn(ctx: _Context) -> None:
+def _cdn(ctx: LineContext) -> None:
     if ctx.profile.cdn is None:
         return
     provider = ctx.book.provider("cloudflare-cdn")
@@ -769,12 +557,14 @@ def _cdn(ctx: _Context) -> None:
         key="cloudflare-cdn",
         name="Cloudflare CDN",
         provider="cloudflare-cdn",
-        charges=[_charge("served", served, "GB", provider.figure("usd_per_gb"), per_label="GB")],
+        charges=[
+            make_charge("served", served, "GB", provider.figure("usd_per_gb"), per_label="GB")
+        ],
         notes=provider.notes,
     )
 
 
-def _domain(ctx: _Context) -> None:
+def _domain(ctx: LineContext) -> None:
     if not ctx.profile.domains:
         return
     provider = ctx.book.provider("domain")
@@ -783,7 +573,7 @@ def _domain(ctx: _Context) -> None:
         name="Domain",
         provider="domain",
         charges=[
-            _charge(
+            make_charge(
                 "domains",
                 Decimal(ctx.profile.domains),
                 "domains",

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from stolentee.costs.charges import credits_for
 from stolentee.costs.errors import ProfileError
 from stolentee.costs.fmt import cents, percent, usd
 from stolentee.costs.items import (
@@ -49,7 +50,7 @@ from stolentee.costs.items import (
     Policy,
     get_policy,
 )
-from stolentee.costs.lines import credits_for, price_lines
+from stolentee.costs.lines import price_lines
 from stolentee.costs.pricebook import Pricebook
 from stolentee.costs.profile import Profile
 

@@ -44,7 +44,7 @@ from stolentee.errors import FileTooLargeError, ImageError, InvalidOptionError
 from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.worker import Completion, Handler, Heartbeat, PermanentJobError
 from stolentee.removal.base import Remover
-from stolentee.removal.providers.remote import ProviderRejectedError
+from stolentee.removal.providers.errors import ProviderRejectedError
 from stolentee.storage.base import Storage
 
 log = logging.getLogger(__name__)

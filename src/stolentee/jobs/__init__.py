@@ -8,7 +8,9 @@ process at start-up and pass them down.
 
 from __future__ import annotations
 
-from stolentee.jobs.queue import DONE, FAILED, PROCESSING, QUEUED, JobQueue, QueueFigures
+from stolentee.jobs.figures import QueueFigures
+from stolentee.jobs.queue import JobQueue
+from stolentee.jobs.states import DONE, FAILED, PROCESSING, QUEUED
 from stolentee.jobs.transport import Transport, build_transport
 from stolentee.jobs.worker import Handler, Heartbeat, PermanentJobError, Worker
 

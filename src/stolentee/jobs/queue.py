@@ -1,72 +1,22 @@
 """The job queue: the ``jobs`` table is the source of truth, huey only carries job ids.
 
-Life of a job::
-
-    enqueue ─▶ queued ─lease─▶ processing ─complete─▶ done
-                 ▲                  │
-                 ├── fail (retryable, attempts left: after a backoff)
-                 ├── release (graceful stop; not an attempt)
-                 └── reap (lease expired: the worker was lost; an attempt, backoff)
-                                    │
-                                    └─ fail (permanent, or attempts used up) ─▶ failed
-
-Every state change is **one conditional UPDATE** whose WHERE clause states what must still be
-true (``state``, ``lease_owner``, ``lease_expires_at``, ``attempts``), so two workers, a worker
-and the reaper, or two reapers on different machines can race freely: exactly one wins, the
-others see ``rowcount == 0``. Each such UPDATE is the first statement of its transaction, which
-keeps SQLite (one writer at a time, WAL) from failing a read-then-write upgrade.
-
-* **Messages are hints.** A worker that receives job id X calls :meth:`JobQueue.lease`; a
-  duplicate message, a message for a finished job, or one that arrives early leases nothing.
-* **A lost message is recovered.** ``sent_at`` records when the job's last message was sent (or
-  becomes due); a queued, available job that nobody leased ``resend_after_s`` after that (Redis
-  restarted empty, a send that failed after the row was committed) is sent again by
-  :meth:`JobQueue.reap`.
-* **A lost worker is recovered.** A lease not renewed by heartbeats expires; the reaper puts the
-  job back after the retry backoff (the lost run counts as an attempt and in ``lost``), or fails
-  it once the attempts are used up, so a job that always crashes its worker ends ``failed``
-  instead of looping (and does not take every worker down at once).
-* **Outputs must be idempotent** (content-addressed keys): a worker that lost its lease may still
-  finish its run; its result is discarded (``complete`` returns ``False``) but any file it wrote
-  is the same file the next run writes.
-
-**Follow-up jobs.** A hook registered for a job kind (``follow_ups``) runs inside the transaction
-that makes such a job final (``done``, or ``failed`` for good: a run that will be retried is not
-final) and may add jobs to it (:meth:`JobQueue.new_job`); they are committed with the final state
-or not at all, and their messages are sent after the commit. Design callbacks use this
-(:mod:`stolentee.designs.callbacks`): a design's job cannot finish without its notice being queued.
-
-**Two transactions per job.** A kind's lease hook (``on_lease``) reads what its handler needs in
-the lease's transaction, and :meth:`JobQueue.complete` takes ``within``, the job's own writes
-(a design's result), committed with ``done`` after the fenced UPDATE or not at all; it can also
-say that the follow-up hook has nothing to do. :meth:`JobQueue.heartbeat_many` renews all the
-leases of a worker in one UPDATE. The lease and completion UPDATEs (and the design jobs' hooks)
-are :class:`~stolentee.db.prepared.PreparedStatement` objects run on a plain SQLAlchemy
-connection: compiled once per dialect, executed on the driver's cursor (same SQL, same values,
-same transaction and error handling as an ORM session, a fraction of its CPU).
-
-Times are taken from ``clock`` (aware UTC) and compared in SQL as bound parameters, so the
-database server's clock never matters; worker machines' clocks must agree to well within
-``lease_s``.
+Every state change is one conditional UPDATE whose WHERE clause states what must still be true,
+so racing workers and reapers cannot both win; the life of a job, lost messages and workers,
+follow-up jobs and the two transactions per job are described in ``docs/queue.md``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Table,
     and_,
-    bindparam,
-    case,
     false,
     func,
     or_,
@@ -78,51 +28,24 @@ from sqlalchemy.orm import Session
 from stolentee.config import QueueSettings
 from stolentee.db.engine import Database
 from stolentee.db.models import JOB_KIND_LENGTH, JOB_OWNER_LENGTH, Job
-from stolentee.db.prepared import PreparedStatement
 from stolentee.errors import DatabaseUnavailableError
+from stolentee.jobs.figures import RECENT_DONE_FOR_PERCENTILES, QueueFigures, ReapReport, percentile
+from stolentee.jobs.statements import COMPLETE, JOB_BY_ID, LEASE, job_from_row
+from stolentee.jobs.states import (
+    DONE,
+    FAILED,
+    PROCESSING,
+    QUEUED,
+    backoff_s,
+    new_job_id,
+    truncate_error,
+    utc_now,
+)
 from stolentee.jobs.transport import Transport
-
-__all__ = [
-    "DONE",
-    "FAILED",
-    "PROCESSING",
-    "QUEUED",
-    "FollowUp",
-    "Job",
-    "JobQueue",
-    "LeaseHook",
-    "Leased",
-    "QueueFigures",
-    "ReapReport",
-    "Within",
-    "backoff_s",
-]
 
 log = logging.getLogger(__name__)
 
-QUEUED = "queued"
-PROCESSING = "processing"
-DONE = "done"
-FAILED = "failed"
-
-MAX_ERROR_CHARS = 4000
 REAP_BATCH = 200  # jobs reclaimed or re-sent per reap() pass and kind of work
-RECENT_DONE_FOR_PERCENTILES = 500
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def new_job_id() -> str:
-    return uuid.uuid4().hex
-
-
-def backoff_s(settings: QueueSettings, attempts: int, *, first_s: float | None = None) -> float:
-    """Delay before the next try after ``attempts`` tries: ``first * 2**(attempts-1)``, where
-    ``first`` is ``first_s`` or else ``settings.retry_backoff_s``."""
-    first = settings.retry_backoff_s if first_s is None else first_s
-    return float(first * 2 ** max(0, attempts - 1))
 
 
 FollowUp = Callable[["JobQueue", Session, Job], Sequence[Job]]
@@ -154,126 +77,6 @@ class Leased:
 
     job: Job
     context: object = None
-
-
-@dataclass(frozen=True, slots=True)
-class QueueFigures:
-    """A snapshot of the queue for health checks, metrics and autoscaling.
-
-    ``depth``: queued jobs (``ready`` of them may run now, the rest wait for a retry backoff);
-    ``in_flight``: jobs being processed; ``oldest_queued_age_s``: how long the longest-waiting
-    ready job has been waiting (0 when none); ``processing_p50_s`` / ``processing_p95_s``: time
-    from lease to completion over the most recent done jobs (``None`` before the first one).
-    """
-
-    depth: int
-    ready: int
-    in_flight: int
-    oldest_queued_age_s: float
-    done_total: int
-    failed_total: int
-    processing_p50_s: float | None
-    processing_p95_s: float | None
-    processing_sample: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "depth": self.depth,
-            "ready": self.ready,
-            "inFlight": self.in_flight,
-            "oldestQueuedAgeS": round(self.oldest_queued_age_s, 3),
-            "doneTotal": self.done_total,
-            "failedTotal": self.failed_total,
-            "processingP50S": _round(self.processing_p50_s),
-            "processingP95S": _round(self.processing_p95_s),
-            "processingSample": self.processing_sample,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ReapReport:
-    """What one :meth:`JobQueue.reap` pass did."""
-
-    requeued: int = 0  # expired leases put back in the queue
-    failed: int = 0  # expired leases whose attempts were used up
-    resent: int = 0  # queued jobs whose message was presumed lost and sent again
-
-    def __bool__(self) -> bool:
-        return bool(self.requeued or self.failed or self.resent)
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile of an ascending, non-empty list."""
-    rank = max(1, math.ceil(fraction * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
-# The statements every job runs: built once, compiled once per dialect and run on the driver's
-# cursor (stolentee.db.prepared); through the ORM each cost 3-5x the CPU of the driver's work.
-_JOBS = cast(Table, Job.__table__)
-_c = _JOBS.c
-_NOW = bindparam("now", type_=_c.started_at.type)
-_LEASE = PreparedStatement(
-    update(_JOBS)
-    .where(
-        _c.id == bindparam("job_id"),
-        or_(
-            and_(_c.state == QUEUED, _c.available_at <= _NOW),
-            and_(_c.state == PROCESSING, _c.lease_expires_at < _NOW),
-        ),
-        _c.attempts < _c.max_attempts,
-    )
-    .values(
-        lost=_c.lost + case((_c.state == PROCESSING, 1), else_=0),
-        state=PROCESSING,
-        attempts=_c.attempts + 1,
-        lease_owner=bindparam("owner"),
-        lease_expires_at=bindparam("expires", type_=_c.lease_expires_at.type),
-        heartbeat_at=_NOW,
-        started_at=_NOW,
-    )
-    .returning(*_c)
-)
-_COMPLETE = PreparedStatement(
-    update(_JOBS)
-    .where(
-        _c.id == bindparam("job_id"),
-        _c.state == PROCESSING,
-        _c.lease_owner == bindparam("owner"),
-    )
-    .values(
-        state=DONE,
-        result=bindparam("result", type_=_c.result.type),
-        error=None,
-        finished_at=_NOW,
-        lease_expires_at=None,
-    )
-    .returning(_c.kind)
-)
-# complete() reads the row back only for a follow-up hook that must run (in its transaction);
-# otherwise RETURNING the kind is enough. The full row costs a JSON decode of the result just
-# written and a parse per timestamp on SQLite: measured 16 µs warm, ~3x that right after the
-# pipeline has evicted the CPU caches (where the completion runs).
-_JOB_BY_ID = PreparedStatement(select(*_c).where(_c.id == bindparam("job_id")))
-
-
-def _job(columns: tuple[str, ...], row: tuple[Any, ...]) -> Job:
-    """A Job (transient: in no session) from a row of every ``jobs`` column.
-
-    The values go straight into the instance's ``__dict__``, as the ORM's own loading does:
-    they read back as loaded attributes, without the per-attribute change events of the
-    constructor (5 µs instead of 35 µs, twice per job)."""
-    job = Job()
-    job.__dict__.update(zip(columns, row, strict=True))
-    return job
-
-
-def _truncate(text: str) -> str:
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
 class JobQueue:
@@ -449,10 +252,10 @@ class JobQueue:
             "expires": now + timedelta(seconds=self.settings.lease_s),
         }
         with self.database.engine.begin() as conn:
-            row = _LEASE.first(conn, params)
+            row = LEASE.first(conn, params)
             if row is None:
                 return None
-            job = _job(_LEASE.columns, row)
+            job = job_from_row(LEASE.columns, row)
             hook = self.on_lease.get(job.kind)
             return Leased(job, None if hook is None else hook(conn, job))
 
@@ -514,19 +317,19 @@ class JobQueue:
         params = {"job_id": job_id, "owner": owner, "now": now, "result": result}
         follow: list[Job] = []
         with self.database.engine.begin() as conn:
-            row = _COMPLETE.first(conn, params)
+            row = COMPLETE.first(conn, params)
             if row is None:
                 return False
             # What the UPDATE just wrote, and the kind it returned (see Within).
-            job = _job(
+            job = job_from_row(
                 ("id", "kind", "state", "result", "error", "finished_at", "lease_owner",
                  "lease_expires_at"),
                 (job_id, row[0], DONE, result, None, now, owner, None),
             )  # fmt: skip
             if (within is None or within(conn, job)) and job.kind in self.follow_ups:
-                full = _JOB_BY_ID.first(conn, {"job_id": job_id})
+                full = JOB_BY_ID.first(conn, {"job_id": job_id})
                 assert full is not None  # updated in this very transaction
-                follow = self._finalised_on(conn, _job(_JOB_BY_ID.columns, full))
+                follow = self._finalised_on(conn, job_from_row(JOB_BY_ID.columns, full))
         self._send_all(follow)
         return True
 
@@ -539,7 +342,7 @@ class JobQueue:
         if current is None or current.state != PROCESSING or current.lease_owner != owner:
             return None
         now = self._now()
-        error = _truncate(error)
+        error = truncate_error(error)
         same_run = and_(self._owned(owner), Job.attempts == current.attempts)
         retry = retryable and current.attempts < current.max_attempts
         follow: list[Job] = []
@@ -569,7 +372,7 @@ class JobQueue:
                     same_run,
                     {
                         "state": FAILED,
-                        "error": _truncate(error),
+                        "error": truncate_error(error),
                         "finished_at": now,
                         "lease_expires_at": None,
                     },

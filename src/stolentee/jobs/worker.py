@@ -45,7 +45,8 @@ from types import FrameType
 from typing import Any
 
 from stolentee.db.models import Job
-from stolentee.jobs.queue import QUEUED, JobQueue, Within
+from stolentee.jobs.queue import JobQueue, Within
+from stolentee.jobs.states import QUEUED
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ _SOCKET_EVENTS: Final = frozenset(
 )
 
 
-class _Clock:
+class Deadline:
     """The time budget of one fetch, and the watchdog that enforces it on blocked sockets.
 
     Per-operation timeouts alone do not bound a fetch: a server may dribble its status line and

@@ -21,19 +21,19 @@ from stolentee.errors import (
     TooManyRedirectsError,
 )
 from stolentee.netsafe.addresses import IPAddress
-from stolentee.netsafe.clock import _Clock
+from stolentee.netsafe.clock import Deadline
 
 if TYPE_CHECKING:
     pass
 
 from stolentee.netsafe.urls import (
     Resolver,
+    Target,
     UrlPolicy,
-    _check_target,
-    _is_internal,
-    _parse_url,
-    _resolve,
-    _Target,
+    check_target,
+    is_internal,
+    parse_url,
+    resolve_target,
     system_resolver,
 )
 
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 
 
-_USER_AGENT: Final = "stolentee-image-fetch/1"
+USER_AGENT: Final = "stolentee-image-fetch/1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,21 +55,21 @@ class FetchedImage:
     content_type: str | None
 
 
-def _timed_out(target: _Target) -> ImageDownloadTimeoutError:
+def timed_out(target: Target) -> ImageDownloadTimeoutError:
     return ImageDownloadTimeoutError(f"Downloading {target.url} took longer than the time allowed.")
 
 
 _IMAGE_HEADERS: Final = {
-    "User-Agent": _USER_AGENT,
+    "User-Agent": USER_AGENT,
     "Accept": "image/*, */*;q=0.5",
     "Accept-Encoding": "identity",
 }
 
 
-def _request_for(
-    target: _Target,
+def request_for(
+    target: Target,
     ip: IPAddress,
-    clock: _Clock,
+    clock: Deadline,
     *,
     method: str = "GET",
     headers: Mapping[str, str] = _IMAGE_HEADERS,
@@ -95,11 +95,11 @@ def _request_for(
     return httpx.Request(method, url, headers=sent, content=content, extensions=extensions)
 
 
-def _send_pinned(
-    target: _Target,
+def send_pinned_request(
+    target: Target,
     addresses: list[IPAddress],
     transport: httpx.BaseTransport,
-    clock: _Clock,
+    clock: Deadline,
     build: Callable[[IPAddress], httpx.Request] | None = None,
     action: str = "download",
 ) -> httpx.Response:
@@ -108,24 +108,24 @@ def _send_pinned(
     what failed in error messages."""
     last_error: httpx.TransportError | None = None
     for ip in addresses:
-        request = build(ip) if build is not None else _request_for(target, ip, clock)
+        request = build(ip) if build is not None else request_for(target, ip, clock)
         try:
             return transport.handle_request(request)
         except httpx.TimeoutException:
-            raise _timed_out(target) from None
+            raise timed_out(target) from None
         except httpx.ConnectError as exc:
             if clock.expired:
-                raise _timed_out(target) from None
+                raise timed_out(target) from None
             last_error = exc
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             if clock.expired:
-                raise _timed_out(target) from None
+                raise timed_out(target) from None
             raise ImageDownloadError(f"Could not {action} {target.url}: {exc}") from None
     raise ImageDownloadError(f"Could not connect to {target.host!r}: {last_error}")
 
 
 def _read_body(
-    response: httpx.Response, target: _Target, policy: UrlPolicy, clock: _Clock
+    response: httpx.Response, target: Target, policy: UrlPolicy, clock: Deadline
 ) -> bytes:
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
@@ -152,19 +152,19 @@ def _read_body(
                 )
             body += chunk
             if clock.expired:
-                raise _timed_out(target)
+                raise timed_out(target)
     except httpx.TimeoutException:
-        raise _timed_out(target) from None
+        raise timed_out(target) from None
     except httpx.HTTPError as exc:
         if clock.expired:
-            raise _timed_out(target) from None
+            raise timed_out(target) from None
         raise ImageDownloadError(f"Could not download {target.url}: {exc}") from None
     if clock.expired:  # a body that ends with the connection looks complete when aborted
-        raise _timed_out(target)
+        raise timed_out(target)
     return bytes(body)
 
 
-def _follow(target: _Target, location: str) -> str:
+def _follow(target: Target, location: str) -> str:
     """The absolute URL a ``Location`` header points at (checked again by the next hop)."""
     try:
         return urljoin(target.url, location.strip())
@@ -198,14 +198,14 @@ def fetch_image_url(
     resolve = resolver or system_resolver
     owned = transport is None
     active = transport or httpx.HTTPTransport(trust_env=False, retries=0)
-    clock = _Clock(policy.timeout_s)
+    clock = Deadline(policy.timeout_s)
     try:
         current = url
         for hop in range(policy.max_redirects + 1):
-            target = _parse_url(current, policy.label)
-            _check_target(target, policy)
-            addresses = _resolve(target, resolve, clock, internal=_is_internal(target, policy))
-            response = _send_pinned(target, addresses, active, clock)
+            target = parse_url(current, policy.label)
+            check_target(target, policy)
+            addresses = resolve_target(target, resolve, clock, internal=is_internal(target, policy))
+            response = send_pinned_request(target, addresses, active, clock)
             try:
                 if response.status_code in _REDIRECT_STATUSES:
                     location = response.headers.get("location")

@@ -19,15 +19,15 @@ from stolentee.netsafe.addresses import IPAddress
 if TYPE_CHECKING:
     pass
 
-from stolentee.netsafe.clock import _Clock
-from stolentee.netsafe.fetch import _USER_AGENT, _request_for, _send_pinned, _timed_out
+from stolentee.netsafe.clock import Deadline
+from stolentee.netsafe.fetch import USER_AGENT, request_for, send_pinned_request, timed_out
 from stolentee.netsafe.urls import (
     Resolver,
     UrlPolicy,
-    _check_target,
-    _is_internal,
-    _parse_url,
-    _resolve,
+    check_target,
+    is_internal,
+    parse_url,
+    resolve_target,
     system_resolver,
 )
 
@@ -58,12 +58,12 @@ def vet_url(url: str, *, policy: UrlPolicy, resolver: Resolver | None = None) ->
     _require_enabled(policy)
     if not isinstance(url, str):
         raise ImageUrlError(f"The {policy.label} must be text.")
-    target = _parse_url(url, policy.label)
-    _check_target(target, policy)
-    clock = _Clock(policy.timeout_s)
+    target = parse_url(url, policy.label)
+    check_target(target, policy)
+    clock = Deadline(policy.timeout_s)
     try:
-        addresses = _resolve(
-            target, resolver or system_resolver, clock, internal=_is_internal(target, policy)
+        addresses = resolve_target(
+            target, resolver or system_resolver, clock, internal=is_internal(target, policy)
         )
     finally:
         clock.stop()
@@ -102,24 +102,24 @@ def send_pinned(
     out of time). ``resolver`` and ``transport`` are the test hooks of :func:`fetch_image_url`.
     """
     _require_enabled(policy)
-    target = _parse_url(url, policy.label)
-    _check_target(target, policy)
+    target = parse_url(url, policy.label)
+    check_target(target, policy)
     owned = transport is None
     active = transport or httpx.HTTPTransport(trust_env=False, retries=0)
-    clock = _Clock(policy.timeout_s)
+    clock = Deadline(policy.timeout_s)
     try:
-        addresses = _resolve(
-            target, resolver or system_resolver, clock, internal=_is_internal(target, policy)
+        addresses = resolve_target(
+            target, resolver or system_resolver, clock, internal=is_internal(target, policy)
         )
-        headers = {"User-Agent": _USER_AGENT, **headers}
+        headers = {"User-Agent": USER_AGENT, **headers}
 
         def build(ip: IPAddress) -> httpx.Request:
-            return _request_for(target, ip, clock, method=method, headers=headers, content=content)
+            return request_for(target, ip, clock, method=method, headers=headers, content=content)
 
-        response = _send_pinned(target, addresses, active, clock, build, action="reach")
+        response = send_pinned_request(target, addresses, active, clock, build, action="reach")
         try:
             if clock.expired:  # an answer cut short by the watchdog is no answer
-                raise _timed_out(target)
+                raise timed_out(target)
             return Answer(
                 status_code=response.status_code,
                 url=target.url,

@@ -47,7 +47,7 @@ each hop re-running steps 1-4. The whole operation, DNS included, must finish wi
 ``timeout_s``: every connect/read/write gets the time that remains, the body loop checks the clock
 after every chunk, a resolver that does not answer in time is abandoned (its thread finishes on
 its own), and a watchdog timer shuts down the fetch's sockets when the time is up, which also
-stops a server that dribbles its headers a byte at a time (see :class:`_Clock`).
+stops a server that dribbles its headers a byte at a time (see :class:`Deadline`).
 The body is streamed and cut off at ``max_bytes`` (a larger ``Content-Length`` is refused before
 reading). ``Accept-Encoding: identity`` is sent and compressed answers are refused, so no
 decompression bomb is ever expanded. No proxy, ``.netrc`` or certificate setting comes from the
@@ -80,7 +80,7 @@ from stolentee.errors import (
     ImageUrlError,
 )
 from stolentee.netsafe.addresses import IPAddress, forbidden_address_reason, internal_address_reason
-from stolentee.netsafe.clock import _Clock
+from stolentee.netsafe.clock import Deadline
 
 if TYPE_CHECKING:
     from stolentee.config import ApiSettings
@@ -158,7 +158,7 @@ class UrlPolicy:
 
 
 @dataclass(frozen=True, slots=True)
-class _Target:
+class Target:
     """One validated URL: every field already checked and normalised."""
 
     scheme: str
@@ -180,7 +180,7 @@ class _Target:
         return f"{self.scheme}://{self.authority}{self.path_query}"
 
 
-def _parse_url(url: str, label: str = "image URL") -> _Target:
+def parse_url(url: str, label: str = "image URL") -> Target:
     """Validate the shape of ``url`` and normalise it, or raise :class:`ImageUrlError`."""
     url = url.strip()
     if not url:
@@ -213,7 +213,7 @@ def _parse_url(url: str, label: str = "image URL") -> _Target:
         path = "/" + path
     query = quote(parts.query, safe=_QUERY_SAFE)
     path_query = f"{path}?{query}" if query else path
-    return _Target(scheme=scheme, host=host, ip=ip, port=port, path_query=path_query)
+    return Target(scheme=scheme, host=host, ip=ip, port=port, path_query=path_query)
 
 
 def _split_authority(
@@ -319,7 +319,7 @@ def _host_allowed(host: str, ip: IPAddress | None, allowed: tuple[str, ...]) -> 
     return False
 
 
-def _is_internal(target: _Target, policy: UrlPolicy) -> bool:
+def is_internal(target: Target, policy: UrlPolicy) -> bool:
     """The host is one of the policy's exact ``internal_hosts`` entries."""
     return bool(policy.internal_hosts) and _host_allowed(
         target.host, target.ip, policy.internal_hosts
@@ -331,9 +331,9 @@ def _address_reason(ip: IPAddress, *, internal: bool) -> str | None:
     return internal_address_reason(ip) if internal else forbidden_address_reason(ip)
 
 
-def _check_target(target: _Target, policy: UrlPolicy) -> None:
+def check_target(target: Target, policy: UrlPolicy) -> None:
     label = policy.label
-    internal = _is_internal(target, policy)
+    internal = is_internal(target, policy)
     if not internal:
         if not policy.allowed_hosts:
             raise ImageUrlError(
@@ -365,13 +365,13 @@ def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def _resolve(
-    target: _Target, resolver: Resolver, clock: _Clock, *, internal: bool = False
+def resolve_target(
+    target: Target, resolver: Resolver, clock: Deadline, *, internal: bool = False
 ) -> list[IPAddress]:
     """The vetted addresses to connect to; refuses when *any* answer is not public (or, for an
     internal host, when any answer is link-local, unspecified or multicast)."""
     if target.ip is not None:
-        return [target.ip]  # already vetted by _check_target
+        return [target.ip]  # already vetted by check_target
     remaining = clock.remaining()
     executor = concurrent.futures.ThreadPoolExecutor(
         max_workers=1, thread_name_prefix="stolentee-resolve"

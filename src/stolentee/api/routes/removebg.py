@@ -21,21 +21,10 @@ from starlette.datastructures import UploadFile
 
 from stolentee.api.deps import ServicesDep
 from stolentee.api.security import authenticate
-from stolentee.errors import ClientError, InvalidImageError, InvalidOptionError
+from stolentee.errors import ClientError, InvalidImageError
 from stolentee.keys.store import UsageTotals
 from stolentee.netsafe import fetch_image_url
-from stolentee.removal.base import (
-    RemovalOptions,
-    parse_channels,
-    parse_color,
-    parse_crop_margin,
-    parse_format,
-    parse_kind,
-    parse_position,
-    parse_roi,
-    parse_scale,
-    parse_size,
-)
+from stolentee.removal.removebg_wire import OPTION_FIELDS, options_from_fields
 
 router = APIRouter(tags=["Remove.bg compatible"])
 
@@ -61,11 +50,6 @@ class MultipleSourcesError(ClientError):
 class InvalidBodyError(ClientError):
     code = "invalid_request"
     title = "Invalid request body"
-
-
-class InvalidCropError(InvalidOptionError):
-    code = "invalid_crop"
-    title = "Invalid crop"
 
 
 _STRING = {"type": "string"}
@@ -228,38 +212,10 @@ def text(fields: Fields, name: str) -> str | None:
     return value if value.strip() else None
 
 
-def parse_bool(name: str, value: str | None) -> bool:
-    if value is None:
-        return False
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes", "on"):
-        return True
-    if lowered in ("false", "0", "no", "off"):
-        return False
-    raise InvalidCropError(f"{name} must be true or false; got {value!r}")
-
-
-def options_from_fields(fields: Fields, *, bg_image: bytes | None) -> RemovalOptions:
-    """Remove.bg's parameters as :class:`RemovalOptions` (each bad value: its own error code)."""
-    margin_px, margin_percent = parse_crop_margin(text(fields, "crop_margin") or "0")
-    roi = text(fields, "roi")
-    scale = text(fields, "scale")
-    position = text(fields, "position")
-    colour = text(fields, "bg_color")
-    return RemovalOptions(
-        kind=parse_kind(text(fields, "type") or "auto"),
-        size=parse_size(text(fields, "size") or "preview"),
-        format=parse_format(text(fields, "format") or "auto"),
-        alpha_only=parse_channels(text(fields, "channels") or "rgba"),
-        bg_color=parse_color(colour) if colour else None,
-        crop=parse_bool("crop", text(fields, "crop")),
-        crop_margin_px=margin_px,
-        crop_margin_percent=margin_percent,
-        roi=parse_roi(roi) if roi else None,
-        scale=parse_scale(scale) if scale else None,
-        position=parse_position(position) if position else None,
-        bg_image=bg_image,
-    )
+def option_texts(fields: Fields) -> dict[str, str]:
+    """The option fields as text (a file where an option is expected is an error)."""
+    texts = {name: text(fields, name) for name in OPTION_FIELDS}
+    return {name: value for name, value in texts.items() if value is not None}
 
 
 def decode_b64(value: str) -> bytes:
@@ -329,7 +285,9 @@ async def remove_background(request: Request, services: ServicesDep) -> Response
     fields = await read_fields(request)
     try:
         data = await image_source(services, fields)
-        options = options_from_fields(fields, bg_image=await background_source(services, fields))
+        options = options_from_fields(
+            option_texts(fields), bg_image=await background_source(services, fields)
+        )
     finally:
         await close_uploads(fields)
     served = await services.removal.serve(principal, data, options)

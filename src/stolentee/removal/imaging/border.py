@@ -136,7 +136,7 @@ def background_image(analysis: BorderAnalysis, height: int, width: int) -> U8:
     return u8(cv2.resize(coarse_img, (width, height), interpolation=cv2.INTER_LINEAR))
 
 
-def _border_connected(candidate: U8) -> U8:
+def border_connected(candidate: U8) -> U8:
     """255 on candidate pixels connected (4-neighbourhood) to the image border, else 0.
 
     A one-pixel frame of candidates around the image joins every border-touching region, so a
@@ -154,7 +154,7 @@ def band_width_px(height: int, width: int) -> int:
     return max(2, round(max(height, width) / 500))
 
 
-def _channel_max(image: U8) -> U8:
+def channel_max(image: U8) -> U8:
     """The largest channel of an HxWx3 uint8 image (cv2 is ~20x faster than numpy here)."""
     first, second, third = cv2.split(image)
     return u8(cv2.max(cv2.max(first, second), third))

@@ -23,7 +23,7 @@ model is both slower and worse than keying out the background colour:
    large share of the cut's edge has none, the background surface is wrong (a radial gradient's
    bright centre taken for artwork) and :attr:`GraphicCut.plausible` tells the caller to use the
    segmentation model instead.
-6. **Soft shadows** (:func:`_soft_shadows`): smooth regions next to the background that are a
+6. **Soft shadows** (:func:`soft_shadows`): smooth regions next to the background that are a
    darker shade of it (a drop shadow or glow, black at partial opacity over the background)
    become translucent black instead of opaque grey, and so does their steep rim next to the
    artwork (:func:`_shadow_rim`). On the evaluation set's graphics on a solid colour: IoU
@@ -46,12 +46,12 @@ from numpy.typing import NDArray
 from stolentee.removal.imaging.arrays import U8, u8
 from stolentee.removal.imaging.border import (
     BorderAnalysis,
-    _border_connected,
-    _channel_max,
     background_image,
     band_width_px,
+    border_connected,
+    channel_max,
 )
-from stolentee.removal.imaging.shadows import _soft_shadows
+from stolentee.removal.imaging.shadows import soft_shadows
 
 HoleVote = Callable[[], U8 | None]  # a segmentation matte of the whole image, or no opinion
 
@@ -143,7 +143,7 @@ def _hole_candidates(
             continue
         window = (slice(top + y, top + y + h), slice(left + x, left + x + w))
         shade = np.ascontiguousarray(background[window])  # a plain background is a broadcast
-        distance = _channel_max(u8(cv2.absdiff(rgb[window], shade)))
+        distance = channel_max(u8(cv2.absdiff(rgb[window], shade)))
         if float(distance[region].mean()) > noise + _HOLE_MAX_DISTANCE:
             continue
         holes.append((window, region))
@@ -251,7 +251,7 @@ def colour_key(
     background = background_image(analysis, height, width)
     tolerance = int(analysis.tolerance)
     candidate = _near_background(rgb, background, analysis, tolerance)
-    is_bg = _border_connected(candidate)
+    is_bg = border_connected(candidate)
     holes = 0
     if hole_vote is not None:
         found = _hole_candidates(rgb, background, candidate, is_bg, analysis.noise)
@@ -298,7 +298,7 @@ def colour_key(
             out_rgb,
         )
     flat_edges = flat / len(ys)
-    _soft_shadows(rgb, is_bg, analysis, alpha, out_rgb)
+    soft_shadows(rgb, is_bg, analysis, alpha, out_rgb)
     return GraphicCut(alpha=alpha, rgb=out_rgb, holes=holes, flat_edges=flat_edges)
 
 
@@ -323,7 +323,7 @@ def _matte_band(
     solid_t = (tiles.gather(near_bg, outside=255) == 0).astype(np.float32)
     rows, cols = tiles.rows, tiles.cols
 
-    distance_t = _channel_max(u8(cv2.absdiff(rgb_t, bg_t)))  # to the background, 0..255
+    distance_t = channel_max(u8(cv2.absdiff(rgb_t, bg_t)))  # to the background, 0..255
 
     # Contrast across the band: along a real edge the distance to the background rises from
     # under the tolerance to well over it; a cut through a smooth shade of the background (a

@@ -10,9 +10,9 @@ from numpy.typing import NDArray
 from stolentee.removal.imaging.arrays import F32, U8, u8
 from stolentee.removal.imaging.border import (
     BorderAnalysis,
-    _border_connected,
-    _channel_max,
     band_width_px,
+    border_connected,
+    channel_max,
 )
 
 _SHADOW_MIN_BACKGROUND = 96  # no shadow search on darker backgrounds (brightest channel)
@@ -65,7 +65,7 @@ class _Shade:
         OpenCV passes (rounded: for finding regions; :meth:`pixels` is exact)."""
         ratio = u8(cv2.transform(rgb, self.to_ratio * 255.0))
         shade = u8(cv2.transform(rgb, self.to_shade))
-        return ratio, _channel_max(u8(cv2.absdiff(rgb, shade)))
+        return ratio, channel_max(u8(cv2.absdiff(rgb, shade)))
 
     def pixels(self, rgb: U8) -> tuple[F32, F32]:
         """The same for an Nx3 array of pixels."""
@@ -75,7 +75,7 @@ class _Shade:
         return ratio, off
 
 
-def _soft_shadows(rgb: U8, is_bg: U8, analysis: BorderAnalysis, alpha: U8, out_rgb: U8) -> int:
+def soft_shadows(rgb: U8, is_bg: U8, analysis: BorderAnalysis, alpha: U8, out_rgb: U8) -> int:
     """Turn soft drop shadows and glows on a plain background into translucent black
     (``alpha`` and ``out_rgb`` are updated in place); returns how many pixels were changed.
 
@@ -142,7 +142,7 @@ def _soft_shadows(rgb: U8, is_bg: U8, analysis: BorderAnalysis, alpha: U8, out_r
         if not cv2.countNonZero(candidate):
             break
         # Candidates reached from the border through the background and other candidates.
-        grown = _border_connected(u8(cv2.bitwise_or(candidate, background)))
+        grown = border_connected(u8(cv2.bitwise_or(candidate, background)))
         reached = u8(cv2.bitwise_and(grown, candidate))
         count, regions, stats, _ = cv2.connectedComponentsWithStats(reached, connectivity=8)
         areas = stats[:, cv2.CC_STAT_AREA] * factor * factor

@@ -55,13 +55,15 @@ from stolentee.removal.base import (
 )
 from stolentee.removal.imaging.decode import ImageHeader, read_header
 from stolentee.removal.providers.breaker import BreakerState, CircuitBreaker
-from stolentee.removal.providers.remote import (
-    HEADER_MAX_MEGAPIXELS,
-    ProbeResult,
+from stolentee.removal.providers.errors import (
     ProviderAuthError,
     ProviderError,
     ProviderOutOfCreditsError,
     ProviderRejectedError,
+)
+from stolentee.removal.providers.remote import (
+    HEADER_MAX_MEGAPIXELS,
+    ProbeResult,
     RembgServiceRemover,
     RemoteRemover,
     RemoveBgRemover,

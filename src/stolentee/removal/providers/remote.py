@@ -52,18 +52,26 @@ import httpx
 
 from stolentee import __version__
 from stolentee.config import RemovalSettings
-from stolentee.errors import ClientError, ConfigurationError, StolenteeError
+from stolentee.errors import ConfigurationError, StolenteeError
 from stolentee.removal.base import (
-    CENTER,
     FailureKind,
-    Foreground,
-    ImageKind,
-    Length,
     RemovalOptions,
     RemovalResult,
     credits_for,
 )
 from stolentee.removal.imaging.decode import ImageHeader, read_header
+from stolentee.removal.providers.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderOutOfCreditsError,
+    ProviderRejectedError,
+)
+from stolentee.removal.removebg_wire import (
+    foreground_from_headers,
+    form_fields,
+    int_header,
+    kind_from_header,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +81,6 @@ PROBE_READ_TIMEOUT_S = 5.0  # health probes answer fast or count as failed
 HEADER_MAX_MEGAPIXELS = 1000.0
 API_KEY_HEADER = "X-Api-Key"
 
-RETRYABLE_KINDS: frozenset[FailureKind] = frozenset(
-    {"timeout", "connect", "server_error", "rate_limited"}
-)
 
 _CONTENT_TYPES = {
     "image/png": "png",
@@ -83,121 +88,9 @@ _CONTENT_TYPES = {
     "image/webp": "webp",
     "application/zip": "zip",
 }
-# Remove.bg's X-Type values; everything but graphics names a photographed subject.
-_GRAPHIC_TYPES = frozenset({"graphic", "graphics", "logo"})
 
 
 # --- errors ----------------------------------------------------------------------------------
-
-
-class ProviderError(StolenteeError):
-    """A removal provider failed. ``kind`` classifies it; ``retryable`` says whether trying the
-    same provider again may help; ``retry_after_s`` is what the provider asked us to wait."""
-
-    status_code = 502
-    code = "provider_failed"
-    title = "Removal provider failed"
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        provider: str,
-        kind: FailureKind,
-        retryable: bool | None = None,
-        retry_after_s: float | None = None,
-        http_status: int | None = None,
-        url: str | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.provider = provider
-        self.kind: FailureKind = kind
-        self.retryable = kind in RETRYABLE_KINDS if retryable is None else retryable
-        self.retry_after_s = retry_after_s
-        self.http_status = http_status
-        self.url = url
-
-
-class ProviderOutOfCreditsError(ProviderError):
-    """Remove.bg answered 402: the account has no credits left for this request."""
-
-    code = "provider_out_of_credits"
-    title = "Removal provider out of credits"
-
-    def __init__(self, detail: str, *, provider: str, url: str | None = None) -> None:
-        super().__init__(
-            detail,
-            provider=provider,
-            kind="out_of_credits",
-            retryable=False,
-            http_status=402,
-            url=url,
-        )
-
-
-class ProviderAuthError(ProviderError):
-    """The provider refused our API key (401/403): a configuration problem on our side, so the
-    chain moves on and keeps the provider off until a probe says the key works."""
-
-    code = "provider_auth_failed"
-    title = "Removal provider refused our credentials"
-
-    def __init__(
-        self, detail: str, *, provider: str, http_status: int, url: str | None = None
-    ) -> None:
-        super().__init__(
-            detail,
-            provider=provider,
-            kind="server_error",
-            retryable=False,
-            http_status=http_status,
-            url=url,
-        )
-
-
-class ProviderRejectedError(ProviderError, ClientError):
-    """The provider refused the *input* (a 4xx about the image or an option): the client's
-    fault, so it reaches the client with the provider's status, code and detail, and no other
-    provider is tried (it would refuse the same input).
-
-    ``detail`` is the provider's own detail, fit for the client (no internal URL); ``str()`` of
-    the error is the same; the log line of the chain names the provider.
-    """
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        provider: str,
-        http_status: int,
-        remote_code: str | None = None,
-        remote_title: str | None = None,
-        url: str | None = None,
-    ) -> None:
-        super().__init__(
-            detail,
-            provider=provider,
-            kind="rejected",
-            retryable=False,
-            http_status=http_status,
-            url=url,
-        )
-        self._status = http_status if 400 <= http_status < 500 else 400
-        self._code = remote_code or "provider_rejected"
-        self._title = remote_title or "Request rejected by the removal provider"
-
-    # The remote's status, code and title replace the class-wide ones of StolenteeError.
-    @property
-    def status_code(self) -> int:  # type: ignore[override]
-        return self._status
-
-    @property
-    def code(self) -> str:  # type: ignore[override]
-        return self._code
-
-    @property
-    def title(self) -> str:  # type: ignore[override]
-        return self._title
 
 
 # --- probes ----------------------------------------------------------------------------------
@@ -236,65 +129,6 @@ def build_http_client(settings: RemovalSettings) -> httpx.Client:
 # --- the wire format -------------------------------------------------------------------------
 
 
-def _number(value: float) -> str:
-    return f"{round(value, 4):g}"
-
-
-def _length(length: Length) -> str:
-    return f"{_number(length.value)}{'%' if length.percent else 'px'}"
-
-
-def _hex_color(rgba: tuple[int, int, int, int]) -> str:
-    red, green, blue, alpha = rgba
-    text = f"{red:02x}{green:02x}{blue:02x}"
-    return text if alpha == 255 else f"{text}{alpha:02x}"
-
-
-def form_fields(options: RemovalOptions, *, photo_type: str = "photo") -> dict[str, str]:
-    """``options`` as Remove.bg's form fields (as ``api/routes/removebg.py`` parses them).
-
-    Every field is sent explicitly, because the wire defaults differ from
-    :class:`RemovalOptions`' (``size`` defaults to ``preview`` on the wire, ``format`` to
-    ``auto``). ``photo_type`` is what :attr:`ImageKind.PHOTO` is sent as: ``photo`` to our
-    service; Remove.bg has no generic photo type, so ``auto`` there. ``model`` and ``premium``
-    are not part of the wire format and are not sent.
-    """
-    kinds = {ImageKind.AUTO: "auto", ImageKind.GRAPHIC: "graphic", ImageKind.PHOTO: photo_type}
-    fields = {
-        "size": options.size.value,
-        "type": kinds[options.kind],
-        "format": options.format.value,
-        "channels": "alpha" if options.alpha_only else "rgba",
-        "crop": "true" if options.crop else "false",
-    }
-    if options.crop_margin_percent:
-        fields["crop_margin"] = f"{_number(options.crop_margin_percent)}%"
-    elif options.crop_margin_px:
-        fields["crop_margin"] = f"{options.crop_margin_px}px"
-    if options.bg_color is not None:
-        fields["bg_color"] = _hex_color(options.bg_color)
-    if options.roi is not None:
-        roi = options.roi
-        fields["roi"] = " ".join(_length(part) for part in (roi.x1, roi.y1, roi.x2, roi.y2))
-    if options.scale is not None:
-        fields["scale"] = f"{_number(options.scale * 100)}%"
-    if options.position is not None:
-        position = options.position
-        if position == CENTER:
-            fields["position"] = "center"
-        else:
-            fields["position"] = f"{_number(position.x * 100)}% {_number(position.y * 100)}%"
-    return fields
-
-
-def kind_from_header(value: str | None, requested: ImageKind) -> ImageKind:
-    """``X-Type`` (ours: graphic/photo; Remove.bg's: person, product, animal, car,
-    car_interior, car_part, transportation, graphics, other) as an :class:`ImageKind`."""
-    if value is None or not value.strip():
-        return requested if requested is not ImageKind.AUTO else ImageKind.PHOTO
-    return ImageKind.GRAPHIC if value.strip().lower() in _GRAPHIC_TYPES else ImageKind.PHOTO
-
-
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """``Retry-After`` in seconds (delta-seconds or an HTTP date), ``None`` when absent/bad."""
     if value is None or not value.strip():
@@ -311,26 +145,6 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def _int_header(headers: httpx.Headers, name: str) -> int | None:
-    value = headers.get(name)
-    if value is None:
-        return None
-    try:
-        return int(value.strip())
-    except ValueError:
-        return None
-
-
-def _foreground(headers: httpx.Headers) -> Foreground | None:
-    values = [
-        _int_header(headers, f"X-Foreground-{part}") for part in ("Top", "Left", "Width", "Height")
-    ]
-    if any(value is None for value in values):
-        return None
-    top, left, width, height = (value or 0 for value in values)
-    return Foreground(top=top, left=left, width=width, height=height)
 
 
 def _error_entry(response: httpx.Response) -> dict[str, str]:
@@ -561,8 +375,8 @@ class RemoteRemover:
             raise bad("with an empty body")
         if content_type not in _CONTENT_TYPES:
             raise bad(f"with {content_type or 'no content type'!r}, not an image")
-        width = _int_header(response.headers, "X-Width")
-        height = _int_header(response.headers, "X-Height")
+        width = int_header(response.headers, "X-Width")
+        height = int_header(response.headers, "X-Height")
         if width is None or height is None:
             if content_type == "application/zip":
                 raise bad("without X-Width/X-Height for a zip")
@@ -578,7 +392,7 @@ class RemoteRemover:
             height=height,
             kind=kind_from_header(response.headers.get("X-Type"), options.kind),
             method=f"remote:{self.name}",
-            foreground=_foreground(response.headers),
+            foreground=foreground_from_headers(response.headers),
             input_width=header.width,
             input_height=header.height,
             timings_ms=timings,

@@ -60,7 +60,7 @@ from stolentee.storage.migration.manifest import (
     ObjectStatus,
 )
 from stolentee.storage.migration.plan import Listings
-from stolentee.storage.migration.report import MigrationReport, _run_end_record, _Tally
+from stolentee.storage.migration.report import MigrationReport, Tally, run_end_record
 
 logger = logging.getLogger(__name__)
 
@@ -381,7 +381,7 @@ def migrate(
         }
     )
     copier = _Copier(source=source, dest=dest, run_id=run_id, verify_existing=verify_existing)
-    tally = _Tally(
+    tally = Tally(
         manifest=manifest, progress=progress, total_objects=total_objects, total_bytes=total_bytes
     )
     if stop is None:
@@ -434,7 +434,7 @@ def migrate(
         interrupted=interrupted,
         listing_error=listing_errors[0] if listing_errors else None,
     )
-    manifest.append(_run_end_record(report))
+    manifest.append(run_end_record(report))
     logger.info(
         "migration %s: %d copied, %d skipped, %d failed, %d missing%s",
         run_id,

@@ -61,7 +61,7 @@ class MigrationReport:
 
 
 @dataclass(slots=True)
-class _Tally:
+class Tally:
     """Counts finished objects, writes their records and reports progress, under one lock."""
 
     manifest: Manifest
@@ -118,7 +118,7 @@ class _Tally:
             )
 
 
-def _run_end_record(report: MigrationReport) -> dict[str, Any]:
+def run_end_record(report: MigrationReport) -> dict[str, Any]:
     return {
         "type": "run_end",
         "run_id": report.run_id,

@@ -31,11 +31,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import IO
+from typing import IO, TYPE_CHECKING
 from urllib.parse import quote, unquote_plus, urlsplit
 from xml.etree import ElementTree
 
-from stolentee.storage.s3.http_wire import ConnectionPool, Headers, Response, WireError
+from stolentee.storage.s3.http_errors import WireError
+from stolentee.storage.s3.http_response import Headers, Response
+from stolentee.storage.s3.http_wire import ConnectionPool
+
+if TYPE_CHECKING:
+    pass
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _ALGORITHM = "AWS4-HMAC-SHA256"
@@ -514,3 +519,23 @@ def _query_string(query: Mapping[str, str]) -> str:
 
 def _retryable(error: S3ResponseError) -> bool:
     return error.status in _RETRY_STATUSES or error.code in _RETRY_CODES
+
+
+class PooledBody:
+    """The body of a streaming GET made with :class:`S3Requests`: read it, then ``close()``
+    hands the connection back to the pool when the body was read to its end (and drops the
+    connection when it was abandoned half way)."""
+
+    def __init__(self, response: ObjectStream) -> None:
+        self._response = response
+
+    def read(self, amount: int) -> bytes:
+        return self._response.read(amount)
+
+    def close(self) -> None:
+        response = self._response
+        # Unread bytes (an abandoned read, or a body of unknown length) would poison the
+        # connection for the next request: drop it instead of pooling it.
+        if response.length_remaining != 0:
+            response.close()
+        response.release_conn()

@@ -1,18 +1,8 @@
 """S3-compatible storage (Cloudflare R2, Supabase Storage's S3 API, MinIO, SeaweedFS, AWS S3).
 
-Every object is written with its content type, the CDN ``Cache-Control`` of its prefix (see
-:mod:`stolentee.storage.cache_policy`) and its sha256 in the user metadata
-``x-amz-meta-stolentee-sha256``; ETags are never trusted as content hashes (multipart and R2
-ETags are not MD5s). An object written by another tool (a browser upload through a presigned
-POST, the old store of a migration) has no such metadata: :meth:`S3Storage.head` then reads it
-once to hash it.
-
-The boto3 client is configured the way R2 and MinIO need (``s3v4`` signatures, path-style
-addressing, checksums only when an operation requires them; the newer default checksums break
-uploads to both) with connect/read timeouts and botocore's ``standard`` retry mode (exponential
-backoff with jitter on throttling, 5xx and connection errors). Reads that fail mid-stream are
-resumed with a ranged GET from the byte reached. Objects from the multipart threshold up are
-uploaded in parts, aborted on failure so no orphaned parts are billed.
+Every object carries its content type, its prefix's CDN ``Cache-Control`` and its sha256 in user
+metadata (ETags are never trusted as content hashes); reads that fail mid-stream resume with a
+ranged GET; large objects go up in parts, aborted on failure. How and why: ``docs/storage.md``.
 """
 
 from __future__ import annotations
@@ -20,37 +10,28 @@ from __future__ import annotations
 import builtins
 import hashlib
 import logging
-import tempfile
 import threading
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
     ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
     ReadTimeoutError,
     ResponseStreamingError,
 )
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ProtocolError
 
-from stolentee.config import S3Profile, StorageSettings
+from stolentee.config import StorageSettings
 from stolentee.errors import (
     ConfigurationError,
     InvalidKeyError,
     ObjectNotFoundError,
     RangeNotSatisfiableError,
-    StolenteeError,
-    StorageAuthenticationError,
     StorageError,
     StorageUnavailableError,
 )
@@ -63,32 +44,44 @@ from stolentee.storage.base import (
     PagedStorage,
     Storage,
     check_metadata,
-    iter_chunks,
     resolve_content_type,
     resolve_range,
     validate_key,
     validate_prefix,
 )
 from stolentee.storage.cache_policy import cache_policy_for
+from stolentee.storage.s3.client import (
+    behind_proxy,
+    build_client,
+    check_profile,
+    observe_client,
+    requests_for,
+    signed_requests,
+)
+from stolentee.storage.s3.errors import translate_errors
+from stolentee.storage.s3.multipart import put_multipart, spooled
+from stolentee.storage.s3.objects import (
+    RESERVED_METADATA_PREFIX,
+    SHA256_METADATA,
+    headers_of_boto,
+    object_info,
+    unquoted_etag,
+)
+from stolentee.storage.s3.presign import PresignedUpload, presign_post
 from stolentee.storage.s3.requests import (
     ObjectHeaders,
-    ObjectStream,
-    S3ConnectionError,
+    PooledBody,
     S3Credentials,
     S3Requests,
-    S3ResponseError,
     S3StreamError,
     object_headers,
 )
 
 if TYPE_CHECKING:
-    from botocore.config import Config
     from mypy_boto3_s3 import S3Client
 
 logger = logging.getLogger(__name__)
 
-SHA256_METADATA = "stolentee-sha256"
-RESERVED_METADATA_PREFIX = "stolentee-"
 MIB = 1024 * 1024
 _LIST_HEAD_THREADS = 16
 _STREAM_ERRORS = (
@@ -99,90 +92,7 @@ _STREAM_ERRORS = (
     ProtocolError,
     Urllib3Error,
 )
-_NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
-_AUTH_CODES = {
-    "403",
-    "AccessDenied",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "InvalidToken",
-    "ExpiredToken",
-}
 _T = TypeVar("_T")
-
-
-def client_config(
-    *,
-    connect_timeout_s: float,
-    read_timeout_s: float,
-    max_attempts: int,
-    max_pool_connections: int,
-) -> Config:
-    """The botocore configuration every S3 client of stolentee uses (see the module docstring)."""
-    from botocore.config import Config  # boto3 is imported when a client is first needed
-
-    return Config(
-        signature_version="s3v4",
-        s3={"addressing_style": "path"},
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-        connect_timeout=connect_timeout_s,
-        read_timeout=read_timeout_s,
-        retries={"max_attempts": max_attempts, "mode": "standard"},
-        max_pool_connections=max_pool_connections,
-    )
-
-
-def check_profile(profile: S3Profile) -> None:
-    """Raise ``ConfigurationError`` naming every setting ``profile`` lacks."""
-    missing = [
-        f"{profile.env_prefix}{name}"
-        for name, value in (
-            ("BUCKET_NAME", profile.bucket),
-            ("ACCESS_KEY_ID", profile.access_key_id),
-            ("SECRET_ACCESS_KEY", profile.secret_access_key),
-        )
-        if not value
-    ]
-    if profile.name == "r2" and not profile.endpoint:
-        missing.insert(0, "R2_ENDPOINT")
-    if missing:
-        raise ConfigurationError(
-            f"the {profile.name!r} storage profile needs {', '.join(missing)} to be set"
-        )
-
-
-def build_client(profile: S3Profile, settings: StorageSettings) -> S3Client:
-    """An S3 client for ``profile``; raises ``ConfigurationError`` when a setting is missing."""
-    import boto3
-
-    check_profile(profile)
-    client: S3Client = boto3.session.Session().client(
-        "s3",
-        endpoint_url=profile.endpoint or None,
-        region_name=profile.region or None,
-        aws_access_key_id=profile.access_key_id,
-        aws_secret_access_key=profile.secret_access_key,
-        config=client_config(
-            connect_timeout_s=settings.s3_connect_timeout_s,
-            read_timeout_s=settings.s3_read_timeout_s,
-            max_attempts=settings.s3_max_attempts,
-            max_pool_connections=settings.s3_max_pool_connections,
-        ),
-    )
-    return client
-
-
-@dataclass(frozen=True, slots=True)
-class PresignedUpload:
-    """A form a browser POSTs straight to the bucket: ``url`` plus the ``fields`` to send."""
-
-    url: str
-    fields: dict[str, str]
-    key: str
-    expires_at: datetime
-    max_bytes: int
-    content_type: str
 
 
 class S3Storage(PagedStorage):
@@ -233,7 +143,7 @@ class S3Storage(PagedStorage):
         # signed requests of :mod:`stolentee.storage.s3.requests` (same endpoint, region,
         # timeouts, retries and pool size as the boto3 client); without, through boto3.
         if requests is None and credentials is not None and client is not None:
-            requests = _requests_for(client, credentials)
+            requests = requests_for(client, credentials)
         self.requests = requests
 
     @property
@@ -248,7 +158,7 @@ class S3Storage(PagedStorage):
                 assert self._connect is not None
                 self._client = self._connect()
                 for observer in self._observers:
-                    _observe_client(self._client, observer)
+                    observe_client(self._client, observer)
             return self._client
 
     def observe(self, callback: Callable[[str, str], None]) -> None:
@@ -258,7 +168,7 @@ class S3Storage(PagedStorage):
         with self._client_lock:
             self._observers.append(callback)
             if self._client is not None:
-                _observe_client(self._client, callback)
+                observe_client(self._client, callback)
         if self.requests is not None:
             self.requests.observers.append(callback)
 
@@ -276,18 +186,10 @@ class S3Storage(PagedStorage):
         # The usual case (R2, Supabase, MinIO): boto3 only when needed. On AWS itself the
         # client resolves the regional endpoint first. An endpoint behind an HTTP(S)_PROXY from
         # the environment (honoured by botocore, not by the signed requests) stays on boto3.
-        proxied = bool(profile.endpoint) and _behind_proxy(profile.endpoint)
+        proxied = bool(profile.endpoint) and behind_proxy(profile.endpoint)
         if profile.endpoint and not proxied:
             check_profile(profile)
-            requests = S3Requests(
-                endpoint=profile.endpoint,
-                region=profile.region or "us-east-1",
-                credentials=credentials,
-                connect_timeout_s=settings.s3_connect_timeout_s,
-                read_timeout_s=settings.s3_read_timeout_s,
-                max_attempts=settings.s3_max_attempts,
-                max_connections=settings.s3_max_pool_connections,
-            )
+            requests = signed_requests(profile, settings, credentials)
         else:
             client = build_client(profile, settings)
         return cls(
@@ -368,7 +270,7 @@ class S3Storage(PagedStorage):
         user_metadata = check_metadata(metadata)
         if any(name.startswith(RESERVED_METADATA_PREFIX) for name in user_metadata):
             raise InvalidKeyError(f"metadata names starting {RESERVED_METADATA_PREFIX!r} are ours")
-        with self._spooled(data) as (body, size, sha256):
+        with spooled(data, max_memory_bytes=self.multipart_threshold_bytes) as (body, size, sha256):
             extra: dict[str, Any] = {
                 "ContentType": content_type,
                 "Metadata": {**user_metadata, SHA256_METADATA: sha256},
@@ -378,7 +280,14 @@ class S3Storage(PagedStorage):
                 extra["CacheControl"] = policy.cache_control
             with self._errors(key):
                 if size >= self.multipart_threshold_bytes:
-                    etag = self._put_multipart(key, body, extra)
+                    etag = put_multipart(
+                        self.client,
+                        bucket=self.bucket,
+                        key=key,
+                        body=body,
+                        part_bytes=self.multipart_chunk_bytes,
+                        extra=extra,
+                    )
                 elif self.requests is not None:
                     headers = {"Content-Type": content_type}
                     if "CacheControl" in extra:
@@ -400,49 +309,8 @@ class S3Storage(PagedStorage):
             sha256=sha256,
             last_modified=datetime.now(UTC),
             metadata=user_metadata,
-            store_etag=_unquoted(etag),
+            store_etag=unquoted_etag(etag),
         )
-
-    @contextmanager
-    def _spooled(self, data: bytes | BinaryIO) -> Iterator[tuple[IO[bytes], int, str]]:
-        """``data`` as a seekable body with its size and sha256, spilling big streams to disk."""
-        hasher = hashlib.sha256()
-        with tempfile.SpooledTemporaryFile(max_size=self.multipart_threshold_bytes) as spool:
-            size = 0
-            for chunk in iter_chunks(data):
-                hasher.update(chunk)
-                spool.write(chunk)
-                size += len(chunk)
-            spool.seek(0)
-            yield spool, size, hasher.hexdigest()
-
-    def _put_multipart(self, key: str, body: IO[bytes], extra: dict[str, Any]) -> str:
-        """Upload ``body`` in parts; the object's ETag."""
-        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, **extra)[
-            "UploadId"
-        ]
-        try:
-            parts = []
-            number = 1
-            while chunk := body.read(self.multipart_chunk_bytes):
-                answer = self.client.upload_part(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=chunk
-                )
-                parts.append({"ETag": answer["ETag"], "PartNumber": number})
-                number += 1
-            completed = self.client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
-            )
-            return str(completed.get("ETag", ""))
-        except BaseException:
-            try:
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            except (BotoCoreError, ClientError):
-                logger.warning("could not abort multipart upload %s of %r", upload_id, key)
-            raise
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; ``False`` when it was not stored."""
@@ -517,24 +385,24 @@ class S3Storage(PagedStorage):
         """A GET: its body (``read(n)``, ``close()``) and what its headers say."""
         if self.requests is not None:
             answer = self.requests.get(self.bucket, key, byte_range=byte_range)
-            return _PooledBody(answer), object_headers(answer.headers)
+            return PooledBody(answer), object_headers(answer.headers)
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if byte_range:
             kwargs["Range"] = byte_range
         response = self.client.get_object(**kwargs)
-        return response["Body"], _headers_of_boto(response)
+        return response["Body"], headers_of_boto(response)
 
     def _head_object(self, key: str) -> ObjectHeaders:
         if self.requests is not None:
             return self.requests.head(self.bucket, key)
-        return _headers_of_boto(self.client.head_object(Bucket=self.bucket, Key=key))
+        return headers_of_boto(self.client.head_object(Bucket=self.bucket, Key=key))
 
     def head(self, key: str) -> ObjectInfo:
         """The object's information; hashes the object once when it lacks our sha256."""
         validate_key(key)
         with self._errors(key):
             headers = self._head_object(key)
-        info = _info(key, headers)
+        info = object_info(key, headers)
         if not info.sha256:
             info = replace(info, sha256=self._hash(key, info.size))
         return info
@@ -547,7 +415,7 @@ class S3Storage(PagedStorage):
         validate_key(key)
         with self._errors(key):
             body, headers = self._get_object(key)
-        info = _info(key, headers)
+        info = object_info(key, headers)
         size = info.size
         if size == 0:
             body.close()
@@ -569,7 +437,7 @@ class S3Storage(PagedStorage):
                     yield KeyEntry(
                         key=item["Key"],
                         size=int(item.get("Size", 0)),
-                        store_etag=_unquoted(item.get("ETag", "")),
+                        store_etag=unquoted_etag(item.get("ETag", "")),
                     )
             token = answer.get("NextContinuationToken")
             if not answer.get("IsTruncated") or not token:
@@ -705,191 +573,20 @@ class S3Storage(PagedStorage):
         expires_s: int,
         metadata: dict[str, str] | None = None,
     ) -> PresignedUpload:
-        """A POST policy letting a browser upload ``key`` directly, within the conditions.
-
-        The bucket enforces the size range, the exact content type and the cache header; the
-        form expires after ``expires_s``. The object has no sha256 metadata (the browser cannot
-        compute it for us), so its first ``head`` hashes it.
-        """
-        validate_key(key)
-        content_type = resolve_content_type(key, content_type)
-        user_metadata = check_metadata(metadata)
-        fields: dict[str, str] = {"Content-Type": content_type}
-        conditions: list[Any] = [
-            ["content-length-range", 1, max_bytes],
-            {"Content-Type": content_type},
-        ]
-        policy = cache_policy_for(key)
-        if policy is not None:
-            fields["Cache-Control"] = policy.cache_control
-            conditions.append({"Cache-Control": policy.cache_control})
-        for name, value in user_metadata.items():
-            fields[f"x-amz-meta-{name}"] = value
-            conditions.append({f"x-amz-meta-{name}": value})
+        """A POST policy letting a browser upload ``key`` directly (see :mod:`.presign`)."""
         with self._errors(key):
-            answer = self.client.generate_presigned_post(
-                Bucket=self.bucket,
-                Key=key,
-                Fields=fields,
-                Conditions=conditions,
-                ExpiresIn=expires_s,
+            return presign_post(
+                self.client,
+                bucket=self.bucket,
+                key=key,
+                content_type=content_type,
+                max_bytes=max_bytes,
+                expires_s=expires_s,
+                metadata=metadata,
             )
-        return PresignedUpload(
-            url=answer["url"],
-            fields={name: str(value) for name, value in answer["fields"].items()},
-            key=key,
-            expires_at=datetime.fromtimestamp(datetime.now(UTC).timestamp() + expires_s, tz=UTC),
-            max_bytes=max_bytes,
-            content_type=content_type,
+
+    def _errors(self, key: str | None) -> AbstractContextManager[None]:
+        """botocore's and the signed requests' exceptions as the project's errors."""
+        return translate_errors(
+            location=self.location, bucket=self.bucket, profile=self.label, key=key
         )
-
-    # --- errors ----------------------------------------------------------------------------
-
-    @contextmanager
-    def _errors(self, key: str | None) -> Iterator[None]:
-        """Translate botocore's and the signed requests' exceptions into the project's errors."""
-        try:
-            yield
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", ""))
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            message = error.get("Message") or code or str(exc)
-            raise self._error_for(key, code, status, message) from exc
-        except S3ResponseError as exc:
-            raise self._error_for(key, exc.code, exc.status, exc.message or exc.code) from exc
-        except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
-            raise StorageUnavailableError(f"cannot reach {self.location}: {exc}") from exc
-        except S3ConnectionError as exc:
-            raise StorageUnavailableError(f"cannot reach {self.location}: {exc}") from exc
-        except BotoCoreError as exc:
-            what = f"{key!r} in {self.location}" if key is not None else self.location
-            raise StorageError(f"{what}: {exc}") from exc
-
-    def _error_for(self, key: str | None, code: str, status: int, message: str) -> StolenteeError:
-        """The project's error for an S3 error answer (``code``, HTTP ``status``)."""
-        what = f"{key!r} in {self.location}" if key is not None else self.location
-        if code == "NoSuchBucket" or (key is None and status == 404):
-            return ObjectNotFoundError(f"bucket {self.bucket!r} does not exist")
-        if code in _NOT_FOUND_CODES or status == 404:
-            return ObjectNotFoundError(f"no object under key {key!r}")
-        if code == "InvalidRange" or status == 416:
-            return RangeNotSatisfiableError(f"byte range outside {what}")
-        if code in _AUTH_CODES or status in (401, 403):
-            return StorageAuthenticationError(
-                f"{self.location} refused the credentials of the {self.label!r} profile "
-                f"({code or status}: {message}); check its access key id and secret"
-            )
-        if status >= 500 or code in ("SlowDown", "Throttling", "RequestTimeout"):
-            return StorageUnavailableError(
-                f"{what}: the storage service kept failing ({code or status}: {message})"
-            )
-        return StorageError(f"{what}: {code or status}: {message}")
-
-
-class _PooledBody:
-    """The body of a streaming GET made with :class:`S3Requests`: read it, then ``close()``
-    hands the connection back to the pool when the body was read to its end (and drops the
-    connection when it was abandoned half way)."""
-
-    def __init__(self, response: ObjectStream) -> None:
-        self._response = response
-
-    def read(self, amount: int) -> bytes:
-        return self._response.read(amount)
-
-    def close(self) -> None:
-        response = self._response
-        # Unread bytes (an abandoned read, or a body of unknown length) would poison the
-        # connection for the next request: drop it instead of pooling it.
-        if response.length_remaining != 0:
-            response.close()
-        response.release_conn()
-
-
-def _behind_proxy(endpoint: str) -> bool:
-    """Whether the environment routes ``endpoint`` through a proxy (as botocore would)."""
-    parts = urlsplit(endpoint)
-    proxies = urllib.request.getproxies()
-    if not proxies.get(parts.scheme):
-        return False
-    return not urllib.request.proxy_bypass(parts.netloc)
-
-
-def _observe_client(client: S3Client, callback: Callable[[str, str], None]) -> None:
-    """Feed boto3's per-operation events (after its retries) to ``callback``."""
-
-    def after_call(http_response: Any, model: Any, **_: Any) -> None:
-        status = int(getattr(http_response, "status_code", 0))
-        callback(model.name, _outcome(status))
-
-    def after_error(event_name: str = "", **_: Any) -> None:
-        # ``after-call-error.s3.<Operation>``: raised before any answer (connection, timeout)
-        callback(event_name.rsplit(".", 1)[-1], "connection_error")
-
-    client.meta.events.register("after-call.s3", after_call)
-    client.meta.events.register("after-call-error.s3", after_error)
-
-
-def _outcome(status: int) -> str:
-    return "ok" if status < 400 else "client_error" if status < 500 else "server_error"
-
-
-def _requests_for(client: S3Client, credentials: S3Credentials) -> S3Requests:
-    """Signed requests to ``client``'s endpoint, with its region, timeouts, retries and pool."""
-    config = client.meta.config
-    retries = getattr(config, "retries", None) or {}
-    return S3Requests(
-        endpoint=str(client.meta.endpoint_url),
-        region=client.meta.region_name or "us-east-1",
-        credentials=credentials,
-        connect_timeout_s=float(getattr(config, "connect_timeout", 10) or 10),
-        read_timeout_s=float(getattr(config, "read_timeout", 60) or 60),
-        max_attempts=int(retries.get("max_attempts", 3)),
-        max_connections=int(getattr(config, "max_pool_connections", 10) or 10),
-    )
-
-
-def _headers_of_boto(answer: Any) -> ObjectHeaders:
-    """The same view of a boto3 ``get_object``/``head_object`` answer as of wire headers."""
-    size = int(answer["ContentLength"])
-    first, length = 0, size
-    content_range = answer.get("ContentRange")
-    if content_range:
-        size = int(content_range.rsplit("/", 1)[1])
-        first = int(content_range.split(" ", 1)[1].split("-", 1)[0])
-    return ObjectHeaders(
-        size=size,
-        content_type=answer.get("ContentType") or "",
-        last_modified=_utc(answer["LastModified"]),
-        metadata={name.lower(): value for name, value in answer.get("Metadata", {}).items()},
-        etag=answer.get("ETag", ""),
-        cache_control=answer.get("CacheControl"),
-        range_first=first,
-        range_length=length,
-    )
-
-
-def _info(key: str, headers: ObjectHeaders) -> ObjectInfo:
-    """An ``ObjectInfo`` from a HEAD's or GET's headers (sha256 ``""`` if not ours)."""
-    metadata = dict(headers.metadata)
-    sha256 = metadata.pop(SHA256_METADATA, "")
-    metadata = {k: v for k, v in metadata.items() if not k.startswith(RESERVED_METADATA_PREFIX)}
-    return ObjectInfo(
-        key=key,
-        size=headers.size,
-        content_type=headers.content_type or resolve_content_type(key, None),
-        sha256=sha256 if len(sha256) == 64 else "",
-        last_modified=headers.last_modified,
-        metadata=metadata,
-        store_etag=_unquoted(headers.etag),
-    )
-
-
-def _unquoted(etag: str) -> str:
-    """An ETag without its quotes (listings and headers do not always agree on them)."""
-    return etag.strip().removeprefix("W/").strip('"')
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
