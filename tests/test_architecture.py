@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import io
+import re
 import shutil
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -58,3 +62,34 @@ def test_every_package_is_on_the_architecture_map() -> None:
     packages = sorted(path.name for path in PACKAGE.iterdir() if (path / "__init__.py").exists())
     missing = [name for name in packages if f"`{name}/`" not in ARCHITECTURE]
     assert not missing, f"docs/architecture.md does not place: {missing}"
+
+
+# Measured figures belong in benchmarks/ (dated); the code keeps the decision and names the entry.
+_FIGURE = re.compile(
+    r"\b(IoU|MAE|boundary F) \d|\b\d+(\.\d+)?x (faster|slower)\b"
+    r"|~\d+(\.\d+)? ?(ms|µs|MB|MiB|GB)\b|\d+(\.\d+)? ?(ms|µs|MB|MiB) (instead of|->)"
+)
+
+
+def _comments_and_docstrings(text: str) -> list[tuple[int, str]]:
+    found = [
+        (token.start[0], token.string)
+        for token in tokenize.generate_tokens(io.StringIO(text).readline)
+        if token.type == tokenize.COMMENT
+    ]
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            docstring = ast.get_docstring(node, clean=False)
+            if docstring and node.body:
+                found.append((node.body[0].lineno, docstring))
+    return found
+
+
+def test_measured_figures_live_in_benchmarks_not_in_the_code() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}: {match.group(0)}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for line, text in _comments_and_docstrings(path.read_text(encoding="utf-8"))
+        for match in _FIGURE.finditer(text)
+    ]
+    assert not offenders, "figures to move to benchmarks/decisions.md:\n" + "\n".join(offenders)

@@ -1,6 +1,6 @@
 """Admission control for removals: a bounded number run, a bounded number wait, briefly.
 
-Memory is what a burst exhausts first (a 12 MP image is ~150 MB of buffers in flight), so the
+Memory is what a burst exhausts first (a large image is a lot of buffers in flight), so the
 API never starts more removals than the engine's slots. Requests beyond those wait up to
 ``queue_wait_s``; when ``max_waiting`` are already waiting, a new one gets 429 at once, and one
 that waited too long gets 429 too (both ``server_busy`` with ``Retry-After``): load is answered
@@ -10,7 +10,8 @@ of images in memory never exceeds the slots.
 
 The work runs on a pool of exactly ``slots`` threads owned by the gate, not on the server's
 general thread pool: with glibc every thread that allocates large buffers may get its own malloc
-arena, and spreading removals over dozens of threads was measured to hold ~60% more memory.
+arena, and spreading removals over dozens of threads held markedly more memory (figures:
+benchmarks/decisions.md, "admission of removals").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
 """Benchmarks against the open-source peer (rembg): matte quality on a known-truth evaluation set,
 speed and memory of the whole pipeline. Run them with ``stolentee bench``; see
-``benchmarks/README.md``.
+``benchmarks/removal.md``.
 """

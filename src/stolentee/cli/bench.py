@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # the benchmark modules need numpy and the engine: imported w
     from stolentee.bench.speed import MemoryReport, SpeedReport
 
 bench_app = typer.Typer(
-    help="Benchmarks against rembg: matte quality, speed and memory (see benchmarks/README.md).",
+    help="Benchmarks against rembg: matte quality, speed and memory (see benchmarks/removal.md).",
     no_args_is_help=True,
 )
 # Wide tables: when the output is not a terminal (a log file, CI), don't squeeze to 80 columns.

@@ -77,8 +77,9 @@ COMPLETE = PreparedStatement(
 
 # complete() reads the row back only for a follow-up hook that must run (in its transaction);
 # otherwise RETURNING the kind is enough. The full row costs a JSON decode of the result just
-# written and a parse per timestamp on SQLite: measured 16 µs warm, ~3x that right after the
-# pipeline has evicted the CPU caches (where the completion runs).
+# written and a parse per timestamp on SQLite, most of all right after the pipeline has evicted
+# the CPU caches, where the completion runs (benchmarks/decisions.md, "the queue's hot
+# path").
 JOB_BY_ID = PreparedStatement(select(*_c).where(_c.id == bindparam("job_id")))
 
 
@@ -87,7 +88,8 @@ def job_from_row(columns: tuple[str, ...], row: tuple[Any, ...]) -> Job:
 
     The values go straight into the instance's ``__dict__``, as the ORM's own loading does:
     they read back as loaded attributes, without the per-attribute change events of the
-    constructor (5 µs instead of 35 µs, twice per job)."""
+    constructor, a several-fold saving twice per job (benchmarks/decisions.md, "the
+    queue's hot path")."""
     job = Job()
     job.__dict__.update(zip(columns, row, strict=True))
     return job

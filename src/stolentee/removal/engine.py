@@ -54,13 +54,13 @@ class ModelSession:
     ) -> None:
         self.spec = spec
         options = ort.SessionOptions()
-        # Memory: u2netp's intermediate tensors at 320x320 peak at ~240 MB. Planning one block
-        # for all of them ("memory pattern") holds ~475 MB for good, and onnxruntime's CPU arena
-        # keeps the ~240 MB for good once grown, with the full-resolution buffers of decoding,
-        # keying and encoding on top of it. Without the arena the tensors come from malloc, and
-        # with :func:`tune_malloc` glibc keeps them for reuse (no page faults on the next run)
-        # by the next inference and by the image work alike: the process holds the larger of
-        # the two working sets, not their sum.
+        # Memory: the "memory pattern" (one planned block for every intermediate tensor) and
+        # onnxruntime's CPU arena each hold their peak for good, with the full-resolution
+        # buffers of decoding, keying and encoding on top. Without them the tensors come from
+        # malloc, and with :func:`tune_malloc` glibc keeps them for reuse (no page faults on the
+        # next run) by the next inference and by the image work alike: the process holds the
+        # larger of the two working sets, not their sum. Figures:
+        # benchmarks/decisions.md, "onnxruntime memory".
         options.enable_mem_pattern = False
         options.enable_cpu_mem_arena = False
         tune_malloc()
@@ -104,15 +104,11 @@ class ModelSession:
 
     def model_input(self, rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
         """``rgb`` resized to the model's input size: box-filtered to twice that size first
-        when it is larger (OpenCV's area filter, multi-threaded), then Lanczos. On the
-        evaluation photos this gave u2netp a better matte than one Lanczos step (IoU 0.8707 vs
-        0.8680, MAE 0.0300 vs 0.0302, boundary F 0.635 vs 0.631) in less than half of
-        Pillow's time (1 MP: ~10 ms instead of ~22; 4 MP: ~19 ms). The area filter is OpenCV's
-        slow path when the scale is not a whole number: bilinear to twice the size (after a
-        Gaussian pyramid above 6x) took 4-5 ms and gave photos the same or a better matte
-        (0.8710 / 0.0299 / 0.637, agreement with rembg 0.9873), but it moved the graph cut of
-        artwork on textures, which starts from this matte (graphic-gradient IoU 0.9783 ->
-        0.9771, one image -0.06), so it is not used."""
+        when it is larger (OpenCV's area filter, multi-threaded), then Lanczos. That gave
+        u2netp a better matte than one Lanczos step, in less than half of Pillow's time. A
+        cheaper bilinear first step matted photos as well but moved the graph cut of artwork
+        on textures, which starts from this matte, so it is not used. Figures:
+        benchmarks/decisions.md, "resizing for the model and back"."""
         width, height = self._size
         if min(rgb.shape[:2]) > 2 * max(width, height):
             rgb = u8(cv2.resize(rgb, (2 * width, 2 * height), interpolation=cv2.INTER_AREA))
@@ -121,8 +117,8 @@ class ModelSession:
     @staticmethod
     def upscale(matte: NDArray[np.uint8], size: tuple[int, int]) -> Image.Image:
         """A model-size matte brought to ``size`` (width, height) as an ``L`` image: bicubic
-        (OpenCV, saturated to 0..255), ~8x faster than Pillow's bilinear at 12 MP and closer to
-        the truth (MAE 0.0301 vs 0.0306 on the evaluation photos)."""
+        (OpenCV, saturated to 0..255), faster than Pillow's bilinear and closer to the truth
+        (benchmarks/decisions.md, "resizing for the model and back")."""
         return Image.fromarray(u8(cv2.resize(matte, size, interpolation=cv2.INTER_CUBIC)), mode="L")
 
 
@@ -354,16 +350,16 @@ _malloc_lock = threading.Lock()
 def tune_malloc() -> bool:
     """Make glibc's heap serve as the one arena that inference and image work share.
 
-    With onnxruntime's own arena off, u2netp's ~280 MB of tensors come from malloc. By default
-    glibc maps every block over its (adaptive) mmap threshold afresh and unmaps it on free, so
-    each inference would fault in ~70,000 zeroed pages again (measured +15% CPU). Raising the
-    mmap and trim thresholds keeps those blocks in the heap: the next inference reuses them
-    without a page fault, and so do the full-resolution arrays of decoding, keying and encoding,
-    so the process holds the larger of the two working sets instead of their sum. At most two
-    malloc arenas (as ``MALLOC_ARENA_MAX=2`` in the Dockerfile): with one heap per thread
-    (onnxruntime's pool, the PNG encoder's) the high-water mark varied by ~150 MB from run to
-    run. Process-wide and once; elsewhere than glibc it does nothing. Returns whether it was
-    applied.
+    With onnxruntime's own arena off, the model's tensors come from malloc. By default glibc maps
+    every block over its (adaptive) mmap threshold afresh and unmaps it on free, so each
+    inference would fault its zeroed pages in again, at a measurable CPU cost. Raising the mmap
+    and trim thresholds keeps those blocks in the heap: the next inference reuses them without a
+    page fault, and so do the full-resolution arrays of decoding, keying and encoding, so the
+    process holds the larger of the two working sets instead of their sum. At most two malloc
+    arenas (as ``MALLOC_ARENA_MAX=2`` in the Dockerfile): with one heap per thread (onnxruntime's
+    pool, the PNG encoder's) the high-water mark varied widely from run to run. Process-wide and
+    once; elsewhere than glibc it does nothing. Returns whether it was applied. Figures:
+    benchmarks/decisions.md, "onnxruntime memory".
     """
     global _malloc_tuned
     with _malloc_lock:
@@ -433,10 +429,10 @@ def _find_free_heap() -> Callable[[], int] | None:
 
 _MALLOC_TRIM = _find_malloc_trim()
 _FREE_HEAP = _find_free_heap()
-# Free heap kept for the next image: about the inference's working set (u2netp at 320x320
-# peaks at ~240-280 MB of tensors; 270-320 MB are free after a 1-4 MP image). Within it the
-# next inference reuses those blocks instead of faulting its tensors in again; beyond it (a
-# larger image, fragmentation piling up) the heap is trimmed.
+# Free heap kept for the next image: about the default model's inference working set, with the
+# room a 1-4 MP image leaves free (benchmarks/decisions.md, "the free-heap reserve").
+# Within it the next inference reuses those blocks instead of faulting its tensors in again;
+# beyond it (a larger image, fragmentation piling up) the heap is trimmed.
 KEEP_FREE_HEAP_BYTES = 320 << 20
 
 
@@ -451,16 +447,15 @@ def release_free_memory(keep: int | None = None) -> bool:
     it trimmed. Called after each image, once its full-size buffers are freed.
 
     Without it the heap keeps the high-water mark of every image so far plus fragmentation,
-    which depends on thread timing: the same 100-image run peaked anywhere from ~475 to
-    ~675 MiB. Trimming after every image made each start from a clean heap, but then the next
-    inference faulted its ~240 MB of tensors in again: 15-20 % more CPU on a 1-4 MP photo.
-    With a model-sized reserve, the blocks kept are the ones the next inference reuses, the
-    free heap between images stays bounded, and the heap is still trimmed after larger images
-    and whenever fragmentation piles up. ``fordblks`` also counts free chunks whose pages an
-    earlier trim already handed back, so the measure errs towards trimming, never towards
-    holding. (Measured alternatives, 150 images of the evaluation set: ``malloc_trim(pad)``
-    keeping the top of the heap peaked at 525-551 MiB against ~460; the resident size above
-    the size after the last trim as the measure faulted fewer pages but peaked at 488-515.)
+    which depends on thread timing, so the same run peaked at very different sizes. Trimming
+    after every image made each start from a clean heap, but then the next inference faulted
+    its tensors in again, at a clear CPU cost. With a model-sized reserve, the blocks kept are
+    the ones the next inference reuses, the free heap between images stays bounded, and the
+    heap is still trimmed after larger images and whenever fragmentation piles up.
+    ``fordblks`` also counts free chunks whose pages an earlier trim already handed back, so the
+    measure errs towards trimming, never towards holding. Two alternatives (``malloc_trim(pad)``
+    keeping the top of the heap; the resident size above the size after the last trim) peaked
+    higher. Figures: benchmarks/decisions.md, "the free-heap reserve".
     """
     if _MALLOC_TRIM is None:
         return False

@@ -70,9 +70,9 @@ def _fit_surface(design: F32, colours: F32) -> F32:
 
     Solved through the 6x6 normal equations in float64: the minimum-norm solution of those is
     the least-squares solution of the full system (``pinv(A'A) A' = pinv(A)``), also when the
-    samples leave the surface underdetermined (inliers on one edge only). ``lstsq`` on the
-    4096x6 system costs ~3 ms of CPU and, through the multi-threaded BLAS, up to several times
-    that in wall time on a busy machine; this costs a few microseconds.
+    samples leave the surface underdetermined (inliers on one edge only). ``lstsq`` on the full
+    system costs milliseconds (more on a busy machine, through the multi-threaded BLAS); this
+    costs microseconds (benchmarks/decisions.md, "small image operations").
     """
     a = design.astype(np.float64)
     gram = a.T @ a
@@ -155,6 +155,6 @@ def band_width_px(height: int, width: int) -> int:
 
 
 def channel_max(image: U8) -> U8:
-    """The largest channel of an HxWx3 uint8 image (cv2 is ~20x faster than numpy here)."""
+    """The largest channel of an HxWx3 uint8 image (cv2: far faster than numpy's ``max(axis)``)."""
     first, second, third = cv2.split(image)
     return u8(cv2.max(cv2.max(first, second), third))

@@ -42,8 +42,8 @@ CONTENT_TYPES = {
 }
 WHITE = (255, 255, 255, 255)
 # Raw bytes per independently deflated band of rows. 1 MiB: a 1 MP RGBA cutout is 4 bands, so
-# it too is deflated on every core (level 1, 1 MP graphics: 8.4-10.1 -> 5.7-6.3 ms wall, same
-# CPU, files 0.4 % smaller than with 4 MiB bands).
+# it too is deflated on every core, for the same CPU and files no larger than with bigger bands
+# (benchmarks/decisions.md, "PNG cutouts").
 PNG_BAND_BYTES = 1 << 20
 _PNG_COLOUR_TYPES = {"L": 0, "RGB": 2, "RGBA": 6}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -226,8 +226,8 @@ def _on_colour(
 def _transparent_cutout(rgb: Image.Image, alpha: Image.Image) -> Image.Image:
     """RGBA cutout whose fully transparent pixels are zeroed.
 
-    Invisible colour left under alpha 0 only costs bytes: zeroing it makes a 4 MP photo cutout's
-    PNG about 30% smaller and no slower to encode (measured in the README).
+    Invisible colour left under alpha 0 only costs bytes: zeroing it makes a photo cutout's PNG
+    markedly smaller and no slower to encode (benchmarks/decisions.md, "PNG cutouts").
     """
     visible = alpha.point(lambda value: 255 if value else 0)
     cutout = Image.new("RGBA", rgb.size, (0, 0, 0, 0))
@@ -277,8 +277,8 @@ def encode_png(image: Image.Image, compress_level: int) -> bytes:
     one valid zlib stream; the stream's Adler-32 is combined from the bands'. The pixels decode
     exactly as from Pillow's encoder; the bands do not depend on the number of threads, so the
     bytes are the same on every machine. Pillow's encoder (adaptive filtering, zlib, one
-    thread) takes over for other modes. Against it at level 1: 0.17 MP logo cutouts ~3x faster
-    (cutout made included) for files ~2 % larger; at 12 MP it was 2-3x slower with zlib alone.
+    thread) takes over for other modes; it is several times slower on the cutouts we make, for
+    files barely smaller (benchmarks/decisions.md, "PNG cutouts").
     """
     colour_type = _PNG_COLOUR_TYPES.get(image.mode)
     width = image.width
@@ -298,8 +298,9 @@ def encode_png(image: Image.Image, compress_level: int) -> bytes:
 def encode_cutout_png(rgb: Image.Image, alpha: Image.Image, compress_level: int) -> bytes:
     """PNG of the transparent cutout of ``rgb`` by the ``L`` matte ``alpha``: the same pixels
     as :func:`encode_png` of :func:`_transparent_cutout`, but each band's RGBA rows are built
-    on the encoding thread that deflates them, so no full-size RGBA image is made (at 4 MP
-    that image alone cost ~45 ms on one core)."""
+    on the encoding thread that deflates them, so no full-size RGBA image is made (that image
+    alone was a large share of the encoding time of a big cutout: benchmarks/decisions.md,
+    "PNG cutouts")."""
     width = rgb.width
     rgb = rgb if rgb.mode == "RGB" else rgb.convert("RGB")
     rgb.load()
@@ -310,7 +311,7 @@ def encode_cutout_png(rgb: Image.Image, alpha: Image.Image, compress_level: int)
         colour = np.asarray(rgb.crop(box))
         opacity = np.asarray(alpha.crop(box))
         # Invisible colour only costs bytes: zero it (the mask leaves those pixels at 0). OpenCV
-        # does this and the channel merge ~10x faster than numpy's strided assignments.
+        # does this and the channel merge far faster than numpy's strided assignments.
         visible = cv2.bitwise_and(colour, colour, mask=opacity)
         return cast(NDArray[np.uint8], cv2.merge([visible, opacity]))
 
@@ -325,9 +326,8 @@ def _banded_png(
     compress_level: int,
 ) -> bytes:
     """The PNG file of an image whose rows ``top..bottom`` (as an array) ``rows`` gives; see
-    :func:`encode_png`. (zlib's run-length strategy was measured at level 1 on the evaluation
-    set's cutouts: 4 % smaller and 7 % faster on photos, but 2 % larger on graphics on a solid
-    background and 11 % on gradients, for the same time; not used.)"""
+    :func:`encode_png`. (zlib's run-length strategy helped photos but made graphics larger, so
+    it is not used: benchmarks/decisions.md, "PNG cutouts".)"""
     width, height = size
     row_bytes = width * channels
     band_rows = max(1, PNG_BAND_BYTES // row_bytes)
@@ -375,8 +375,8 @@ def _banded_png(
 
 def _raw_deflate(level: int) -> _Deflate:
     """A raw deflate stream (no zlib header) at ``level``: ISA-L's levels 1-3, zlib's 0 and
-    4-9. ISA-L's level 1 deflated the evaluation cutouts ~5-9x faster than zlib's level 1, into
-    files 9-12 % smaller (4 MP photo cutout: 51 -> 9 ms, 1,243 -> 1,135 KiB)."""
+    4-9. ISA-L's level 1 is several times faster than zlib's level 1 on our cutouts, into
+    smaller files (benchmarks/decisions.md, "PNG cutouts")."""
     if 1 <= level <= isal_zlib.ISAL_BEST_COMPRESSION:
         return cast(_Deflate, isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15))
     return zlib.compressobj(level, zlib.DEFLATED, -15)

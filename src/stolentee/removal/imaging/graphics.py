@@ -26,9 +26,9 @@ model is both slower and worse than keying out the background colour:
 6. **Soft shadows** (:func:`soft_shadows`): smooth regions next to the background that are a
    darker shade of it (a drop shadow or glow, black at partial opacity over the background)
    become translucent black instead of opaque grey, and so does their steep rim next to the
-   artwork (:func:`_shadow_rim`). On the evaluation set's graphics on a solid colour: IoU
-   0.9767 -> 0.9803, alpha MAE 0.0055 -> 0.0046 (regions); -> 0.9830 / 0.0042 (rims); ->
-   0.9849 / 0.0037 (a stricter second pass that splits a shadow from a light face).
+   artwork (:func:`stolentee.removal.imaging.shadows._shadow_rim`); each step raised the IoU
+   and lowered the alpha MAE of graphics on a solid colour (benchmarks/decisions.md, "soft
+   shadows").
 
 Full-frame work is kept to a few 8-bit OpenCV passes (range test, flood fill, dilation), so a
 12 MP graphic is keyed in well under a second on one core.
@@ -328,8 +328,8 @@ def _matte_band(
     # Contrast across the band: along a real edge the distance to the background rises from
     # under the tolerance to well over it; a cut through a smooth shade of the background (a
     # background surface that does not fit) rises by almost nothing. Measured over the square
-    # around the band's disc: OpenCV runs a square separably (a 12 MP graphic's key 10-20 %
-    # faster), and no plausibility verdict on the evaluation set changed.
+    # around the band's disc: OpenCV runs a square separably (a faster key), and no
+    # plausibility verdict on the evaluation set changed (benchmarks/decisions.md).
     square = np.ones_like(kernel)
     spread = u8(cv2.morphologyEx(distance_t, cv2.MORPH_GRADIENT, square))[rows, cols]
     flat = int(np.count_nonzero(spread < _FLAT_EDGE_CONTRAST * tolerance))

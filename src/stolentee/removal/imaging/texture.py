@@ -10,10 +10,9 @@ artwork's real edge. The image is median-filtered first, which turns a texture i
 uniform shade while the artwork's flat fills and edges stay as they are: without it, the dark
 outline of a cartoon and the dark grains of gravel fall into one colour cluster.
 
-On the evaluation set (``stolentee bench quality``), 10 of the 40 graphic-gradient images pass
-the test, all of them artwork over a texture photo: 9 of them cut better (IoU +0.016 to +0.091,
-alpha MAE down by 14-85 %), one 0.002 worse; the category's IoU went from 0.9676 to 0.9784 and
-its MAE from 0.0073 to 0.0047. None of the 40 photographed people passes the test.
+On the evaluation set (``stolentee bench quality``) only artwork over a texture photo passes
+the test, and nearly all of those images cut better; no photographed person passes it
+(benchmarks/decisions.md, "artwork on textures").
 """
 
 from __future__ import annotations

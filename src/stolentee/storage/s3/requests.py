@@ -1,8 +1,9 @@
 """Signed HTTP requests for the per-object S3 operations: GET, HEAD, PUT and CopyObject.
 
 A migration makes two or three of these per object and the service one per upload or download,
-so their cost in the client decides how fast both are. Through boto3 each costs ~1 ms of CPU in
-the client (request model, event hooks, response parsing); here a request is signed with AWS
+so their cost in the client decides how fast both are. Through boto3 each costs a good deal of
+CPU in the client (request model, event hooks, response parsing; benchmarks/decisions.md, "S3
+requests"); here a request is signed with AWS
 Signature Version 4 (written from AWS's published specification) and sent on a pooled
 keep-alive connection of :mod:`stolentee.storage.s3.http_wire` (a lean HTTP/1.1 client: urllib3 and
 http.client cost more CPU than the signing), for a fraction of that. boto3 keeps every other
