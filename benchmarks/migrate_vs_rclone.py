@@ -1,6 +1,6 @@
 """Storage migration benchmark: ``stolentee migrate-storage`` against ``rclone copy``.
 
-One SeaweedFS server (``tests.seaweedfs``, ``weed mini`` on loopback) holds a source bucket of
+One SeaweedFS server (``tests.fakes.seaweedfs``, ``weed mini`` on loopback) holds a source bucket of
 ``--objects`` random objects of ``--size-kib`` each (keys ``uploads/bench/<i>.bin`` plus a few
 unicode keys), written with ``S3Storage.put`` so they carry stolentee's sha256 metadata, as
 objects written by stolentee do. Each repetition then copies the bucket into fresh buckets with:
@@ -71,7 +71,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.seaweedfs import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, SeaweedFS  # noqa: E402
+from tests.fakes.seaweedfs import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, SeaweedFS  # noqa: E402
 
 from stolentee.storage.s3.objects import SHA256_METADATA  # noqa: E402
 from stolentee.storage.s3.store import S3Storage  # noqa: E402

@@ -21,7 +21,7 @@ from stolentee.config import (
     Settings,
     StorageSettings,
 )
-from tests.seaweedfs import SeaweedFS, weed_binary
+from tests.fakes.seaweedfs import SeaweedFS, weed_binary
 
 # Variables a developer's shell may carry that must not leak into tests.
 _APP_VARS = (

@@ -24,8 +24,7 @@ from stolentee.designs.callbacks import (
 )
 from stolentee.errors import ConfigurationError
 from stolentee.netsafe import internal_address_reason
-
-from .callback_receiver import Receiver
+from tests.fakes.callback_receiver import Receiver
 
 SECRET = "whsec-0123456789abcdef"
 NOW = 1_760_000_000

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from stolentee.api.app import create_app
 from stolentee.designs.callbacks import verify_signature
 from stolentee.errors import ConfigurationError
+from tests.fakes.callback_receiver import HANG, Receiver
 
-from ..callback_receiver import HANG, Receiver
 from ..conftest import SettingsFactory
 from .test_designs import HEADERS, KEY, LOGO, upload, wait_for
 

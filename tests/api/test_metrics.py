@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from stolentee.api.app import create_app
-from tests.processes import StolenteeProcess
+from tests.fakes.processes import StolenteeProcess
 
 from ..conftest import SettingsFactory
 from ..removal.conftest import composite, draw_logo, encode

@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from stolentee.api.app import create_app
+from tests.fakes.removebg_client import RemoveBgClient
 
 from ..conftest import SettingsFactory
 from ..removal.conftest import composite, draw_logo, encode, photo_bytes
-from .removebg_client import RemoveBgClient
 
 KEY = "st_test_key_for_the_removebg_api"
 LOGO = encode(composite(draw_logo(), (255, 255, 255)))  # 600x400 = 0.24 MP

@@ -19,8 +19,8 @@ from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.transport import Transport, build_transport, memory_transport
+from tests.fakes.clocks import FakeWallClock
 
-from ..clocks import FakeWallClock
 from ..conftest import REDIS_URL_VAR, SettingsFactory
 
 # The database fixtures of tests/db, run here over SQLite and PostgreSQL alike.

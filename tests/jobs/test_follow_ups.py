@@ -30,9 +30,9 @@ from stolentee.jobs.worker import Completion, Heartbeat, PermanentJobError
 from stolentee.removal.base import ImageKind, RemovalOptions, RemovalResult
 from stolentee.runtime import build_queue
 from stolentee.storage.backends.memory import MemoryStorage
+from tests.fakes.clocks import FakeWallClock
 from tests.jobs.designs import new_design
 
-from ..clocks import FakeWallClock
 from .conftest import QUEUE_TEST_SETTINGS, DatabaseFactory
 from .test_queue import OTHER, OWNER, drain
 

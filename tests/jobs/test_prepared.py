@@ -18,9 +18,9 @@ from stolentee.designs.store import DesignStore, design_in, record_result_in
 from stolentee.errors import DatabaseUnavailableError, QueryTimeoutError
 from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.states import DONE, PROCESSING
+from tests.fakes.clocks import FakeWallClock
 from tests.jobs.designs import new_design
 
-from ..clocks import FakeWallClock
 from .conftest import DatabaseFactory
 
 OWNER = "host:1:abc/0"

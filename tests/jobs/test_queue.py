@@ -15,8 +15,8 @@ from stolentee.jobs.figures import percentile
 from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.states import DONE, FAILED, PROCESSING, QUEUED, backoff_s
 from stolentee.jobs.transport import Transport
+from tests.fakes.clocks import FakeWallClock
 
-from ..clocks import FakeWallClock
 from .conftest import QueueFactory
 
 OWNER = "host:1:abc/0"

@@ -17,7 +17,7 @@ from stolentee.db.models import Job
 from stolentee.errors import ImageError, InvalidImageError
 from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.states import DONE, FAILED, PROCESSING, QUEUED
-from stolentee.jobs.transport import Transport
+from stolentee.jobs.transport import Transport, memory_transport
 from stolentee.jobs.worker import Handler, Heartbeat, Worker, default_owner
 
 from .conftest import TransportFactory
@@ -46,9 +46,29 @@ def embedded(make_transport: TransportFactory) -> Transport:
     return make_transport()
 
 
+# The worker's contract holds on every transport: the in-process memory queue, the embedded
+# SQLite huey, and Redis (skipped with its reason when STOLENTEE_TEST_REDIS_URL is unset).
+TRANSPORTS = ("memory", "sqlite", "redis")
+
+
+@pytest.fixture(params=TRANSPORTS)
+def worker_transport(
+    request: pytest.FixtureRequest, make_transport: TransportFactory
+) -> Iterator[Transport]:
+    if request.param == "memory":
+        built = memory_transport(poll_s=0.05)
+        yield built
+        built.close()
+    elif request.param == "sqlite":
+        yield make_transport()
+    else:
+        redis_url: str = request.getfixturevalue("redis_url")
+        yield make_transport(redis_url=redis_url)
+
+
 @pytest.fixture
-def fast_queue(database: Database, embedded: Transport) -> JobQueue:
-    return JobQueue(database=database, transport=embedded, settings=QueueSettings(**FAST))
+def fast_queue(database: Database, worker_transport: Transport) -> JobQueue:
+    return JobQueue(database=database, transport=worker_transport, settings=QueueSettings(**FAST))
 
 
 WorkerFactory = Callable[..., Worker]
@@ -199,7 +219,7 @@ def test_graceful_stop_finishes_running_jobs(
 
 
 def test_stop_past_the_deadline_hands_jobs_back(
-    fast_queue: JobQueue, make_worker: WorkerFactory, embedded: Transport, tmp_path: Path
+    fast_queue: JobQueue, make_worker: WorkerFactory, tmp_path: Path
 ) -> None:
     worker = make_worker()
     payload = {"out": str(tmp_path), "n": 1, "sleep_s": 30, "cooperative": True}
@@ -213,7 +233,7 @@ def test_stop_past_the_deadline_hands_jobs_back(
     assert {j.state for j in jobs.values()} == {QUEUED}
     assert {j.attempts for j in jobs.values()} == {0}  # a hand-back is not an attempt
     assert worker.stats().released == 2
-    assert embedded.pending() == 2  # and their messages are back for the next worker
+    assert fast_queue.transport.pending() == 2  # their messages are back for the next worker
     assert not (tmp_path / "cutouts").exists()
 
 

@@ -12,8 +12,7 @@ import pytest
 from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.keys.store import KeyStore
-
-from ..clocks import FakeWallClock
+from tests.fakes.clocks import FakeWallClock
 
 # The database fixtures of tests/db, run here over SQLite and PostgreSQL alike.
 from ..db.conftest import DatabaseFactory, database_url, make_database

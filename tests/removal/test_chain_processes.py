@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.faultproxy import FaultProxy
-from tests.processes import STOLENTEE, StolenteeProcess, clean_environment
+from tests.fakes.faultproxy import FaultProxy
+from tests.fakes.processes import STOLENTEE, StolenteeProcess, clean_environment
 
 from .conftest import composite, draw_logo, encode
 

@@ -9,7 +9,6 @@ reached the server is counted at the proxy.
 from __future__ import annotations
 
 import io
-import os
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,14 +19,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from stolentee.api.app import create_app
 from stolentee.config import (
-    ApiSettings,
     EngineSettings,
-    QueueSettings,
     RemovalSettings,
-    ServiceSettings,
-    Settings,
 )
 from stolentee.errors import ClientError, ConfigurationError
 from stolentee.removal.base import (
@@ -54,11 +48,10 @@ from stolentee.removal.providers.remote import (
     parse_retry_after,
 )
 from stolentee.removal.removebg_wire import form_fields, kind_from_header, options_from_fields
-from tests.faultproxy import FaultProxy, LiveServer
+from tests.fakes.faultproxy import FaultProxy
+from tests.fakes.removal_service import API_KEY, start_removal_server
 from tests.removal.conftest import composite, draw_logo, encode
 
-API_KEY = "remote-test-key"
-SERVER_MAX_MEGAPIXELS = 2.0
 REMOVE_PATH = "/v1.0/removebg"
 OUT_OF_CREDITS = {
     "errors": [{"title": "Insufficient credits", "code": "insufficient_credits", "detail": "x"}]
@@ -66,27 +59,6 @@ OUT_OF_CREDITS = {
 
 
 # --- the server and the proxy in front of it ----------------------------------------------------
-
-
-def start_removal_server(engine_settings: EngineSettings, data_dir: Path) -> LiveServer:
-    """``create_app(role="removal")`` on a real port; API key required; 2 MP input limit."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            app_variable = name.startswith(
-                ("STOLENTEE_", "DATABASE_URL", "REDIS_URL", "REMBG_", "REMOVEBG_")
-            )
-            if app_variable and not name.startswith("STOLENTEE_TEST_"):
-                patch.delenv(name)
-        patch.chdir(data_dir)
-        settings = Settings(
-            service=ServiceSettings(data_dir=data_dir),
-            queue=QueueSettings(run_worker=False),
-            engine=engine_settings.model_copy(
-                update={"max_input_megapixels": SERVER_MAX_MEGAPIXELS}
-            ),
-            api=ApiSettings(api_keys=API_KEY),
-        )
-    return LiveServer(create_app(settings, role="removal")).start()
 
 
 @pytest.fixture(scope="module")

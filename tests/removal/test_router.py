@@ -41,8 +41,8 @@ from stolentee.removal.providers.remote import (
     RemoveBgRemover,
     build_http_client,
 )
-from tests.clocks import FakeWallClock
-from tests.faultproxy import FaultProxy
+from tests.fakes.clocks import FakeWallClock
+from tests.fakes.faultproxy import FaultProxy
 from tests.removal.conftest import composite, draw_logo, encode
 from tests.removal.test_breaker import FakeClock
 from tests.removal.test_remote import API_KEY, REMOVE_PATH, start_removal_server

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import pytest
 
 from stolentee.config import ScalingSettings
-from stolentee.scaling.controller import Controller, LogBackend
+from stolentee.scaling.controller import Controller, LogBackend, ScaleBackend
 from stolentee.scaling.errors import RailwayApiError
 from stolentee.scaling.policy import API, WORKER, Policy, Sample
 from stolentee.scaling.railway import RailwayBackend, RailwayClient
@@ -37,17 +39,68 @@ class FlakyBackend(LogBackend):
         super().set_replicas(service, replicas, reason=reason)
 
 
-def test_sustained_cpu_scales_the_api_once_through_the_backend(policy: Policy) -> None:
+# --- the backend contract: every ScaleBackend, the same behaviour ---------------------------
+
+BackendFactory = Callable[[dict[str, int]], ScaleBackend]
+
+
+@pytest.fixture(params=["log", "railway"])
+def make_backend(request: pytest.FixtureRequest) -> Iterator[BackendFactory]:
+    """``make_backend({service: replicas})``: the dry-run backend, or Railway's (against a local
+    server that checks every GraphQL request is the documented one), starting at ``replicas``."""
+    built: list[ScaleBackend] = []
+
+    def factory(replicas: dict[str, int]) -> ScaleBackend:
+        backend: ScaleBackend
+        if request.param == "log":
+            backend = LogBackend(replicas)
+        else:
+            server: LocalServer = request.getfixturevalue("server")
+            server.responder = FakeRailway({IDS[name]: n for name, n in replicas.items()})
+            client = RailwayClient(url=server.url(PATH), token=TOKEN, timeout_s=5)
+            backend = RailwayBackend(client=client, environment_id=ENV_ID, service_ids=IDS)
+        built.append(backend)
+        return backend
+
+    yield factory
+    for backend in built:
+        backend.close()
+
+
+def test_a_backend_reads_back_what_it_set(make_backend: BackendFactory) -> None:
+    backend = make_backend({API: 2})
+    assert backend.current_replicas(API) == 2
+    assert backend.current_replicas(WORKER) is None  # never set: the backend cannot tell
+    backend.set_replicas(WORKER, 3, reason="contract")
+    assert backend.current_replicas(WORKER) == 3
+    backend.set_replicas(WORKER, 1, reason="contract")
+    assert (backend.current_replicas(WORKER), backend.current_replicas(API)) == (1, 2)
+
+
+def test_sustained_cpu_scales_the_api_once_through_the_backend(
+    policy: Policy, make_backend: BackendFactory
+) -> None:
     ticks = [{API: Sample(at_s=i * MINUTE, cpu_percent=88.0)} for i in range(16)]
-    backend = LogBackend()
+    backend = make_backend({API: 1, WORKER: 1})
     controller = Controller(policy=policy, source=MemorySource(ticks), backend=backend)
     assert controller.run(interval_s=0, max_ticks=16) == 16
-    assert backend.changes == [(API, 2, "CPU 88% > 70% for 15m (window 15m)")]
+    assert backend.current_replicas(API) == 2
     assert controller.state is not None and controller.state.replicas(API) == 2
 
 
-def test_start_uses_the_replicas_the_backend_reports(policy: Policy) -> None:
-    backend = LogBackend({API: 3})
+def test_the_dry_run_records_each_change_with_its_reason(policy: Policy) -> None:
+    ticks = [{API: Sample(at_s=i * MINUTE, cpu_percent=88.0)} for i in range(16)]
+    backend = LogBackend()
+    Controller(policy=policy, source=MemorySource(ticks), backend=backend).run(
+        interval_s=0, max_ticks=16
+    )
+    assert backend.changes == [(API, 2, "CPU 88% > 70% for 15m (window 15m)")]
+
+
+def test_start_uses_the_replicas_the_backend_reports(
+    policy: Policy, make_backend: BackendFactory
+) -> None:
+    backend = make_backend({API: 3})
     controller = Controller(policy=policy, source=MemorySource(), backend=backend)
     state = controller.start()
     assert (state.replicas(API), state.replicas(WORKER)) == (3, 1)

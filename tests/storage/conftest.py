@@ -18,7 +18,7 @@ from stolentee.storage.backends.local import LocalStorage
 from stolentee.storage.backends.memory import MemoryStorage
 from stolentee.storage.base import Storage
 from stolentee.storage.s3.store import MIB, S3Storage
-from tests.seaweedfs import SeaweedFS
+from tests.fakes.seaweedfs import SeaweedFS
 
 # Parts at S3's 5 MiB minimum, so the contract's larger objects exercise multipart uploads.
 S3_TEST_MULTIPART_BYTES = 5 * MIB

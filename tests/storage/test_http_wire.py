@@ -23,7 +23,7 @@ from stolentee.storage.s3.http_errors import (
     ReadTimeout,
 )
 from stolentee.storage.s3.http_wire import ConnectionPool
-from tests.storage.rawhttp import Answer, RawServer, ok, self_signed_certificate
+from tests.fakes.rawhttp import Answer, RawServer, ok, self_signed_certificate
 
 
 @pytest.fixture

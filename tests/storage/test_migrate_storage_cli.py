@@ -29,7 +29,7 @@ from stolentee.storage.migration.manifest import Manifest
 from stolentee.storage.s3.objects import SHA256_METADATA
 from stolentee.storage.s3.store import MIB
 from tests.conftest import SettingsFactory
-from tests.seaweedfs import REGION, SeaweedFS
+from tests.fakes.seaweedfs import REGION, SeaweedFS
 
 STOLENTEE = str(Path(sys.executable).with_name("stolentee"))
 OBJECT_COUNT = 2000

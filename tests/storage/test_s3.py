@@ -32,7 +32,7 @@ from stolentee.storage.migration.manifest import Manifest
 from stolentee.storage.s3.objects import SHA256_METADATA
 from stolentee.storage.s3.store import MIB, S3Storage
 from tests.conftest import SettingsFactory
-from tests.seaweedfs import SeaweedFS
+from tests.fakes.seaweedfs import SeaweedFS
 
 
 @pytest.fixture

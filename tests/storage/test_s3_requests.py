@@ -36,7 +36,7 @@ from stolentee.storage.s3.requests import (
     parse_listing,
     uri_encode,
 )
-from tests.storage.rawhttp import Answer, RawServer, ok, self_signed_certificate
+from tests.fakes.rawhttp import Answer, RawServer, ok, self_signed_certificate
 
 CREDENTIALS = S3Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
 
