@@ -29,8 +29,9 @@ from sqlalchemy import event
 
 from stolentee.db.engine import Database
 from stolentee.db.models import Job
+from stolentee.jobs.heartbeat import Heartbeat
 from stolentee.jobs.queue import JobQueue
-from stolentee.jobs.worker import Handler, Heartbeat, JobResult
+from stolentee.jobs.worker import Handler, JobResult
 from stolentee.removal.base import RemovalEvent, StatsSink
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stolentee.storage.s3.client import client_config
-from stolentee.storage.s3.requests import S3Credentials
+from stolentee.storage.s3.signing import S3Credentials
 
 ACCESS_KEY_ID = "stolentee-test"
 SECRET_ACCESS_KEY = "stolentee-test-secret"

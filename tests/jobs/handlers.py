@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from stolentee.db.models import Job
-from stolentee.jobs.worker import Handler, Heartbeat, PermanentJobError
+from stolentee.jobs.heartbeat import Heartbeat
+from stolentee.jobs.worker import Handler, PermanentJobError
 
 SLEEP_AND_WRITE = "sleep-and-write"
 EXPLODE = "explode"

@@ -23,10 +23,11 @@ from stolentee.db.models import Base, Job
 from stolentee.designs.callbacks import CALLBACK_JOB, CallbackSender
 from stolentee.designs.jobs import DESIGN_JOB, design_handler
 from stolentee.designs.store import DesignRecord, DesignStore
+from stolentee.jobs.heartbeat import Heartbeat
 from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.states import DONE, FAILED, PROCESSING, QUEUED
 from stolentee.jobs.transport import Transport
-from stolentee.jobs.worker import Completion, Heartbeat, PermanentJobError
+from stolentee.jobs.worker import Completion, PermanentJobError
 from stolentee.removal.base import ImageKind, RemovalOptions, RemovalResult
 from stolentee.runtime import build_queue
 from stolentee.storage.backends.memory import MemoryStorage

@@ -165,7 +165,7 @@ def test_banded_png_decodes_to_the_same_pixels(
     libpng: identical pixels, and a valid stream (checksums are verified by both)."""
     import cv2
 
-    from stolentee.removal.imaging import compose as module
+    from stolentee.removal.imaging import png as module
 
     monkeypatch.setattr(module, "PNG_BAND_BYTES", 40_000)
     image = photo_cutout(1001, 667).convert(mode)
@@ -187,7 +187,7 @@ def test_banded_png_decodes_to_the_same_pixels(
 def test_banded_png_of_a_large_cutout_is_deterministic_and_compact() -> None:
     """At 4 MP the default bands are used: the bytes do not depend on the thread count, and
     the file is within a few per cent of Pillow's (adaptive filters, one thread)."""
-    from stolentee.removal.imaging import compose as module
+    from stolentee.removal.imaging import png as module
 
     image = photo_cutout(2400, 1700)
     first = module.encode_png(image, 1)
@@ -203,14 +203,15 @@ def test_banded_png_of_a_large_cutout_is_deterministic_and_compact() -> None:
 def test_cutout_png_is_the_transparent_cutout(monkeypatch: pytest.MonkeyPatch, level: int) -> None:
     """encode_cutout_png builds each band's RGBA rows itself: the file decodes to exactly the
     pixels of _transparent_cutout (invisible pixels zeroed), in many bands and in one."""
-    from stolentee.removal.imaging import compose as module
+    from stolentee.removal.imaging import compose as compose_module
+    from stolentee.removal.imaging import png as module
 
     from .conftest import SKIMAGE_DATA
 
     rgb = Image.open(SKIMAGE_DATA / "astronaut.png").convert("RGB").resize((1001, 667))
     x = np.mgrid[0:667, 0:1001][1]
     alpha = Image.fromarray(np.clip((x - 300) * 3, 0, 255).astype(np.uint8))  # 0, ramp, 255
-    expected = np.asarray(module._transparent_cutout(rgb, alpha))
+    expected = np.asarray(compose_module._transparent_cutout(rgb, alpha))
     assert (expected[..., :3][expected[..., 3] == 0] == 0).all()
     assert expected[..., :3].any()
     for band_bytes in (40_000, 1 << 30):
@@ -260,7 +261,7 @@ def test_compose_encodes_transparent_cutouts_band_by_band(monkeypatch: pytest.Mo
 def test_adler32_combine_matches_zlib() -> None:
     import zlib
 
-    from stolentee.removal.imaging.compose import _adler32_combine
+    from stolentee.removal.imaging.png import _adler32_combine
 
     rng = np.random.default_rng(1)
     for length_a, length_b in [(0, 0), (1, 0), (0, 7), (5, 65521), (70000, 131042), (3, 200000)]:

@@ -158,7 +158,7 @@ def test_inference_reuses_heap_memory(engine: RemovalEngine) -> None:
     settings would fault ~40,000-70,000 per run)."""
     import resource
 
-    from stolentee.removal.engine import tune_malloc
+    from stolentee.removal.memory import tune_malloc
 
     assert tune_malloc()
     session = engine.session()
@@ -181,7 +181,7 @@ def test_memory_beyond_the_reserve_is_handed_back_after_each_image(
     run holds no more than the current image needs."""
     import psutil
 
-    from stolentee.removal import engine as module
+    from stolentee.removal import memory as module
 
     monkeypatch.setattr(module, "KEEP_FREE_HEAP_BYTES", 0)
     process = psutil.Process()
@@ -202,7 +202,7 @@ def test_a_model_sized_reserve_is_kept_between_images(
     heap instead of faulting its tensors in again (~25,000-70,000 pages when trimmed)."""
     import resource
 
-    from stolentee.removal import engine as module
+    from stolentee.removal import memory as module
 
     free = module.free_heap_bytes()
     if free is None:
@@ -220,7 +220,7 @@ def test_a_model_sized_reserve_is_kept_between_images(
     not __import__("sys").platform.startswith("linux"), reason="malloc_trim is glibc-only"
 )
 def test_release_trims_only_beyond_the_reserve(monkeypatch: pytest.MonkeyPatch) -> None:
-    from stolentee.removal import engine as module
+    from stolentee.removal import memory as module
 
     calls: list[int] = []
     monkeypatch.setattr(module, "_MALLOC_TRIM", calls.append)

@@ -25,17 +25,14 @@ from botocore.credentials import Credentials
 
 from stolentee.storage.s3 import store as s3
 from stolentee.storage.s3.requests import (
-    EMPTY_SHA256,
     S3ConnectionError,
-    S3Credentials,
     S3Requests,
     S3ResponseError,
     S3StreamError,
-    SigV4Signer,
     object_headers,
     parse_listing,
-    uri_encode,
 )
+from stolentee.storage.s3.signing import EMPTY_SHA256, S3Credentials, SigV4Signer, uri_encode
 from tests.fakes.rawhttp import Answer, RawServer, ok, self_signed_certificate
 
 CREDENTIALS = S3Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")

@@ -40,7 +40,7 @@ from stolentee.bench.contenders import Contender, check_same_model, make_contend
 from stolentee.bench.names import DEFAULT_SIZES_MP
 from stolentee.bench.quality import EvalImage, load_eval_set
 from stolentee.config import EngineSettings
-from stolentee.removal.engine import release_free_memory
+from stolentee.removal.memory import release_free_memory
 
 PHOTO = "photo"
 GRAPHIC = "graphic"

@@ -55,8 +55,9 @@ from stolentee.errors import (
     ImageDownloadTimeoutError,
     ImageUrlError,
 )
+from stolentee.jobs.heartbeat import Heartbeat
 from stolentee.jobs.queue import FollowUp, JobQueue
-from stolentee.jobs.worker import Handler, Heartbeat
+from stolentee.jobs.worker import Handler
 from stolentee.netsafe import Answer, Resolver, UrlPolicy, send_pinned, vet_url
 from stolentee.storage.base import Storage
 

@@ -41,8 +41,9 @@ from stolentee.designs.store import (
     record_result_in,
 )
 from stolentee.errors import FileTooLargeError, ImageError, InvalidOptionError
+from stolentee.jobs.heartbeat import Heartbeat
 from stolentee.jobs.queue import JobQueue
-from stolentee.jobs.worker import Completion, Handler, Heartbeat, PermanentJobError
+from stolentee.jobs.worker import Completion, Handler, PermanentJobError
 from stolentee.removal.base import Remover
 from stolentee.removal.providers.errors import ProviderRejectedError
 from stolentee.storage.base import Storage

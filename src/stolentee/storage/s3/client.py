@@ -12,10 +12,8 @@ from stolentee.config import S3Profile, StorageSettings
 from stolentee.errors import (
     ConfigurationError,
 )
-from stolentee.storage.s3.requests import (
-    S3Credentials,
-    S3Requests,
-)
+from stolentee.storage.s3.requests import S3Requests
+from stolentee.storage.s3.signing import S3Credentials
 
 if TYPE_CHECKING:
     from botocore.config import Config

@@ -71,11 +71,11 @@ from stolentee.storage.s3.presign import PresignedUpload, presign_post
 from stolentee.storage.s3.requests import (
     ObjectHeaders,
     PooledBody,
-    S3Credentials,
     S3Requests,
     S3StreamError,
     object_headers,
 )
+from stolentee.storage.s3.signing import S3Credentials
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
