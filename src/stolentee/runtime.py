@@ -44,7 +44,7 @@ from stolentee.metrics import Metrics
 from stolentee.removal.engine import RemovalEngine
 from stolentee.removal.providers.chain import ProviderChain, build_chain
 from stolentee.removal.providers.remote import build_http_client
-from stolentee.removal.stats import SERVICE_FLUSH_INTERVAL_S, RemovalStatsStore
+from stolentee.removal.stats.store import SERVICE_FLUSH_INTERVAL_S, RemovalStatsStore
 from stolentee.storage.base import Storage
 from stolentee.storage.factory import build_storage
 from stolentee.storage.s3.store import S3Storage

@@ -191,7 +191,7 @@ def test_status_never_says_done_without_a_cutout() -> None:
     from types import SimpleNamespace
 
     from stolentee.designs.store import DesignRecord
-    from stolentee.designs.store import design_status as _status
+    from stolentee.designs.views import design_status as _status
 
     now = datetime.now(UTC)
     record = DesignRecord(
@@ -241,7 +241,8 @@ def test_object_url_quotes_keys_under_the_design_base_url() -> None:
     import dataclasses
     from datetime import UTC, datetime
 
-    from stolentee.designs.store import DesignRecord, object_url
+    from stolentee.designs.store import DesignRecord
+    from stolentee.designs.views import object_url
     from stolentee.storage.backends.memory import MemoryStorage
 
     now = datetime.now(UTC)

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from stolentee.api.app import create_app
 from stolentee.removal.base import RemovalEvent
-from stolentee.removal.stats import RemovalStatsStore
+from stolentee.removal.stats.store import RemovalStatsStore
 
 from ..conftest import SettingsFactory
 

@@ -27,8 +27,9 @@ from stolentee.db import migrate
 from stolentee.removal.base import FailureKind, RemovalEvent, RemovalOptions
 from stolentee.removal.engine import RemovalEngine
 from stolentee.removal.providers.chain import ProviderChain
-from stolentee.removal.providers.remote import RemoveBgRemover
-from stolentee.removal.stats import RemovalStatsStore, StatsReport
+from stolentee.removal.providers.removebg import RemoveBgRemover
+from stolentee.removal.stats.report import StatsReport
+from stolentee.removal.stats.store import RemovalStatsStore
 from tests.removal.conftest import composite, draw_logo, encode
 
 # The database fixtures of tests/db (SQLite here: the counts are the stats store's business).

@@ -35,12 +35,9 @@ from stolentee.removal.providers.errors import (
     ProviderOutOfCreditsError,
     ProviderRejectedError,
 )
-from stolentee.removal.providers.remote import (
-    ProbeResult,
-    RembgServiceRemover,
-    RemoveBgRemover,
-    build_http_client,
-)
+from stolentee.removal.providers.rembg_service import RembgServiceRemover
+from stolentee.removal.providers.remote import ProbeResult, build_http_client
+from stolentee.removal.providers.removebg import RemoveBgRemover
 from tests.fakes.clocks import FakeWallClock
 from tests.fakes.faultproxy import FaultProxy
 from tests.removal.conftest import composite, draw_logo, encode

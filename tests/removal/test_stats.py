@@ -29,19 +29,21 @@ from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.db.models import REMOVAL_FAILURE_KINDS, REMOVAL_LATENCY_BUCKETS, Base
 from stolentee.removal.base import FailureKind, RemovalEvent, StatsSink
-from stolentee.removal.stats import (
-    DEFAULT_USD_PER_CREDIT,
+from stolentee.removal.stats.buckets import (
     LATENCY_BOUNDS_MS,
     LATENCY_CEILING_MS,
     LATENCY_FLOOR_MS,
     LATENCY_RATIO,
+    bucket_bounds,
+    latency_bucket,
+    percentile,
+)
+from stolentee.removal.stats.store import (
+    DEFAULT_USD_PER_CREDIT,
     MAX_RANGE_DAYS,
     InvalidDateRangeError,
     RemovalStatsStore,
-    bucket_bounds,
-    latency_bucket,
     parse_day,
-    percentile,
     resolve_range,
 )
 
@@ -431,7 +433,7 @@ CHILD = """
 import sys
 from stolentee.config import DatabaseSettings
 from stolentee.db.engine import Database
-from stolentee.removal.stats import RemovalStatsStore
+from stolentee.removal.stats.store import RemovalStatsStore
 from tests.removal.test_stats import workload
 
 database = Database(settings=DatabaseSettings(url=sys.argv[1]), watchdog=False)

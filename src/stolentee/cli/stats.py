@@ -20,12 +20,11 @@ from rich.table import Table
 from stolentee.cli.common import console, load_settings, print_error
 from stolentee.errors import StolenteeError
 from stolentee.removal.base import FailureKind
-from stolentee.removal.stats import (
+from stolentee.removal.stats.report import ProviderStats, StatsReport
+from stolentee.removal.stats.store import (
     DEFAULT_RANGE_DAYS,
     DEFAULT_USD_PER_CREDIT,
-    ProviderStats,
     RemovalStatsStore,
-    StatsReport,
     parse_day,
     resolve_range,
 )

@@ -32,7 +32,8 @@ from stolentee.costs.model import CORRECTED, Policy, ScenarioCosts, compute, cre
 from stolentee.costs.pricebook import Pricebook
 from stolentee.costs.profile import Compute, Images, Profile, Removal, Service, Storage
 from stolentee.removal.providers.chain import PAID_PROVIDERS
-from stolentee.removal.stats import TOTAL, RemovalStatsStore, StatsReport
+from stolentee.removal.stats.report import TOTAL, StatsReport
+from stolentee.removal.stats.store import RemovalStatsStore
 
 DAYS_PER_MONTH = Decimal(30)
 BYTES_PER_GB = Decimal(10**9)  # providers bill decimal gigabytes

@@ -193,7 +193,7 @@ class Design(Base):
     callback_job_id: Mapped[str | None] = mapped_column(String(JOB_ID_LENGTH))
 
 
-# --- removal statistics (stolentee.removal.stats) ----------------------------------------------
+# --- removal statistics (stolentee.removal.stats) ------------------------------------------------
 
 # ``stolentee.removal.base.FailureKind``, in its order (a test keeps the two equal): one counter
 # column per kind, so that every counter is incremented by the same atomic upsert.
@@ -208,7 +208,7 @@ REMOVAL_FAILURE_KINDS = (
     "internal",
 )
 # Latency histogram: bucket 0 is below 5 ms, bucket 45 is 120 s and more, the 44 in between are
-# log-spaced (``stolentee.removal.stats.LATENCY_BOUNDS_MS``). The boundaries are part of the
+# log-spaced (``stolentee.removal.stats.buckets.LATENCY_BOUNDS_MS``). The boundaries are part of the
 # schema: changing them needs a new revision that converts or drops the old counts.
 REMOVAL_LATENCY_BUCKETS = 46
 REMOVAL_PROVIDER_LENGTH = 64

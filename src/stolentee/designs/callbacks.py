@@ -47,7 +47,8 @@ from sqlalchemy.orm import Session
 
 from stolentee.config import ApiSettings
 from stolentee.db.models import CALLBACK_URL_LENGTH, Job
-from stolentee.designs.store import DesignNotFoundError, DesignStore, claim_callback, design_body
+from stolentee.designs.store import DesignNotFoundError, DesignStore, claim_callback
+from stolentee.designs.views import design_body
 from stolentee.errors import (
     ClientError,
     ConfigurationError,

@@ -21,7 +21,8 @@ from stolentee.api.routes.uploads import InvalidUploadKeyError, check_upload_key
 from stolentee.api.security import authenticate
 from stolentee.db.models import Job
 from stolentee.designs.pipeline import design_options
-from stolentee.designs.store import DesignRecord, check_idempotency_key, design_body, new_design_id
+from stolentee.designs.store import DesignRecord, check_idempotency_key, new_design_id
+from stolentee.designs.views import design_body
 from stolentee.errors import (
     ClientError,
     FileTooLargeError,

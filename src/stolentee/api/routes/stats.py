@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from stolentee.api.deps import ServicesDep
 from stolentee.api.security import authenticate
-from stolentee.removal.stats import DEFAULT_RANGE_DAYS, parse_day, resolve_range
+from stolentee.removal.stats.store import DEFAULT_RANGE_DAYS, parse_day, resolve_range
 
 router = APIRouter(prefix="/v1/stats", tags=["stats"])
 

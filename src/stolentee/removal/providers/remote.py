@@ -46,18 +46,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import httpx
 
 from stolentee import __version__
 from stolentee.config import RemovalSettings
-from stolentee.errors import ConfigurationError, StolenteeError
+from stolentee.errors import StolenteeError
 from stolentee.removal.base import (
     FailureKind,
     RemovalOptions,
     RemovalResult,
-    credits_for,
 )
 from stolentee.removal.imaging.decode import ImageHeader, read_header
 from stolentee.removal.providers.errors import (
@@ -147,7 +146,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def _error_entry(response: httpx.Response) -> dict[str, str]:
+def error_entry(response: httpx.Response) -> dict[str, str]:
     """The first ``{"title", "code", "detail"}`` of an error body, as far as it parses."""
     try:
         body = response.json()
@@ -296,7 +295,7 @@ class RemoteRemover:
 
     def _http_error(self, response: httpx.Response, url: str) -> ProviderError:
         status = response.status_code
-        entry = _error_entry(response)
+        entry = error_entry(response)
         said = ": ".join(part for part in (entry.get("code"), entry.get("detail")) if part)
         where = f"{self.name} at {url} answered HTTP {status}" + (f" ({said})" if said else "")
         if status == 402:
@@ -418,143 +417,3 @@ class RemoteRemover:
             reason = str(exc) or type(exc).__name__
             return None, f"{url} unreachable: {reason}", _ms_since(started)
         return response, "", _ms_since(started)
-
-
-class RembgServiceRemover(RemoteRemover):
-    """Our own removal service (``stolentee removal-service``) at ``REMBG_ENDPOINT``."""
-
-    name = "rembg-service"
-    photo_type = "photo"
-
-    def __init__(
-        self,
-        *,
-        settings: RemovalSettings,
-        http_client: httpx.Client,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: random.Random | None = None,
-    ) -> None:
-        if not settings.rembg_endpoint:
-            raise ConfigurationError("the rembg-service provider needs REMBG_ENDPOINT")
-        super().__init__(
-            base_url=settings.rembg_endpoint,
-            api_key=settings.rembg_api_key.get_secret_value(),
-            settings=settings,
-            http_client=http_client,
-            sleep=sleep,
-            rng=rng,
-        )
-
-    @property
-    def remove_url(self) -> str:
-        return f"{self.base_url}/v1.0/removebg"
-
-    def probe(self) -> ProbeResult:
-        """``GET {REMBG_ENDPOINT}/readyz`` (application/health+json): 200 is ready."""
-        url = f"{self.base_url}/readyz"
-        response, problem, latency_ms = self._get(url)
-        if response is None:
-            return ProbeResult(False, problem, latency_ms)
-        if response.status_code == 200:
-            return ProbeResult(True, "ready", latency_ms)
-        output = ""
-        try:
-            body = response.json()
-            if isinstance(body, dict) and isinstance(body.get("output"), str):
-                output = f": {body['output']}"
-        except ValueError:
-            pass
-        return ProbeResult(False, f"{url} answered HTTP {response.status_code}{output}", latency_ms)
-
-
-class RemoveBgRemover(RemoteRemover):
-    """Remove.bg (``REMOVEBG_API_URL``, ``REMOVEBG_API_KEY``): the paid fallback."""
-
-    name = "removebg"
-    photo_type = "auto"  # Remove.bg has no generic "photo" type; its auto handles photos
-
-    def __init__(
-        self,
-        *,
-        settings: RemovalSettings,
-        http_client: httpx.Client,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: random.Random | None = None,
-    ) -> None:
-        api_key = settings.removebg_api_key.get_secret_value()
-        if not api_key:
-            raise ConfigurationError("the removebg provider needs REMOVEBG_API_KEY")
-        if not settings.removebg_api_url:
-            raise ConfigurationError("the removebg provider needs REMOVEBG_API_URL")
-        super().__init__(
-            base_url=settings.removebg_api_url,
-            api_key=api_key,
-            settings=settings,
-            http_client=http_client,
-            sleep=sleep,
-            rng=rng,
-        )
-
-    @property
-    def remove_url(self) -> str:
-        return f"{self.base_url}/removebg"
-
-    def credits_charged(
-        self, response: httpx.Response, options: RemovalOptions, width: int, height: int
-    ) -> float:
-        """``X-Credits-Charged``; when absent or unreadable, what Remove.bg's pricing says."""
-        value = response.headers.get("X-Credits-Charged")
-        if value is not None:
-            try:
-                charged = float(value.strip())
-            except ValueError:
-                charged = -1.0
-            if charged >= 0:
-                return charged
-        estimate = credits_for(options.size, width, height)
-        log.warning(
-            "%s answered without a usable X-Credits-Charged (%r); counting %g credits",
-            self.name,
-            value,
-            estimate,
-        )
-        return estimate
-
-    def probe(self) -> ProbeResult:
-        """``GET {REMOVEBG_API_URL}/account`` with the key: 200 is usable (the credit balance is
-        reported), 401/402/403 is not.
-
-        A 404 still counts as ok: the host answered HTTP, it just has no ``/account``, as a
-        Remove.bg-compatible stand-in (another removal API at ``REMOVEBG_API_URL`` in staging or
-        tests) may not. Reachability is what the probe can tell there, and failing it would
-        keep the provider's breaker from ever half-opening early."""
-        url = f"{self.base_url}/account"
-        response, problem, latency_ms = self._get(url)
-        if response is None:
-            return ProbeResult(False, problem, latency_ms)
-        status = response.status_code
-        if status == 200:
-            credits = _account_credits(response)
-            detail = "account ok" if credits is None else f"account ok, {credits:g} credits"
-            return ProbeResult(True, detail, latency_ms, credits=credits)
-        if status == 404:
-            return ProbeResult(
-                True, f"reachable ({url} answered 404: no account endpoint)", latency_ms
-            )
-        entry = _error_entry(response)
-        said = entry.get("detail") or entry.get("title") or ""
-        reasons = {401: "API key refused", 402: "out of credits", 403: "API key refused"}
-        reason = reasons.get(status, f"HTTP {status}")
-        return ProbeResult(False, f"{url}: {reason}" + (f" ({said})" if said else ""), latency_ms)
-
-
-def _account_credits(response: httpx.Response) -> float | None:
-    """``data.attributes.credits.total`` of Remove.bg's account document, if present."""
-    try:
-        body: Any = response.json()
-        total = body["data"]["attributes"]["credits"]["total"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    if isinstance(total, bool) or not isinstance(total, int | float):
-        return None
-    return float(total)

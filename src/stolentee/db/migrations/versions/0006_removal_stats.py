@@ -5,7 +5,7 @@ Revises: 0005_design_urls
 Create Date: 2026-12-05
 
 ``removal_stats_daily`` holds one row per (day, provider, premium) with counters that
-``stolentee.removal.stats.RemovalStatsStore`` increments with one ``INSERT ... ON CONFLICT DO
+``stolentee.removal.stats.store.RemovalStatsStore`` increments with one ``INSERT ... ON CONFLICT DO
 UPDATE`` per attempt: requests, successes, failures per kind, a latency histogram (46 fixed
 buckets: below 5 ms, 44 log-spaced up to 120 s, 120 s and more), and sums of latency,
 megapixels, credits charged by Remove.bg and credits avoided by self-hosting.

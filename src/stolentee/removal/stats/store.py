@@ -28,9 +28,7 @@ import logging
 import math
 import re
 import threading
-from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -41,14 +39,28 @@ from sqlalchemy.exc import SQLAlchemyError
 from stolentee.db.engine import Database
 from stolentee.db.models import (
     REMOVAL_FAILURE_KINDS,
-    REMOVAL_LATENCY_BUCKETS,
     REMOVAL_PROVIDER_LENGTH,
-    failure_column,
-    latency_bucket_column,
     removal_stats_daily,
 )
 from stolentee.errors import ClientError, ConfigurationError, StolenteeError
 from stolentee.removal.base import RemovalEvent
+from stolentee.removal.stats.buckets import (
+    latency_bucket,
+)
+from stolentee.removal.stats.columns import (
+    BUCKET_COLUMNS,
+    COUNTER_COLUMNS,
+    FAILURE_COLUMNS,
+    KEY_COLUMNS,
+)
+from stolentee.removal.stats.report import (
+    TOTAL,
+    Counters,
+    DayStats,
+    ProviderStats,
+    StatsReport,
+    sum_counters,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,22 +68,7 @@ DEFAULT_USD_PER_CREDIT = 0.20  # the seed's Remove.bg price per image (1 credit)
 DEFAULT_RANGE_DAYS = 30  # the report's default: the last 30 days, today (UTC) included
 MAX_RANGE_DAYS = 366
 
-LATENCY_FLOOR_MS = 5.0
-LATENCY_CEILING_MS = 120_000.0
-_LATENCY_STEPS = REMOVAL_LATENCY_BUCKETS - 2  # buckets between the floor and the ceiling
-LATENCY_RATIO = (LATENCY_CEILING_MS / LATENCY_FLOOR_MS) ** (1 / _LATENCY_STEPS)
-# Bucket i (1..44) holds [LATENCY_BOUNDS_MS[i - 1], LATENCY_BOUNDS_MS[i]); 0 and 45 the rest.
-LATENCY_BOUNDS_MS: tuple[float, ...] = (
-    *(LATENCY_FLOOR_MS * LATENCY_RATIO**step for step in range(_LATENCY_STEPS)),
-    LATENCY_CEILING_MS,
-)
-PERCENTILES = (0.50, 0.95, 0.99)
 
-_FAILURE_COLUMNS = tuple(failure_column(kind) for kind in REMOVAL_FAILURE_KINDS)
-_BUCKET_COLUMNS = tuple(latency_bucket_column(i) for i in range(REMOVAL_LATENCY_BUCKETS))
-_SUM_COLUMNS = ("latency_ms_sum", "megapixels", "credits_charged", "credits_avoided")
-_COUNTER_COLUMNS = ("requests", "successes", *_FAILURE_COLUMNS, *_BUCKET_COLUMNS, *_SUM_COLUMNS)
-_KEY_COLUMNS = ("day", "provider", "premium")
 _DAY_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
 
@@ -83,43 +80,6 @@ class InvalidDateRangeError(ClientError):
 
 
 # --- latency histogram -------------------------------------------------------------------------
-
-
-def latency_bucket(latency_ms: float) -> int:
-    """The histogram bucket (0 .. 45) a latency falls in."""
-    return bisect_right(LATENCY_BOUNDS_MS, latency_ms)
-
-
-def bucket_bounds(index: int) -> tuple[float, float]:
-    """``[low, high)`` of a bucket in ms; the last bucket's ``high`` is infinity."""
-    if not 0 <= index < REMOVAL_LATENCY_BUCKETS:
-        raise IndexError(f"no latency bucket {index}")
-    low = 0.0 if index == 0 else LATENCY_BOUNDS_MS[index - 1]
-    high = LATENCY_BOUNDS_MS[index] if index < len(LATENCY_BOUNDS_MS) else math.inf
-    return low, high
-
-
-def percentile(buckets: Sequence[int], q: float) -> float | None:
-    """Estimated ``q``-quantile (0 < q <= 1) in ms of a histogram; None when it is empty.
-
-    Rank ``q * N`` is located among the cumulative counts and interpolated linearly inside its
-    bucket; in the open-ended last bucket the estimate is its lower bound, 120 000 ms.
-    """
-    if not 0 < q <= 1:
-        raise ValueError(f"q must be in (0, 1]; got {q}")
-    total = sum(buckets)
-    if total == 0:
-        return None
-    target = q * total
-    below = 0
-    for index, count in enumerate(buckets):
-        if count and below + count >= target:
-            low, high = bucket_bounds(index)
-            if math.isinf(high):
-                return low
-            return low + (high - low) * (target - below) / count
-        below += count
-    raise AssertionError("unreachable: the target rank is at most the total")
 
 
 # --- dates -------------------------------------------------------------------------------------
@@ -164,183 +124,6 @@ def _utc_now() -> datetime:
 
 
 # --- the report --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Counters:
-    """Raw counters of one or more ``removal_stats_daily`` rows; add them to merge."""
-
-    requests: int = 0
-    successes: int = 0
-    premium_requests: int = 0
-    failures: tuple[int, ...] = (0,) * len(REMOVAL_FAILURE_KINDS)
-    latency_buckets: tuple[int, ...] = (0,) * REMOVAL_LATENCY_BUCKETS
-    latency_ms_sum: float = 0.0
-    megapixels: float = 0.0
-    credits_charged: float = 0.0
-    credits_avoided: float = 0.0
-
-    def __add__(self, other: Counters) -> Counters:
-        return Counters(
-            requests=self.requests + other.requests,
-            successes=self.successes + other.successes,
-            premium_requests=self.premium_requests + other.premium_requests,
-            failures=tuple(a + b for a, b in zip(self.failures, other.failures, strict=True)),
-            latency_buckets=tuple(
-                a + b for a, b in zip(self.latency_buckets, other.latency_buckets, strict=True)
-            ),
-            latency_ms_sum=self.latency_ms_sum + other.latency_ms_sum,
-            megapixels=self.megapixels + other.megapixels,
-            credits_charged=self.credits_charged + other.credits_charged,
-            credits_avoided=self.credits_avoided + other.credits_avoided,
-        )
-
-    @classmethod
-    def from_row(cls, row: Any) -> Counters:
-        """From a ``removal_stats_daily`` row mapping (PostgreSQL may give Decimal sums)."""
-        requests = int(row["requests"])
-        return cls(
-            requests=requests,
-            successes=int(row["successes"]),
-            premium_requests=requests if row["premium"] else 0,
-            failures=tuple(int(row[name]) for name in _FAILURE_COLUMNS),
-            latency_buckets=tuple(int(row[name]) for name in _BUCKET_COLUMNS),
-            latency_ms_sum=float(row["latency_ms_sum"]),
-            megapixels=float(row["megapixels"]),
-            credits_charged=float(row["credits_charged"]),
-            credits_avoided=float(row["credits_avoided"]),
-        )
-
-
-def _sum_counters(items: Iterable[Counters]) -> Counters:
-    total = Counters()
-    for item in items:
-        total = total + item
-    return total
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderStats:
-    """One provider's figures over a period (``provider="total"`` for all of them together)."""
-
-    provider: str
-    requests: int
-    successes: int
-    failures: int
-    failures_by_kind: dict[str, int]
-    premium_requests: int
-    success_rate: float | None  # successes / requests; None without requests
-    latency_p50_ms: float | None
-    latency_p95_ms: float | None
-    latency_p99_ms: float | None
-    latency_mean_ms: float | None
-    megapixels: float
-    credits_charged: float  # Remove.bg credits actually charged (its X-Credits-Charged)
-    credits_avoided: float  # credits Remove.bg would have charged for self-hosted successes
-    usd_charged: float
-    usd_avoided: float
-
-    @classmethod
-    def from_counters(
-        cls, provider: str, counters: Counters, *, usd_per_credit: float
-    ) -> ProviderStats:
-        requests = counters.requests
-        p50, p95, p99 = (percentile(counters.latency_buckets, q) for q in PERCENTILES)
-        return cls(
-            provider=provider,
-            requests=requests,
-            successes=counters.successes,
-            failures=sum(counters.failures),
-            failures_by_kind=dict(zip(REMOVAL_FAILURE_KINDS, counters.failures, strict=True)),
-            premium_requests=counters.premium_requests,
-            success_rate=counters.successes / requests if requests else None,
-            latency_p50_ms=p50,
-            latency_p95_ms=p95,
-            latency_p99_ms=p99,
-            latency_mean_ms=counters.latency_ms_sum / requests if requests else None,
-            megapixels=counters.megapixels,
-            credits_charged=counters.credits_charged,
-            credits_avoided=counters.credits_avoided,
-            usd_charged=counters.credits_charged * usd_per_credit,
-            usd_avoided=counters.credits_avoided * usd_per_credit,
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "provider": self.provider,
-            "requests": self.requests,
-            "successes": self.successes,
-            "failures": self.failures,
-            "failures_by_kind": dict(self.failures_by_kind),
-            "premium_requests": self.premium_requests,
-            "success_rate": _rounded(self.success_rate, 4),
-            "latency_ms": {
-                "p50": _rounded(self.latency_p50_ms, 1),
-                "p95": _rounded(self.latency_p95_ms, 1),
-                "p99": _rounded(self.latency_p99_ms, 1),
-                "mean": _rounded(self.latency_mean_ms, 1),
-            },
-            "megapixels": round(self.megapixels, 3),
-            "credits_charged": round(self.credits_charged, 4),
-            "credits_avoided": round(self.credits_avoided, 4),
-            "usd_charged": round(self.usd_charged, 2),
-            "usd_avoided": round(self.usd_avoided, 2),
-        }
-
-
-def _rounded(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-TOTAL = "total"
-
-
-@dataclass(frozen=True, slots=True)
-class DayStats:
-    """One UTC day: each provider that made an attempt that day, and their totals."""
-
-    day: date
-    providers: tuple[ProviderStats, ...]
-    totals: ProviderStats
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "day": self.day.isoformat(),
-            "providers": [p.as_dict() for p in self.providers],
-            "totals": self.totals.as_dict(),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class StatsReport:
-    """Figures per provider over ``start`` .. ``end`` (UTC days, both included), per day and in
-    total. Providers are in name order; days without any attempt are left out of ``days``."""
-
-    start: date
-    end: date
-    usd_per_credit: float
-    providers: tuple[ProviderStats, ...]
-    days: tuple[DayStats, ...]
-    totals: ProviderStats
-
-    def provider(self, name: str) -> ProviderStats | None:
-        return next((p for p in self.providers if p.provider == name), None)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "from": self.start.isoformat(),
-            "to": self.end.isoformat(),
-            "usd_per_credit": self.usd_per_credit,
-            "latency_histogram": {
-                "floor_ms": LATENCY_FLOOR_MS,
-                "ceiling_ms": LATENCY_CEILING_MS,
-                "buckets": REMOVAL_LATENCY_BUCKETS,
-                "ratio": round(LATENCY_RATIO, 4),
-            },
-            "providers": [p.as_dict() for p in self.providers],
-            "days": [d.as_dict() for d in self.days],
-            "totals": self.totals.as_dict(),
-        }
 
 
 # --- the store ---------------------------------------------------------------------------------
@@ -400,13 +183,13 @@ class RemovalStatsStore:
         if self._flush_interval_s is None:
             self._write([values])
             return
-        key = tuple(values[name] for name in _KEY_COLUMNS)
+        key = tuple(values[name] for name in KEY_COLUMNS)
         with self._lock:
             pending = self._pending.get(key)
             if pending is None:
                 self._pending[key] = values
             else:
-                for name in _COUNTER_COLUMNS:
+                for name in COUNTER_COLUMNS:
                     pending[name] += values[name]
             if self._flusher is None and not self._stop.is_set():
                 self._flusher = threading.Thread(
@@ -485,7 +268,7 @@ class RemovalStatsStore:
                 DayStats(
                     day=day,
                     providers=tuple(stats(name, providers[name]) for name in sorted(providers)),
-                    totals=stats(TOTAL, _sum_counters(providers.values())),
+                    totals=stats(TOTAL, sum_counters(providers.values())),
                 )
             )
         return StatsReport(
@@ -494,7 +277,7 @@ class RemovalStatsStore:
             usd_per_credit=usd_per_credit,
             providers=tuple(stats(name, per_provider[name]) for name in sorted(per_provider)),
             days=tuple(days),
-            totals=stats(TOTAL, _sum_counters(per_provider.values())),
+            totals=stats(TOTAL, sum_counters(per_provider.values())),
         )
 
 
@@ -526,9 +309,9 @@ def _row_values(event: RemovalEvent) -> dict[str, Any]:
         "requests": 1,
         "successes": 1 if event.ok else 0,
     }
-    for kind, column in zip(REMOVAL_FAILURE_KINDS, _FAILURE_COLUMNS, strict=True):
+    for kind, column in zip(REMOVAL_FAILURE_KINDS, FAILURE_COLUMNS, strict=True):
         values[column] = 1 if kind == event.failure_kind else 0
-    for index, column in enumerate(_BUCKET_COLUMNS):
+    for index, column in enumerate(BUCKET_COLUMNS):
         values[column] = 1 if index == bucket else 0
     values.update(figures)
     return values
@@ -537,17 +320,17 @@ def _row_values(event: RemovalEvent) -> dict[str, Any]:
 def _upsert_statement(dialect: str) -> Insert:
     """``INSERT ... ON CONFLICT (day, provider, premium) DO UPDATE SET n = n + excluded.n``."""
     table = removal_stats_daily
-    key = [table.c[name] for name in _KEY_COLUMNS]
+    key = [table.c[name] for name in KEY_COLUMNS]
     if dialect == "postgresql":
         pg_stmt = postgresql.insert(table)
         return pg_stmt.on_conflict_do_update(
             index_elements=key,
-            set_={name: table.c[name] + pg_stmt.excluded[name] for name in _COUNTER_COLUMNS},
+            set_={name: table.c[name] + pg_stmt.excluded[name] for name in COUNTER_COLUMNS},
         )
     if dialect == "sqlite":
         lite_stmt = sqlite.insert(table)
         return lite_stmt.on_conflict_do_update(
             index_elements=key,
-            set_={name: table.c[name] + lite_stmt.excluded[name] for name in _COUNTER_COLUMNS},
+            set_={name: table.c[name] + lite_stmt.excluded[name] for name in COUNTER_COLUMNS},
         )
     raise ConfigurationError(f"removal statistics need SQLite or PostgreSQL, not {dialect}")
