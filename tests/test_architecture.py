@@ -47,7 +47,7 @@ def _modules() -> dict[str, int]:
 
 # The goal is at most 8 modules over 400 lines; this ceiling only ever goes down as modules are
 # split, so a change that grows another module past 400 fails here.
-MODULES_OVER_400_CEILING = 20
+MODULES_OVER_400_CEILING = 15
 
 
 def test_no_module_is_a_god_module() -> None:

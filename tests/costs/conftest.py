@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from stolentee.costs.pricebook import Pricebook, load_pricebook
-from stolentee.costs.profile import Profile, load_shipped_profile
+from stolentee.costs.pricebook import Pricebook
+from stolentee.costs.pricebook_files import load_pricebook
+from stolentee.costs.profile import Profile
+from stolentee.costs.profile_files import load_shipped_profile
 
 
 @pytest.fixture(scope="session")

@@ -31,8 +31,8 @@ from stolentee.costs.profile import (
     Sales,
     Service,
     Storage,
-    default_profiles,
 )
+from stolentee.costs.profile_files import default_profiles
 
 D = Decimal
 

@@ -17,8 +17,8 @@ from stolentee.costs.pricebook import (
     REQUIRED_FIGURES,
     REQUIRED_PLAN_FIGURES,
     Pricebook,
-    load_pricebook,
 )
+from stolentee.costs.pricebook_files import load_pricebook
 from stolentee.costs.profile import Profile
 
 WriteToml = Callable[..., Path]

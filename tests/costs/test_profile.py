@@ -11,8 +11,8 @@ import pytest
 from stolentee.costs.errors import ProfileError
 from stolentee.costs.model import AS_REPORTED, CORRECTED, compute
 from stolentee.costs.pricebook import Pricebook
-from stolentee.costs.profile import (
-    Profile,
+from stolentee.costs.profile import Profile
+from stolentee.costs.profile_files import (
     load_profile,
     load_shipped_profile,
     resolve_profile,

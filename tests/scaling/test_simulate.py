@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stolentee.costs.pricebook import load_pricebook
+from stolentee.costs.pricebook_files import load_pricebook
 from stolentee.scaling.errors import TraceError
 from stolentee.scaling.policy import ServiceRules
 from stolentee.scaling.simulate import (

@@ -18,7 +18,7 @@ from stolentee.errors import ObjectNotFoundError, StorageError
 from stolentee.storage.backends.local import LocalStorage
 from stolentee.storage.backends.memory import MemoryStorage
 from stolentee.storage.base import ObjectInfo, Storage
-from stolentee.storage.migration.copier import IN_FLIGHT_PER_WORKER, REPLACED_CORRUPT_NOTE, migrate
+from stolentee.storage.migration.copier import IN_FLIGHT_PER_WORKER, migrate
 from stolentee.storage.migration.delete import (
     DeleteRefusedError,
     check_delete_allowed,
@@ -26,6 +26,7 @@ from stolentee.storage.migration.delete import (
 )
 from stolentee.storage.migration.events import ProgressEvent
 from stolentee.storage.migration.manifest import Manifest, ObjectRecord
+from stolentee.storage.migration.objects import REPLACED_CORRUPT_NOTE
 from stolentee.storage.migration.plan import list_both, plan
 from stolentee.storage.migration.report import MigrationReport
 

@@ -37,7 +37,7 @@ from stolentee.api.routes import (
 from stolentee.api.routes import metrics as metrics_routes
 from stolentee.api.routes.metrics import install_http_metrics
 from stolentee.config import Settings
-from stolentee.costs.pricebook import load_pricebook
+from stolentee.costs.pricebook_files import load_pricebook
 from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.errors import StolenteeError

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from stolentee.cli.common import console, err_console, load_settings
 from stolentee.config import ScalingSettings
-from stolentee.costs.pricebook import load_pricebook
+from stolentee.costs.pricebook_files import load_pricebook
 from stolentee.errors import StolenteeError
 from stolentee.scaling.controller import Controller, LogBackend, Outcome, ScaleBackend
 from stolentee.scaling.manifests import Targets, manifests, write_manifests

@@ -21,15 +21,13 @@ from rich.table import Table
 from stolentee.cli.common import console, err_console
 from stolentee.costs.errors import CostDataError
 from stolentee.costs.model import AS_REPORTED, CORRECTED, Policy, build_report
-from stolentee.costs.pricebook import Figure, Pricebook, load_pricebook
-from stolentee.costs.profile import (
-    Profile,
-    default_profiles,
-    resolve_profile,
-    shipped_profile_names,
-)
-from stolentee.costs.report import plot_scale, render, render_scale
+from stolentee.costs.pricebook import Figure, Pricebook
+from stolentee.costs.pricebook_files import load_pricebook
+from stolentee.costs.profile import Profile
+from stolentee.costs.profile_files import default_profiles, resolve_profile, shipped_profile_names
+from stolentee.costs.report import render
 from stolentee.costs.scale import scale_costs
+from stolentee.costs.scale_report import plot_scale, render_scale
 
 costs_app = typer.Typer(
     help="Cost model: the seed's scenarios reproduced and corrected, your own usage, scaling.",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterable, Sequence
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 from typing import Any
 
 from rich import box
@@ -19,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from stolentee.costs.fmt import percent, quantity, usd, usd_exact
+from stolentee.costs.fmt import percent, usd
 from stolentee.costs.model import (
     CostReport,
     Difference,
@@ -27,14 +26,12 @@ from stolentee.costs.model import (
     Savings,
     ScenarioCosts,
 )
-from stolentee.costs.scale import ScaleReport
-from stolentee.errors import ConfigurationError
 
 FORMATS = ("table", "json", "markdown")
 UNVERIFIED_MARK = "*"
 
 
-def _money(value: Decimal) -> float:
+def money(value: Decimal) -> float:
     return float(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
@@ -213,7 +210,7 @@ def _line_dict(line: LineItem) -> dict[str, Any]:
         "quantity": None if line.quantity is None else float(line.quantity),
         "unit": line.unit,
         "unit_price": None if line.unit_price is None else float(line.unit_price),
-        "amount": _money(line.amount),
+        "amount": money(line.amount),
         "exact_amount": str(line.exact_amount.normalize()),
         "formula": line.formula,
         "notes": list(line.notes),
@@ -244,13 +241,13 @@ def scenario_dict(scenario: ScenarioCosts) -> dict[str, Any]:
         "policy": scenario.policy.name,
         "lines": [_line_dict(line) for line in scenario.lines],
         "omitted_lines": [_line_dict(line) for line in scenario.omitted],
-        "total": _money(scenario.total),
-        "payment_fees": _money(scenario.payment_fees),
-        "infrastructure_with_payment_fees": _money(scenario.total),
-        "infrastructure_without_payment_fees": _money(scenario.infrastructure),
-        "revenue": None if scenario.revenue is None else _money(scenario.revenue),
+        "total": money(scenario.total),
+        "payment_fees": money(scenario.payment_fees),
+        "infrastructure_with_payment_fees": money(scenario.total),
+        "infrastructure_without_payment_fees": money(scenario.infrastructure),
+        "revenue": None if scenario.revenue is None else money(scenario.revenue),
         "infrastructure_share_percent": _pct(scenario.infrastructure_share),
-        "net_revenue": None if scenario.net_revenue is None else _money(scenario.net_revenue),
+        "net_revenue": None if scenario.net_revenue is None else money(scenario.net_revenue),
         "net_share_percent": _pct(scenario.net_share),
         "notes": list(scenario.notes),
     }
@@ -263,13 +260,13 @@ def savings_dict(item: Savings) -> dict[str, Any]:
         "candidate": item.candidate,
         "baseline_policy": item.baseline_policy,
         "candidate_policy": item.candidate_policy,
-        "baseline_total": _money(item.baseline_total),
-        "candidate_total": _money(item.candidate_total),
-        "monthly": _money(item.monthly),
-        "yearly": _money(item.yearly),
-        "three_years": _money(item.three_years),
+        "baseline_total": money(item.baseline_total),
+        "candidate_total": money(item.candidate_total),
+        "monthly": money(item.monthly),
+        "yearly": money(item.yearly),
+        "three_years": money(item.three_years),
         "percent": _pct(item.percent),
-        "baseline_without_payment_fees": _money(item.baseline_without_payment_fees),
+        "baseline_without_payment_fees": money(item.baseline_without_payment_fees),
         "percent_without_payment_fees": _pct(item.percent_without_payment_fees),
     }
 
@@ -282,7 +279,7 @@ def difference_dict(diff: Difference) -> dict[str, Any]:
         "subject": diff.subject,
         "as_reported": diff.as_reported,
         "corrected": diff.corrected,
-        "delta_usd": None if diff.delta_usd is None else _money(diff.delta_usd),
+        "delta_usd": None if diff.delta_usd is None else money(diff.delta_usd),
         "reason": diff.reason,
     }
 
@@ -315,7 +312,7 @@ def _md(cell: str) -> str:
     return cell.replace("|", "\\|").replace("\n", "<br>")
 
 
-def _md_table(
+def md_table(
     header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Collection[int] = ()
 ) -> str:
     """A Markdown table; the columns at the indexes ``numeric`` are right-aligned."""
@@ -333,12 +330,12 @@ def render_markdown(report: CostReport) -> str:
     rows = [[name, *(_cell(s, key) for s in scenarios)] for key, name in _row_keys(scenarios)]
     rows.extend([f"**{label}**", *cells] for label, cells in _summary_rows(scenarios))
     out.append(
-        _md_table(["Line", *(s.label for s in scenarios)], rows, range(1, len(scenarios) + 1))
+        md_table(["Line", *(s.label for s in scenarios)], rows, range(1, len(scenarios) + 1))
     )
     if report.savings or report.reference_savings:
         out += ["", "### Savings", ""]
         out.append(
-            _md_table(
+            md_table(
                 _SAVINGS_COLUMNS,
                 ([label, *cells] for label, cells in _savings_rows(report)),
                 range(1, len(_SAVINGS_COLUMNS)),
@@ -353,10 +350,10 @@ def render_markdown(report: CostReport) -> str:
         detail_rows.extend(
             [line.name, "not listed", f"left out ({line.formula})"] for line in scenario.omitted
         )
-        out.append(_md_table(["Line", "Amount", "Formula and notes"], detail_rows, (1,)))
+        out.append(md_table(["Line", "Amount", "Formula and notes"], detail_rows, (1,)))
     if report.differences:
         out += ["", "### Differences: the seed's method vs the price book", ""]
-        out.append(_md_table(_DIFF_COLUMNS, (_diff_cells(diff) for diff in report.differences)))
+        out.append(md_table(_DIFF_COLUMNS, (_diff_cells(diff) for diff in report.differences)))
     return "\n".join(out) + "\n"
 
 
@@ -372,157 +369,3 @@ def render(report: CostReport, fmt: str) -> str | RenderableType:
 
 
 # --- scaling ---------------------------------------------------------------------------------
-
-_SCALE_COLUMNS = (
-    "Scenario",
-    "Users",
-    "Backend",
-    "Plan",
-    "Total",
-    "W/o fees",
-    "Per user",
-    "W/o fees",
-)
-_PER_USER = Decimal("0.001")
-
-
-def _scale_rows(report: ScaleReport) -> list[list[str]]:
-    rows = []
-    for point in report.points:
-        rows.append(
-            [
-                point.name,
-                quantity(Decimal(point.users)),
-                quantity(point.instances) + ("+" if point.beyond_table else ""),
-                point.railway_plan,
-                usd(point.total),
-                usd(point.infrastructure),
-                usd_exact(point.per_user_total.quantize(_PER_USER, rounding=ROUND_HALF_UP)),
-                usd_exact(
-                    point.per_user_infrastructure.quantize(_PER_USER, rounding=ROUND_HALF_UP)
-                ),
-            ]
-        )
-    return rows
-
-
-def scale_dict(report: ScaleReport) -> dict[str, Any]:
-    return {
-        "policy": report.policy.name,
-        "scaling_table": {
-            "source": report.table.source,
-            "bands": [
-                {
-                    "max_users": band.max_users,
-                    "instances": [band.instances_min, band.instances_max],
-                    "railway_plan": band.railway_plan,
-                    "seed_cost": band.seed_cost,
-                }
-                for band in report.table.bands
-            ],
-        },
-        "points": [
-            {
-                "scenario": point.name,
-                "title": point.label,
-                "users": point.users,
-                "backend_instances": float(point.instances),
-                "railway_plan": point.railway_plan,
-                "beyond_table": point.beyond_table,
-                "total": _money(point.total),
-                "payment_fees": _money(point.payment_fees),
-                "infrastructure_without_payment_fees": _money(point.infrastructure),
-                "per_user_total": float(point.per_user_total.quantize(Decimal("0.0001"))),
-                "per_user_infrastructure": float(
-                    point.per_user_infrastructure.quantize(Decimal("0.0001"))
-                ),
-            }
-            for point in report.points
-        ],
-        "notes": list(report.notes),
-    }
-
-
-def render_scale(report: ScaleReport, fmt: str) -> str | RenderableType:
-    if fmt == "json":
-        return json.dumps(scale_dict(report), indent=2)
-    heading = (
-        f"Monthly cost (USD) by users, policy '{report.policy.name}'. Backend: instances from "
-        "the seed's scaling table (upper end of each range; + beyond its last range). W/o "
-        "fees: without payment fees. " + " ".join(report.notes)
-    )
-    if fmt == "markdown":
-        return (
-            "\n".join(
-                [
-                    "## Cost by users",
-                    "",
-                    heading,
-                    "",
-                    _md_table(_SCALE_COLUMNS, _scale_rows(report), range(1, len(_SCALE_COLUMNS))),
-                ]
-            )
-            + "\n"
-        )
-    if fmt == "table":
-        table = Table(title="Cost by users", box=box.SIMPLE_HEAD, show_edge=False, padding=0)
-        for index, column in enumerate(_SCALE_COLUMNS):
-            table.add_column(column, justify="left" if index == 0 else "right", no_wrap=True)
-        for row in _scale_rows(report):
-            table.add_row(*(escape(cell) for cell in row))
-        return Group(Text(heading), table)
-    raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
-
-
-def plot_scale(report: ScaleReport, path: str | Path) -> Path:
-    """A PNG of monthly cost and cost per user against users, one line per scenario (solid:
-    without payment fees; dashed: with them). Uses matplotlib's Agg canvas (no display)."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as exc:  # an optional extra: the server does not need it
-        raise ConfigurationError(
-            "--plot needs matplotlib: pip install 'stolentee[plot]' (make setup installs it)"
-        ) from exc
-
-    figure = Figure(figsize=(11, 4.5), dpi=100)
-    FigureCanvasAgg(figure)
-    monthly, per_user = figure.subplots(1, 2)
-    for name in report.scenario_names():
-        points = [p for p in report.points if p.name == name]
-        users = [p.users for p in points]
-        label = points[0].label
-        line = monthly.plot(
-            users, [float(p.infrastructure) for p in points], marker="o", label=f"{label}"
-        )
-        color = line[0].get_color()
-        monthly.plot(
-            users,
-            [float(p.total) for p in points],
-            linestyle="--",
-            color=color,
-            label=f"{label}, with payment fees",
-        )
-        per_user.plot(
-            users,
-            [float(p.per_user_infrastructure) for p in points],
-            marker="o",
-            color=color,
-            label=label,
-        )
-    monthly.set_title("Monthly cost")
-    monthly.set_xlabel("users")
-    monthly.set_ylabel("USD per month")
-    monthly.set_yscale("log")
-    monthly.grid(True, which="both", alpha=0.3)
-    monthly.legend(fontsize="small")
-    per_user.set_title("Cost per user (without payment fees)")
-    per_user.set_xlabel("users")
-    per_user.set_ylabel("USD per user per month")
-    per_user.grid(True, alpha=0.3)
-    per_user.legend(fontsize="small")
-    figure.suptitle(f"stolentee costs scale (policy '{report.policy.name}')")
-    figure.tight_layout()
-    target = Path(path)
-    figure.savefig(target, format="png")
-    return target

@@ -19,7 +19,7 @@ from stolentee.api.security import authenticate
 from stolentee.costs.items import get_policy
 from stolentee.costs.live import recent_live_savings
 from stolentee.costs.model import build_report
-from stolentee.costs.profile import default_profiles
+from stolentee.costs.profile_files import default_profiles
 from stolentee.costs.report import report_dict
 from stolentee.errors import InvalidOptionError
 
