@@ -45,9 +45,9 @@ def _modules() -> dict[str, int]:
     }
 
 
-# The goal is at most 8 modules over 400 lines; this ceiling only ever goes down as modules are
-# split, so a change that grows another module past 400 fails here.
-MODULES_OVER_400_CEILING = 15
+# At most 8 modules over 400 lines (and none over 600): a change that grows another module past
+# 400 splits something first.
+MODULES_OVER_400_CEILING = 8
 
 
 def test_no_module_is_a_god_module() -> None:

@@ -43,7 +43,7 @@ from stolentee.keys.store import KeyStore
 from stolentee.metrics import Metrics
 from stolentee.removal.engine import RemovalEngine
 from stolentee.removal.providers.chain import ProviderChain, build_chain
-from stolentee.removal.providers.remote import build_http_client
+from stolentee.removal.providers.http import build_http_client
 from stolentee.removal.stats.store import SERVICE_FLUSH_INTERVAL_S, RemovalStatsStore
 from stolentee.storage.base import Storage
 from stolentee.storage.factory import build_storage

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
-from stolentee.bench import contenders, quality, speed
+from stolentee.bench import contenders, memory, quality, speed
 from stolentee.cli.bench import bench_app
 from stolentee.config import EngineSettings
 from stolentee.errors import StolenteeError
@@ -199,8 +199,8 @@ def test_prepare_images_needs_the_eval_set(tmp_path: Path) -> None:
 
 
 def test_memory_checkpoints() -> None:
-    assert speed.memory_checkpoints(500) == [1, 10, 50, 100, 200, 300, 400, 500]
-    assert speed.memory_checkpoints(30) == [1, 10, 30]
+    assert memory.memory_checkpoints(500) == [1, 10, 50, 100, 200, 300, 400, 500]
+    assert memory.memory_checkpoints(30) == [1, 10, 30]
 
 
 # --- the real engine (and rembg) --------------------------------------------------------------

@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 from stolentee.db.engine import Database
 from stolentee.db.models import ApiKey
 from stolentee.errors import ConflictError, InvalidOptionError
-from stolentee.keys.store import LOOPBACK, Principal, UsageTotals
+from stolentee.keys.principals import LOOPBACK, Principal, UsageTotals
 
 from .conftest import FakeClock, FakeWallClock, StoreFactory
 

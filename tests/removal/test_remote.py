@@ -40,12 +40,9 @@ from stolentee.removal.providers.errors import (
     ProviderOutOfCreditsError,
     ProviderRejectedError,
 )
+from stolentee.removal.providers.http import build_http_client, parse_retry_after
 from stolentee.removal.providers.rembg_service import RembgServiceRemover
-from stolentee.removal.providers.remote import (
-    RETRY_AFTER_CAP_S,
-    build_http_client,
-    parse_retry_after,
-)
+from stolentee.removal.providers.remote import RETRY_AFTER_CAP_S
 from stolentee.removal.providers.removebg import RemoveBgRemover
 from stolentee.removal.removebg_wire import form_fields, kind_from_header, options_from_fields
 from tests.fakes.faultproxy import FaultProxy

@@ -29,8 +29,8 @@ from stolentee.removal.base import (
 )
 from stolentee.removal.engine import RemovalEngine
 from stolentee.removal.providers.chain import build_chain
+from stolentee.removal.providers.http import build_http_client
 from stolentee.removal.providers.rembg_service import RembgServiceRemover
-from stolentee.removal.providers.remote import build_http_client
 from stolentee.removal.providers.removebg import RemoveBgRemover
 from tests.fakes.removal_service import API_KEY, start_removal_server
 

@@ -35,8 +35,8 @@ from stolentee.removal.providers.errors import (
     ProviderOutOfCreditsError,
     ProviderRejectedError,
 )
+from stolentee.removal.providers.http import ProbeResult, build_http_client
 from stolentee.removal.providers.rembg_service import RembgServiceRemover
-from stolentee.removal.providers.remote import ProbeResult, build_http_client
 from stolentee.removal.providers.removebg import RemoveBgRemover
 from tests.fakes.clocks import FakeWallClock
 from tests.fakes.faultproxy import FaultProxy

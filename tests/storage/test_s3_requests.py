@@ -24,13 +24,12 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from stolentee.storage.s3 import store as s3
+from stolentee.storage.s3.answers import object_headers, parse_listing
 from stolentee.storage.s3.requests import (
     S3ConnectionError,
     S3Requests,
     S3ResponseError,
     S3StreamError,
-    object_headers,
-    parse_listing,
 )
 from stolentee.storage.s3.signing import EMPTY_SHA256, S3Credentials, SigV4Signer, uri_encode
 from tests.fakes.rawhttp import Answer, RawServer, ok, self_signed_certificate

@@ -14,8 +14,9 @@ from starlette.concurrency import run_in_threadpool
 
 from stolentee.api.admission import RemovalGate
 from stolentee.errors import RateLimitedError, UnknownForegroundError
+from stolentee.keys.principals import Principal
 from stolentee.keys.ratelimit import MegapixelRateLimiter
-from stolentee.keys.store import KeyStore, Principal
+from stolentee.keys.store import KeyStore
 from stolentee.removal.base import RemovalOptions, RemovalResult, Remover, credits_for
 from stolentee.removal.engine import RemovalEngine
 from stolentee.removal.imaging.decode import read_header

@@ -8,7 +8,8 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from stolentee.errors import AuthenticationError
-from stolentee.keys.store import LOOPBACK, KeyStore, Principal
+from stolentee.keys.principals import LOOPBACK, Principal
+from stolentee.keys.store import KeyStore
 
 API_KEY_HEADER = "X-Api-Key"
 

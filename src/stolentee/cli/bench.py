@@ -34,8 +34,9 @@ from stolentee.cli.common import err_console
 from stolentee.errors import StolenteeError
 
 if TYPE_CHECKING:  # the benchmark modules need numpy and the engine: imported when one runs
+    from stolentee.bench.memory import MemoryReport
     from stolentee.bench.quality import EvalImage, QualityReport
-    from stolentee.bench.speed import MemoryReport, SpeedReport
+    from stolentee.bench.speed import SpeedReport
 
 bench_app = typer.Typer(
     help="Benchmarks against rembg: matte quality, speed and memory (see benchmarks/removal.md).",
@@ -337,7 +338,7 @@ def memory(
     json_out: JsonOption = None,
 ) -> None:
     """RSS over a long sequential run like `stolentee remove`, each contender in its own process."""
-    from stolentee.bench.speed import run_memory_benchmark
+    from stolentee.bench.memory import run_memory_benchmark
     from stolentee.config import EngineSettings
 
     with _clean_errors():

@@ -21,7 +21,8 @@ from stolentee.cli.common import console, err_console, load_settings, print_erro
 from stolentee.errors import StolenteeError
 
 if TYPE_CHECKING:  # the database layer is imported when a command runs, not for `--help`
-    from stolentee.keys.store import ApiKeyRecord, KeyStore, UsageTotals
+    from stolentee.keys.principals import ApiKeyRecord, UsageTotals
+    from stolentee.keys.store import KeyStore
 
 keys_app = typer.Typer(help="API keys for the removal API (X-Api-Key).", no_args_is_help=True)
 
@@ -101,7 +102,7 @@ _MIN_WIDTHS = {"Created": 10, "Last used": 10, "Revoked": 10}  # "YYYY-MM-DD", t
 
 
 def _table(records: list[ApiKeyRecord], usage: dict[str, UsageTotals]) -> Table:
-    from stolentee.keys.store import UsageTotals
+    from stolentee.keys.principals import UsageTotals
 
     table = Table(
         title="API keys (times in UTC)",

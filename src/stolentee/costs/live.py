@@ -1,22 +1,10 @@
 """Live savings: what the running system saves, from what it measured.
 
-:func:`live_profile` turns the removal statistics of a period (images per provider, the
-Remove.bg credits charged, the credits the self-hosted providers avoided) and the storage
-figures into a usage profile scaled to a month; :func:`live_savings` prices it against the
-counterfactual the seed started from, "every image through Remove.bg, files on Supabase", with
-the same price book, and reports the monthly difference.
-
-What is compared: background removal (Remove.bg credits actually charged vs the credits every
-successful removal would have cost there) and storage (the configured store vs Supabase's
-``counterfactual_supabase_plan``, Pro by default as in the seed's Scenario A), plus the
-compute of the self-hosted removal when its size is given (``self_hosted_services``: the
-seed's rembg worker). A compute plan's fee is left out on both sides: the backend pays it
-either way. Everything else a shop pays for (payment fees, the frontend, the database) is the
-same on both sides and left out.
-
-Money scales linearly with the period: a month is :data:`DAYS_PER_MONTH` days. Stored bytes
-are a snapshot and are not scaled. Nothing here is a constant: with no removals and nothing
-stored, the savings are what the storage plans alone make them.
+:func:`live_profile` turns a period's removal statistics and the storage figures into a usage
+profile scaled to a month; :func:`live_savings` prices it against the seed's counterfactual
+("every image through Remove.bg, files on Supabase") with the same price book. What is compared,
+and what is left out because both sides pay it, is in ``docs/costs.md`` ("How live savings are
+computed").
 """
 
 from __future__ import annotations
@@ -28,17 +16,24 @@ from decimal import Decimal
 from typing import Any
 
 from stolentee.costs.fmt import cents, usd
+from stolentee.costs.measured import MeasuredRemoval, measured_removal, period_days_of
 from stolentee.costs.model import CORRECTED, Policy, ScenarioCosts, compute, credits_for
 from stolentee.costs.pricebook import Pricebook
-from stolentee.costs.profile import Compute, Images, Profile, Removal, Service, Storage
-from stolentee.removal.providers.chain import PAID_PROVIDERS
-from stolentee.removal.stats.report import TOTAL, StatsReport
+from stolentee.costs.profile import (
+    STORAGE_PROVIDERS,
+    ZERO,
+    Compute,
+    Images,
+    Profile,
+    Removal,
+    Service,
+    Storage,
+)
+from stolentee.removal.stats.report import StatsReport
 from stolentee.removal.stats.store import RemovalStatsStore
 
 DAYS_PER_MONTH = Decimal(30)
 BYTES_PER_GB = Decimal(10**9)  # providers bill decimal gigabytes
-ZERO = Decimal(0)
-STORAGE_BACKENDS = ("cloudflare-r2", "supabase", "railway-volume", "self-managed")
 DEFAULT_PLANS: Mapping[str, str] = {
     "removebg": "subscription",
     "supabase": "pro",
@@ -65,50 +60,6 @@ def storage_provider_for(backend: str, endpoint: str = "") -> str:
     return "self-managed"
 
 
-def period_days_of(stats: StatsReport) -> int:
-    """Days in the statistics' period, both ends included."""
-    return (stats.end - stats.start).days + 1
-
-
-def _decimal(value: float) -> Decimal:
-    """A measured float as a decimal (its shortest repr: 0.25 stays 0.25)."""
-    return Decimal(repr(float(value)))
-
-
-@dataclass(frozen=True, slots=True)
-class MeasuredRemoval:
-    """Successful removals of a period split into paid (Remove.bg) and self-hosted."""
-
-    by_provider: Mapping[str, int]
-    paid_images: int
-    self_hosted_images: int
-    credits_charged: Decimal
-    credits_avoided: Decimal
-
-    @property
-    def counterfactual_credits(self) -> Decimal:
-        """Credits Remove.bg would have charged had it done every removal."""
-        return self.credits_charged + self.credits_avoided
-
-    @property
-    def self_hosted_share(self) -> Decimal | None:
-        total = self.paid_images + self.self_hosted_images
-        return Decimal(self.self_hosted_images) / total if total else None
-
-
-def measured_removal(stats: StatsReport) -> MeasuredRemoval:
-    by_provider = {p.provider: p.successes for p in stats.providers if p.provider != TOTAL}
-    paid = [p for p in stats.providers if p.provider in PAID_PROVIDERS]
-    own = [p for p in stats.providers if p.provider not in PAID_PROVIDERS and p.provider != TOTAL]
-    return MeasuredRemoval(
-        by_provider=by_provider,
-        paid_images=sum(p.successes for p in paid),
-        self_hosted_images=sum(p.successes for p in own),
-        credits_charged=sum((_decimal(p.credits_charged) for p in stats.providers), ZERO),
-        credits_avoided=sum((_decimal(p.credits_avoided) for p in stats.providers), ZERO),
-    )
-
-
 def live_profile(
     stats: StatsReport,
     *,
@@ -129,11 +80,11 @@ def live_profile(
     statistics' range) scales counts to :data:`DAYS_PER_MONTH`. ``storage_bytes`` and
     ``storage_objects``: what the store holds now (not scaled); ``egress_bytes`` and the Class
     A/B operations: measured over the period (scaled). ``storage_provider``: one of
-    :data:`STORAGE_BACKENDS`. ``self_hosted_services``: the compute of the self-hosted removal.
+    :data:`STORAGE_PROVIDERS`. ``self_hosted_services``: the compute of the self-hosted removal.
     """
-    if storage_provider not in STORAGE_BACKENDS:
+    if storage_provider not in STORAGE_PROVIDERS:
         raise ValueError(
-            f"storage_provider must be one of {', '.join(STORAGE_BACKENDS)}; "
+            f"storage_provider must be one of {', '.join(STORAGE_PROVIDERS)}; "
             f"got {storage_provider!r}"
         )
     days = period_days if period_days is not None else period_days_of(stats)

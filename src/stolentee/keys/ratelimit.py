@@ -1,6 +1,6 @@
 """Per-caller rate limit in input megapixels per minute, as Remove.bg counts it.
 
-Each caller (a :class:`~stolentee.keys.store.Principal` label) has a token bucket holding up to
+Each caller (a :class:`~stolentee.keys.principals.Principal` label) has a token bucket holding up to
 one minute's worth of megapixels (``limit_per_minute``), refilled continuously at
 ``limit_per_minute / 60`` per second. A request takes its megapixels from the bucket or is
 refused with the time after which it would fit. A request larger than the whole bucket would

@@ -23,16 +23,14 @@ itself, which may be short), and ``loopback`` for the keyless loopback mode.
 from __future__ import annotations
 
 import builtins
-import hashlib
 import hmac
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, CursorResult, Insert, Select, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -42,73 +40,23 @@ from sqlalchemy.sql.base import ReadOnlyColumnCollection
 from stolentee.db.engine import Database
 from stolentee.db.models import API_KEY_PREFIX_LENGTH, ApiKey, ApiUsage
 from stolentee.errors import ConfigurationError, ConflictError, InvalidOptionError, StolenteeError
+from stolentee.keys.principals import (
+    ApiKeyRecord,
+    Principal,
+    Usage,
+    UsageTotals,
+    env_label,
+    generate_key,
+    hash_key,
+)
 
 log = logging.getLogger(__name__)
 
-KEY_PREFIX = "st_"
-KEY_RANDOM_BYTES = 30  # 40 URL-safe base64 characters, 240 bits
 MAX_NAME_LENGTH = 100
 MAX_PRESENTED_KEY_LENGTH = 256  # longer header values are refused without hashing them
 DEFAULT_CACHE_TTL_S = 5.0
 DEFAULT_LAST_USED_INTERVAL_S = 60.0
 MAX_CACHED_KEYS = 10_000
-ENV_LABEL_HASH_CHARS = 12
-
-PrincipalSource = Literal["db", "env", "loopback"]
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: ``label`` keys usage and rate limits, ``premium`` selects the tier."""
-
-    label: str
-    name: str
-    premium: bool
-    source: PrincipalSource
-
-
-LOOPBACK = Principal(label="loopback", name="loopback", premium=False, source="loopback")
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKeyRecord:
-    """A database key as listed; never carries the key or its hash."""
-
-    id: int
-    name: str
-    prefix: str
-    premium: bool
-    created_at: datetime
-    revoked_at: datetime | None
-    last_used_at: datetime | None
-
-    @property
-    def label(self) -> str:
-        return db_label(self.id)
-
-    @property
-    def active(self) -> bool:
-        return self.revoked_at is None
-
-    def principal(self) -> Principal:
-        return Principal(label=self.label, name=self.name, premium=self.premium, source="db")
-
-
-@dataclass(frozen=True, slots=True)
-class UsageTotals:
-    """Images served, input megapixels and the credits Remove.bg would have charged."""
-
-    images: int = 0
-    megapixels: float = 0.0
-    credits: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """A caller's usage today (UTC) and since it was first seen."""
-
-    today: UsageTotals
-    all_time: UsageTotals
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,24 +64,6 @@ class _CachedKey:
     principal: Principal
     key_id: int
     expires_at: float
-
-
-def generate_key() -> str:
-    """A new random API key: ``st_`` and 40 URL-safe characters."""
-    return KEY_PREFIX + secrets.token_urlsafe(KEY_RANDOM_BYTES)
-
-
-def hash_key(key: str) -> str:
-    """The hex SHA-256 of a key, as stored in ``api_keys.key_hash``."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-def db_label(key_id: int) -> str:
-    return f"db:{key_id}"
-
-
-def env_label(key: str) -> str:
-    return f"env:{hash_key(key)[:ENV_LABEL_HASH_CHARS]}"
 
 
 def _utc_now() -> datetime:

@@ -1,64 +1,9 @@
-"""Reach a user-supplied URL without opening a door into our own network (SSRF).
+"""What a user-supplied URL may look like and which hosts it may reach (SSRF), and its resolution.
 
-Used for Remove.bg's ``image_url`` / ``bg_image_url`` and rembg's ``GET /api/remove?url=``
-(:func:`fetch_image_url`), and for design callbacks (:func:`vet_url` when a ``callback_url`` is
-accepted, :func:`send_pinned` for each delivery; see :mod:`stolentee.designs.callbacks`). Each
-use has its own :class:`UrlPolicy`. Image URLs are off unless ``STOLENTEE_IMAGE_URL_ENABLED`` is
-set; :func:`fetch_image_url` then applies, on the first request *and on every redirect hop*:
-
-1. **URL shape.** ``http``/``https`` only; a host is required; no user-info (``user:pw@``); the
-   port, when given, is 1-65535; no whitespace, control characters or backslashes in the
-   authority. The URL is taken apart once (``urllib.parse.urlsplit`` plus our own authority
-   parser) and every later step uses the *validated components*, never re-parses the raw text, so
-   two parsers cannot disagree about which host is meant.
-2. **Host spelling.** Host names are lower-cased and IDNA-encoded; a trailing dot is dropped.
-   Anything that a resolver would read as an IPv4 address (``2130706433``, ``0x7f.1``,
-   ``017700000001``, ``127.1``) is normalised with :func:`socket.inet_aton` the way glibc would, so
-   the address checks below see ``127.0.0.1``; a numeric-looking host that is not a valid address
-   is refused. Bracketed IPv6 literals are parsed with :mod:`ipaddress`; zone ids are refused.
-3. **Allow-list** (``STOLENTEE_IMAGE_URL_ALLOWED_HOSTS``): exact names, ``*.suffix`` entries (sub-
-   domains only, list the apex separately) or ``*`` for any host. Empty allows nothing.
-4. **Addresses.** The host is resolved once (``getaddrinfo``, within the time budget) and the fetch
-   is refused if *any* answer is not a public unicast address: loopback, private (RFC 1918,
-   ``fc00::/7``), link-local (``169.254/16`` including the ``169.254.169.254`` metadata service,
-   ``fe80::/10``), unspecified, multicast, reserved, shared/CGNAT ``100.64/10``, documentation and
-   benchmark ranges, and IPv6 forms that embed a refused IPv4 address (IPv4-mapped ``::ffff:...``,
-   NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16``). Literal addresses in the URL get the same checks.
-   These refusals hold whatever the allow-list says. The one exception is a policy's
-   ``internal_hosts`` (exact names or addresses, used for callbacks to a shop's backend on a
-   private network): those may be loopback or private, never link-local (metadata), unspecified
-   or multicast (:func:`internal_address_reason`). Image URLs have no internal hosts.
-
-**Pinning the vetted address (DNS rebinding).** A check-then-connect design is only safe if the
-socket goes to the address that was checked; letting the HTTP client resolve the name again would
-let a short-TTL DNS record answer a public address to the check and ``127.0.0.1`` to the connect.
-We therefore send each request *to the vetted IP itself*: the request URL's host is the IP
-literal, the ``Host`` header carries the real name (and port), and for ``https`` the
-``sni_hostname`` request extension makes httpcore use the real name for SNI *and* for certificate
-verification (``ssl`` checks the certificate against ``server_hostname``), so TLS stays fully
-verified. We chose this over a custom resolver hook in the connection layer because httpx exposes
-no public way to plug a resolver into :class:`httpx.HTTPTransport`; rewriting the request uses only
-public API and keeps the pinning visible in one function (:func:`_send_pinned`). Every request
-carries ``Connection: close``, so a pooled connection opened for one host name is never reused for
-another name that happens to share the IP (whose certificate was never checked).
-
-**Other guards.** Redirects are followed here, by hand (never by httpx), up to ``max_redirects``,
-each hop re-running steps 1-4. The whole operation, DNS included, must finish within
-``timeout_s``: every connect/read/write gets the time that remains, the body loop checks the clock
-after every chunk, a resolver that does not answer in time is abandoned (its thread finishes on
-its own), and a watchdog timer shuts down the fetch's sockets when the time is up, which also
-stops a server that dribbles its headers a byte at a time (see :class:`Deadline`).
-The body is streamed and cut off at ``max_bytes`` (a larger ``Content-Length`` is refused before
-reading). ``Accept-Encoding: identity`` is sent and compressed answers are refused, so no
-decompression bomb is ever expanded. No proxy, ``.netrc`` or certificate setting comes from the
-environment, and no cookie is stored or sent: requests go straight to an ``httpx`` transport, not
-through an :class:`httpx.Client` (which would keep a cookie jar and read proxy variables).
-
-**Test hooks.** ``resolver`` replaces ``getaddrinfo``; its answers are vetted exactly like real
-ones, so it cannot smuggle a private address through. ``transport`` replaces the HTTP transport; it
-only ever receives requests already addressed to a vetted IP. Production code passes neither
-(or passes a plain ``httpx.HTTPTransport`` built once at start-up); nothing in the settings can
-reach these parameters.
+:class:`UrlPolicy` is each use's rules (image URLs, design callbacks). A URL is taken apart once
+and every later step uses the validated components; hosts are normalised the way a resolver
+would read them; every address a name resolves to must be public (or one of a policy's internal
+hosts). The full policy, what is refused and why, is in ``docs/api.md`` ("User-supplied URLs").
 """
 
 from __future__ import annotations

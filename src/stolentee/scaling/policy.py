@@ -1,26 +1,11 @@
 """The autoscaling policy: samples in, replica decisions out. Pure: no I/O, no clock.
 
-The rules are the seed report's (section 2.6), each one a setting:
-
-* **CPU** above ``cpu_percent`` (70) for ``cpu_window_s`` (15 min) → ``step_up`` more replicas;
-* **memory** above ``memory_percent`` (80) for ``memory_window_s`` (10 min) → ``step_up`` more;
-* **queue depth** (worker only): ``ceil(depth / queue_per_replica)`` replicas at once, so
-  more than 20 queued jobs per worker adds workers without waiting;
-* **scale down** by ``step_down`` only after ``scale_down_stabilisation_s`` (5 min) of samples
-  without any scale-up pressure, that long after the last change, and only when the remaining
-  replicas would still be below every threshold at the current load (no flapping);
-* always between ``min_replicas`` and ``max_replicas`` (1 and 5).
-
-"Sustained" means every sample since the first high one was high, with no gap longer than
-``max_sample_gap_s`` between two samples: a window runs from the time of its first high sample,
-so CPU high at minutes 0..14 is 14 minutes (no change) and at minute 15 it is 15 (scale up).
-After a change the windows start again from it: the next step needs another full window of
-pressure at the new size (CPU high all along: +1 at minutes 15, 30, 45...), and the next
-scale-down another stabilisation window. A missing figure (``None``) is neither high nor calm:
-it breaks the windows.
-
-State is explicit: :func:`decide` takes a :class:`ServiceState` and returns the next one with
-its :class:`Decision`, so tests (and the simulation) replay series deterministically.
+CPU, memory and queue depth above their thresholds for their windows scale a service up; calm
+for the stabilisation window, with room to spare at the smaller size, scales it down; always
+within the replica bounds. The rules, their settings and what "sustained" means are in
+``docs/scaling.md`` ("How the autoscaling policy decides"). State is explicit: :func:`decide`
+takes a :class:`ServiceState` and returns the next one with its :class:`Decision`, so tests and
+the simulation replay series deterministically.
 """
 
 from __future__ import annotations

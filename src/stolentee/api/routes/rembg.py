@@ -18,7 +18,7 @@ from stolentee.api.deps import ServicesDep
 from stolentee.api.routes.removebg import fetch_url, read_upload
 from stolentee.api.security import authenticate
 from stolentee.errors import InvalidBgColorError, InvalidOptionError
-from stolentee.keys.store import Principal
+from stolentee.keys.principals import Principal
 from stolentee.removal.base import OutputFormat, OutputSize, RemovalOptions
 from stolentee.removal.models import MODELS
 

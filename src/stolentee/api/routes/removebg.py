@@ -22,7 +22,7 @@ from starlette.datastructures import UploadFile
 from stolentee.api.deps import ServicesDep
 from stolentee.api.security import authenticate
 from stolentee.errors import ClientError, InvalidImageError
-from stolentee.keys.store import UsageTotals
+from stolentee.keys.principals import UsageTotals
 from stolentee.netsafe import fetch_image_url
 from stolentee.removal.removebg_wire import OPTION_FIELDS, options_from_fields
 

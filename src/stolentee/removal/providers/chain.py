@@ -61,8 +61,9 @@ from stolentee.removal.providers.errors import (
     ProviderOutOfCreditsError,
     ProviderRejectedError,
 )
+from stolentee.removal.providers.http import ProbeResult
 from stolentee.removal.providers.rembg_service import RembgServiceRemover
-from stolentee.removal.providers.remote import HEADER_MAX_MEGAPIXELS, ProbeResult, RemoteRemover
+from stolentee.removal.providers.remote import HEADER_MAX_MEGAPIXELS, RemoteRemover
 from stolentee.removal.providers.removebg import RemoveBgRemover
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ import httpx
 
 from stolentee.config import RemovalSettings
 from stolentee.errors import ConfigurationError
-from stolentee.removal.providers.remote import ProbeResult, RemoteRemover
+from stolentee.removal.providers.http import ProbeResult
+from stolentee.removal.providers.remote import RemoteRemover
 
 
 class RembgServiceRemover(RemoteRemover):

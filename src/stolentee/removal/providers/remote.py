@@ -39,18 +39,14 @@ caller (:func:`build_http_client`) and shared by every provider.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import ClassVar
 
 import httpx
 
-from stolentee import __version__
 from stolentee.config import RemovalSettings
 from stolentee.errors import StolenteeError
 from stolentee.removal.base import (
@@ -65,6 +61,7 @@ from stolentee.removal.providers.errors import (
     ProviderOutOfCreditsError,
     ProviderRejectedError,
 )
+from stolentee.removal.providers.http import PROBE_READ_TIMEOUT_S, ProbeResult, parse_retry_after
 from stolentee.removal.removebg_wire import (
     foreground_from_headers,
     form_fields,
@@ -75,7 +72,6 @@ from stolentee.removal.removebg_wire import (
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_CAP_S = 30.0  # a 429 asking for a longer wait gives up on that provider
-PROBE_READ_TIMEOUT_S = 5.0  # health probes answer fast or count as failed
 # Only to measure the input and read a result's size: the API has already enforced its limits.
 HEADER_MAX_MEGAPIXELS = 1000.0
 API_KEY_HEADER = "X-Api-Key"
@@ -95,55 +91,10 @@ _CONTENT_TYPES = {
 # --- probes ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ProbeResult:
-    """One health probe of a provider."""
-
-    ok: bool
-    detail: str
-    latency_ms: float
-    credits: float | None = None  # Remove.bg's credit balance, when the probe reports one
-
-
 # --- the shared client -----------------------------------------------------------------------
 
 
-def build_http_client(settings: RemovalSettings) -> httpx.Client:
-    """The one HTTP client every remote provider of a process shares (built once by the entry
-    point, closed by it). Timeouts from ``STOLENTEE_PROVIDER_CONNECT_TIMEOUT_S`` and
-    ``STOLENTEE_PROVIDER_READ_TIMEOUT_S``; redirects are not followed (an API does not move)."""
-    return httpx.Client(
-        timeout=httpx.Timeout(
-            connect=settings.connect_timeout_s,
-            read=settings.read_timeout_s,
-            write=settings.read_timeout_s,
-            pool=settings.connect_timeout_s,
-        ),
-        follow_redirects=False,
-        headers={"User-Agent": f"stolentee/{__version__}"},
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-    )
-
-
 # --- the wire format -------------------------------------------------------------------------
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """``Retry-After`` in seconds (delta-seconds or an HTTP date), ``None`` when absent/bad."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def error_entry(response: httpx.Response) -> dict[str, str]:

@@ -17,7 +17,8 @@ from stolentee.removal.base import (
     RemovalOptions,
     credits_for,
 )
-from stolentee.removal.providers.remote import ProbeResult, RemoteRemover, error_entry
+from stolentee.removal.providers.http import ProbeResult
+from stolentee.removal.providers.remote import RemoteRemover, error_entry
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,7 @@ from stolentee.storage.base import (
     ObjectInfo,
     resolve_content_type,
 )
-from stolentee.storage.s3.requests import (
-    ObjectHeaders,
-)
+from stolentee.storage.s3.answers import ObjectHeaders
 
 if TYPE_CHECKING:
     pass

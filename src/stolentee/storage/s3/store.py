@@ -50,6 +50,7 @@ from stolentee.storage.base import (
     validate_prefix,
 )
 from stolentee.storage.cache_policy import cache_policy_for
+from stolentee.storage.s3.answers import ObjectHeaders, object_headers
 from stolentee.storage.s3.client import (
     behind_proxy,
     build_client,
@@ -68,13 +69,7 @@ from stolentee.storage.s3.objects import (
     unquoted_etag,
 )
 from stolentee.storage.s3.presign import PresignedUpload, presign_post
-from stolentee.storage.s3.requests import (
-    ObjectHeaders,
-    PooledBody,
-    S3Requests,
-    S3StreamError,
-    object_headers,
-)
+from stolentee.storage.s3.requests import PooledBody, S3Requests, S3StreamError
 from stolentee.storage.s3.signing import S3Credentials
 
 if TYPE_CHECKING:
