@@ -113,3 +113,32 @@ def test_every_setting_declares_variable_and_description() -> None:
     assert len(names) == len(set(names)), "two settings share an environment variable"
     for doc in docs:
         assert doc.description.strip(), f"{doc.env_var} has no description"
+
+
+@pytest.mark.parametrize(("name", "prefix"), [("r2", "R2_"), ("s3", "S3_")])
+def test_each_s3_profile_reads_its_own_variables(
+    monkeypatch: pytest.MonkeyPatch, name: str, prefix: str
+) -> None:
+    """The two profiles are declared once: the same parts, each from its own prefix."""
+    values = {
+        "ENDPOINT": f"https://{name}.example.net",
+        "ACCESS_KEY_ID": f"{name}-key-id",
+        "SECRET_ACCESS_KEY": f"{name}-secret",
+        "BUCKET_NAME": f"{name}-bucket",
+        "REGION": f"{name}-region",
+        "PUBLIC_DOMAIN": f"cdn-{name}.example.net",
+    }
+    for suffix, value in values.items():
+        monkeypatch.setenv(prefix + suffix, value)
+    other = "S3_" if prefix == "R2_" else "R2_"
+    monkeypatch.setenv(other + "BUCKET_NAME", "not-this-one")
+    profile = Settings().storage.s3_profile("r2" if name == "r2" else "s3")
+    assert (profile.name, profile.env_prefix) == (name, prefix)
+    assert profile.endpoint == values["ENDPOINT"]
+    assert (profile.access_key_id, profile.secret_access_key) == (
+        values["ACCESS_KEY_ID"],
+        values["SECRET_ACCESS_KEY"],
+    )
+    assert (profile.bucket, profile.region) == (values["BUCKET_NAME"], values["REGION"])
+    assert profile.public_domain == f"https://cdn-{name}.example.net"
+    assert "secret" not in repr(profile)

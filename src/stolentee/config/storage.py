@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -13,6 +13,86 @@ from pydantic_settings import BaseSettings
 from stolentee.config.base import (
     SECTION_CONFIG,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileDoc:
+    """What differs between the two S3 connection profiles: their variables and examples."""
+
+    name: str
+    env_prefix: str  # R2_ or S3_: the profile's variables are <prefix>ENDPOINT, ...
+    service: str  # who runs the bucket, for the descriptions
+    endpoint_example: str
+    default_region: str
+    region_note: str
+    public_domain_example: str
+    public_domain_note: str = ""
+
+
+R2 = ProfileDoc(
+    name="r2",
+    env_prefix="R2_",
+    service="Cloudflare R2",
+    endpoint_example="`https://<account>.r2.cloudflarestorage.com`",
+    default_region="auto",
+    region_note="R2 expects `auto`",
+    public_domain_example="`assets.example.com`",
+    public_domain_note=" Used by the `local` backend too.",
+)
+S3 = ProfileDoc(
+    name="s3",
+    env_prefix="S3_",
+    service="the `s3` profile (Supabase Storage, MinIO, AWS S3)",
+    endpoint_example="Supabase's `https://<project>.supabase.co/storage/v1/s3` or MinIO's "
+    "`http://minio:9000`; empty: AWS S3",
+    default_region="us-east-1",
+    region_note="Supabase: the project's region",
+    public_domain_example="Supabase's "
+    "`https://<project>.supabase.co/storage/v1/object/public/<bucket>`",
+)
+PROFILES = {doc.name: doc for doc in (R2, S3)}
+
+
+def _profile_field(doc: ProfileDoc, part: str) -> Any:
+    """One field of a connection profile: its variable, default and description."""
+    masked = "(secret, masked in `config show`)"
+    fields: dict[str, tuple[object, str, str]] = {
+        "endpoint": (
+            "",
+            "ENDPOINT",
+            f"S3 API endpoint of {doc.service}, e.g. {doc.endpoint_example}.",
+        ),
+        "access_key_id": (
+            SecretStr(""),
+            "ACCESS_KEY_ID",
+            f"Access key id of the `{doc.name}` profile {masked}.",
+        ),
+        "secret_access_key": (
+            SecretStr(""),
+            "SECRET_ACCESS_KEY",
+            f"Secret access key of the `{doc.name}` profile {masked}.",
+        ),
+        "bucket_name": (
+            "",
+            "BUCKET_NAME",
+            f"Bucket of the `{doc.name}` profile, holding uploads and assets.",
+        ),
+        "region": (
+            doc.default_region,
+            "REGION",
+            f"Region used to sign the `{doc.name}` profile's requests ({doc.region_note}).",
+        ),
+        "public_domain": (
+            "",
+            "PUBLIC_DOMAIN",
+            f"CDN domain or public base URL serving the `{doc.name}` profile's objects, e.g. "
+            f"{doc.public_domain_example}. When set, public URLs are `https://<domain>/<key>`; "
+            "empty: this service serves them under `/uploads/` and `/assets/`."
+            + doc.public_domain_note,
+        ),
+    }
+    default, suffix, description = fields[part]
+    return Field(default, validation_alias=doc.env_prefix + suffix, description=description)
 
 
 class StorageSettings(BaseSettings):
@@ -37,74 +117,19 @@ class StorageSettings(BaseSettings):
         validation_alias="STOLENTEE_STORAGE_DIR",
         description="Root directory of local storage. Empty: `$STOLENTEE_DATA_DIR/storage`.",
     )
-    r2_endpoint: str = Field(
-        "",
-        validation_alias="R2_ENDPOINT",
-        description="Cloudflare R2 (S3 API) endpoint, e.g. `https://<account>.r2."
-        "cloudflarestorage.com`.",
-    )
-    r2_access_key_id: SecretStr = Field(
-        SecretStr(""),
-        validation_alias="R2_ACCESS_KEY_ID",
-        description="R2 access key id (secret, masked in `config show`).",
-    )
-    r2_secret_access_key: SecretStr = Field(
-        SecretStr(""),
-        validation_alias="R2_SECRET_ACCESS_KEY",
-        description="R2 secret access key (secret, masked in `config show`).",
-    )
-    r2_bucket_name: str = Field(
-        "",
-        validation_alias="R2_BUCKET_NAME",
-        description="R2 bucket holding uploads and assets, e.g. `stolentee-assets`.",
-    )
-    r2_region: str = Field(
-        "auto",
-        validation_alias="R2_REGION",
-        description="Region used to sign R2 requests (R2 expects `auto`).",
-    )
-    r2_public_domain: str = Field(
-        "",
-        validation_alias="R2_PUBLIC_DOMAIN",
-        description="CDN domain serving the stored objects, e.g. `assets.example.com`. When set, "
-        "public URLs are `https://<domain>/<key>` instead of this service's `/uploads/` and "
-        "`/assets/` routes. Used by the `local` and `r2` backends.",
-    )
-    s3_endpoint: str = Field(
-        "",
-        validation_alias="S3_ENDPOINT",
-        description="S3-compatible endpoint of the `s3` profile, e.g. Supabase's "
-        "`https://<project>.supabase.co/storage/v1/s3` or MinIO's `http://minio:9000`. Empty: "
-        "AWS S3.",
-    )
-    s3_access_key_id: SecretStr = Field(
-        SecretStr(""),
-        validation_alias="S3_ACCESS_KEY_ID",
-        description="Access key id of the `s3` profile (secret, masked in `config show`).",
-    )
-    s3_secret_access_key: SecretStr = Field(
-        SecretStr(""),
-        validation_alias="S3_SECRET_ACCESS_KEY",
-        description="Secret access key of the `s3` profile (secret, masked in `config show`).",
-    )
-    s3_bucket_name: str = Field(
-        "",
-        validation_alias="S3_BUCKET_NAME",
-        description="Bucket of the `s3` profile.",
-    )
-    s3_region: str = Field(
-        "us-east-1",
-        validation_alias="S3_REGION",
-        description="Region used to sign requests of the `s3` profile (Supabase: the project's "
-        "region).",
-    )
-    s3_public_domain: str = Field(
-        "",
-        validation_alias="S3_PUBLIC_DOMAIN",
-        description="Public base URL of the `s3` profile's objects, e.g. Supabase's "
-        "`https://<project>.supabase.co/storage/v1/object/public/<bucket>`. Empty: this "
-        "service serves them under `/uploads/` and `/assets/`.",
-    )
+    # The two connection profiles, declared once (:data:`PROFILES`): same fields, own variables.
+    r2_endpoint: str = _profile_field(R2, "endpoint")
+    r2_access_key_id: SecretStr = _profile_field(R2, "access_key_id")
+    r2_secret_access_key: SecretStr = _profile_field(R2, "secret_access_key")
+    r2_bucket_name: str = _profile_field(R2, "bucket_name")
+    r2_region: str = _profile_field(R2, "region")
+    r2_public_domain: str = _profile_field(R2, "public_domain")
+    s3_endpoint: str = _profile_field(S3, "endpoint")
+    s3_access_key_id: SecretStr = _profile_field(S3, "access_key_id")
+    s3_secret_access_key: SecretStr = _profile_field(S3, "secret_access_key")
+    s3_bucket_name: str = _profile_field(S3, "bucket_name")
+    s3_region: str = _profile_field(S3, "region")
+    s3_public_domain: str = _profile_field(S3, "public_domain")
     s3_connect_timeout_s: float = Field(
         5.0,
         gt=0,
@@ -183,26 +208,21 @@ class StorageSettings(BaseSettings):
 
     def s3_profile(self, name: Literal["s3", "r2"]) -> S3Profile:
         """The connection settings of one S3 profile (``r2``: ``R2_*``, ``s3``: ``S3_*``)."""
-        if name == "r2":
-            return S3Profile(
-                name="r2",
-                env_prefix="R2_",
-                endpoint=self.r2_endpoint,
-                access_key_id=self.r2_access_key_id.get_secret_value(),
-                secret_access_key=self.r2_secret_access_key.get_secret_value(),
-                bucket=self.r2_bucket_name,
-                region=self.r2_region,
-                public_domain=self.r2_public_domain,
-            )
+        doc = PROFILES[name]
+
+        def value(part: str) -> str:
+            found = getattr(self, f"{name}_{part}")
+            return found.get_secret_value() if isinstance(found, SecretStr) else str(found)
+
         return S3Profile(
-            name="s3",
-            env_prefix="S3_",
-            endpoint=self.s3_endpoint,
-            access_key_id=self.s3_access_key_id.get_secret_value(),
-            secret_access_key=self.s3_secret_access_key.get_secret_value(),
-            bucket=self.s3_bucket_name,
-            region=self.s3_region,
-            public_domain=self.s3_public_domain,
+            name=name,
+            env_prefix=doc.env_prefix,
+            endpoint=value("endpoint"),
+            access_key_id=value("access_key_id"),
+            secret_access_key=value("secret_access_key"),
+            bucket=value("bucket_name"),
+            region=value("region"),
+            public_domain=value("public_domain"),
         )
 
 
