@@ -225,6 +225,7 @@ def _build(
     runtime._metrics = metrics
     _build_removal(runtime, metrics)
     if not wants_jobs:
+        metrics.watch(database=database)  # pool figures; this role has no queue to watch
         return
 
     if storage is None:

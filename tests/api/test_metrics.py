@@ -139,3 +139,12 @@ def test_several_http_workers_are_summed_in_every_scrape(tmp_path: Path) -> None
     finally:
         server.stop()
     assert list((tmp_path / "data" / "metrics").iterdir()) == []  # removed on shutdown
+
+
+def test_the_removal_service_reports_its_pool_and_no_queue(make_settings: SettingsFactory) -> None:
+    """The removal service builds no queue: its scrape has the database pool, no queue gauges."""
+    with TestClient(create_app(make_settings(), role="removal")) as client:
+        text = client.get("/metrics").text
+    names = {family.name for family in text_string_to_metric_families(text)}
+    assert {"stolentee_db_pool_max", "stolentee_db_pool_in_use"} <= names
+    assert "stolentee_queue_depth" not in names
