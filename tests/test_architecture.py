@@ -102,3 +102,15 @@ def test_measured_figures_live_in_benchmarks_not_in_the_code() -> None:
         for match in _FIGURE.finditer(text)
     ]
     assert not offenders, "figures to move to benchmarks/decisions.md:\n" + "\n".join(offenders)
+
+
+def test_the_code_refers_to_no_file_outside_the_repository() -> None:
+    outside = ("DESIGN.md", "pricing-facts.md", "seed/000_", "../shared")
+    found = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in sorted(PACKAGE.rglob("*"))
+        if path.is_file() and path.suffix in (".py", ".toml", ".md", ".html", ".js")
+        for name in outside
+        if name in path.read_text(encoding="utf-8")
+    ]
+    assert not found, found

@@ -151,7 +151,7 @@ def test_corrected_scenario_b_and_savings(
         "cloudflare-cdn": D("0.00"),
         "domain": D("1.00"),
     }
-    # pricing-facts.md: corrected B against the seed's A: $2,015.29/month (45.2%), ...
+    # The corrected B against the seed's A: $2,015.29/month (45.2%), ...
     (reference,) = report.reference_savings
     assert reference.baseline_total == D("4462.81")
     assert reference.monthly == D("2015.29")

@@ -22,8 +22,8 @@ Two policies:
     the scenario uses; infrastructure shown without payment fees; net = revenue - total.
 
 :func:`differences` lists every point where the two policies differ, with its reason; on the
-shipped scenarios it finds each of the nine discrepancies of ``pricing-facts.md``
-(:data:`SEED_DISCREPANCIES` maps their numbers to the ids used here).
+shipped scenarios it finds each of the nine known discrepancies between the seed's figures
+and the public prices (:data:`SEED_DISCREPANCIES` maps their numbers to the ids used here).
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ HUNDRED = Decimal(100)
 MONTHS_PER_YEAR = 12
 MONTHS_IN_THREE_YEARS = 36
 
-# The nine discrepancies of pricing-facts.md ("Where the report is wrong or inconsistent"), by
-# number, and the id under which the difference report lists each.
+# The nine known discrepancies between the seed's figures and the public prices, by number, and
+# the id under which the difference report lists each.
 SEED_DISCREPANCIES: dict[int, str] = {
     1: "cloudflare-r2-parts-sum",
     2: "cloudflare-r2-free-tier",
@@ -165,7 +165,7 @@ class Savings:
 @dataclass(frozen=True, slots=True)
 class Difference:
     """One point where the seed's method (``as-reported``) and the price book (``corrected``)
-    disagree. ``seed_item``: its number in pricing-facts.md, when it is one of the nine."""
+    disagree. ``seed_item``: its number among those nine, when it is one of them."""
 
     id: str
     scenario: str
@@ -189,7 +189,7 @@ class CostReport:
     scenarios: tuple[ScenarioCosts, ...]
     savings: tuple[Savings, ...]  # each later scenario vs the first, same policy
     # Under ``corrected``: each later scenario vs the first as the seed reported it, when the
-    # first profile has a [seed] section (pricing-facts' "corrected B vs A" figure).
+    # first profile has a [seed] section (the seed's "corrected B vs A" comparison).
     reference_savings: tuple[Savings, ...]
     differences: tuple[Difference, ...]
 

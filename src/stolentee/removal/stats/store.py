@@ -17,7 +17,7 @@ bucket's width: under 25.8 % of the value (under 5 ms below 5 ms). At or above 1
 estimate is 120 000 ms, the bucket's lower bound.
 
 Money: ``usd_per_credit`` defaults to **$0.20**, the per-credit price the seed uses for Remove.bg
-(its "saves $0.20 per image", at about 10 000 images a month; see ``pricing-facts.md``). It is
+(its "saves $0.20 per image", at about 10 000 images a month). It is
 unverified here: Remove.bg's pay-as-you-go price is higher, so pass your own rate to
 :meth:`RemovalStatsStore.report`.
 """
