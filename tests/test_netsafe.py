@@ -408,8 +408,8 @@ REFUSED_LITERALS = [
     ("http://100.64.0.1/", "carrier-grade NAT"),
     ("http://224.0.0.1/", "a multicast address"),
     ("http://[ff02::1]/", "a multicast address"),
-    ("http://240.0.0.1/", "240.0.0.1"),
-    ("http://255.255.255.255/", "255.255.255.255"),
+    ("http://240.0.0.1/", "240.0.0.1, a reserved address"),
+    ("http://255.255.255.255/", "255.255.255.255, the broadcast address"),
     ("http://192.0.2.1/", "192.0.2.1"),  # documentation range: not routable
     # IPv6 spellings of refused IPv4 addresses.
     ("http://[::ffff:127.0.0.1]/", "an IPv6 form of 127.0.0.1, a loopback address"),

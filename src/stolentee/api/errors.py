@@ -111,8 +111,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    # Starlette re-raises the exception after this answer, and the server then drops the
+    # connection: a client reusing it would meet a reset. ``Connection: close`` tells it not to.
     return error_response(
-        500, {"title": "Internal error", "code": "internal_error", "detail": "internal error"}
+        500,
+        {"title": "Internal error", "code": "internal_error", "detail": "internal error"},
+        headers={"Connection": "close"},
     )
 
 

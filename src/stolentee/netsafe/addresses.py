@@ -20,6 +20,8 @@ _NAT64_PREFIX: Final = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Python's ipaddress counts 255.255.255.255 among the private networks; it is the broadcast address.
+_LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 def forbidden_address_reason(ip: IPAddress) -> str | None:
@@ -33,6 +35,7 @@ def forbidden_address_reason(ip: IPAddress) -> str | None:
         if ip.is_site_local:
             return "a site-local address"
     checks: tuple[tuple[bool, str], ...] = (
+        (ip == _LIMITED_BROADCAST, "the broadcast address"),
         (ip.is_unspecified, "an unspecified address"),
         (ip.is_loopback, "a loopback address"),
         (ip.is_link_local, "a link-local address"),
@@ -41,8 +44,9 @@ def forbidden_address_reason(ip: IPAddress) -> str | None:
             isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED_ADDRESS_SPACE,
             "a shared (carrier-grade NAT) address",
         ),
-        (ip.is_private, "a private address"),
+        # Before "private": Python's table also lists 240.0.0.0/4 (reserved) among the private.
         (ip.is_reserved, "a reserved address"),
+        (ip.is_private, "a private address"),
         (not ip.is_global, "a non-public address"),
     )
     for failed, reason in checks:
