@@ -258,3 +258,36 @@ def test_object_url_quotes_keys_under_the_design_base_url() -> None:
     )
     unmoved = dataclasses.replace(record, public_base_url=None)
     assert object_url(storage, unmoved, record.original_key) == "/uploads/d/a%20b%3F.png"
+
+
+def test_a_failed_job_insert_leaves_no_stuck_design_and_no_orphaned_original(
+    make_settings: SettingsFactory,
+) -> None:
+    """The design, its job and its message are one transaction: when the job cannot be stored
+    the request fails and nothing of it stays (no design ``queued`` forever, no original in
+    storage); the same Idempotency-Key then creates the design for real."""
+    from sqlalchemy import text
+
+    settings = make_settings(api={"api_keys": KEY}, queue={"reaper_interval_s": 1.0})
+    storage_dir = settings.storage_dir
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        database = client.app.state.services.runtime.database  # type: ignore[attr-defined]
+        with database.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse_jobs BEFORE INSERT ON jobs "
+                    "BEGIN SELECT RAISE(ABORT, 'injected: jobs are refused'); END"
+                )
+            )
+        failed = upload(client, **{"Idempotency-Key": "order-7-front"})
+        assert failed.status_code == 500, failed.text
+        listed = client.get("/v1/designs", headers=HEADERS).json()["data"]
+        assert listed == []  # no design without its job
+        assert not list((storage_dir / "uploads").rglob("*.png"))  # the original was removed
+
+        with database.engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER refuse_jobs"))
+        retried = upload(client, **{"Idempotency-Key": "order-7-front"})
+        assert retried.status_code == 202, retried.text  # created now, not a stuck replay
+        assert "Idempotent-Replayed" not in retried.headers
+        assert wait_for(client, retried.json()["id"])["status"] == "done"

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from stolentee.db.engine import Database
-from stolentee.db.models import Design
+from stolentee.db.models import Design, Job
 from stolentee.db.prepared import PreparedStatement
 from stolentee.errors import ClientError, NotFoundError
 
@@ -256,9 +256,12 @@ class DesignStore:
         output_format: str,
         idempotency_key: str | None,
         callback_url: str | None = None,
+        job: Job | None = None,
     ) -> tuple[DesignRecord, bool]:
-        """Insert a design; with an idempotency key already used by this owner, return that
-        design instead. The flag says whether a new design was created."""
+        """Insert a design, and its ``job`` (a row from ``JobQueue.new_job``) in the same
+        transaction: a design never exists without its job, nor a job without its design. With
+        an idempotency key already used by this owner, nothing is stored and that design is
+        returned instead. The flag says whether a new design was created."""
         now = datetime.now(UTC)
         row = Design(
             id=design_id,
@@ -271,11 +274,15 @@ class DesignStore:
             kind=kind,
             output_format=output_format,
             callback_url=callback_url,
+            job_id=None if job is None else job.id,
             created_at=now,
             updated_at=now,
         )
         try:
             with self._database.session() as session:
+                if job is not None:
+                    session.add(job)
+                    session.flush()  # the job first: the design's job_id refers to it
                 session.add(row)
                 session.flush()
                 record = _record(row)

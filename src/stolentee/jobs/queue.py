@@ -217,6 +217,12 @@ class JobQueue:
             created_at=now,
         )
 
+    def announce(self, jobs: Iterable[Job]) -> None:
+        """Send the messages of ``jobs`` (rows from :meth:`new_job`) once the caller's own
+        transaction has committed them. A message that cannot be sent now is left to the
+        reaper, which re-sends queued jobs nobody leased: the committed row is the outbox."""
+        self._send_all(jobs)
+
     def _mark_unsent(self, job_id: str) -> None:
         """Let the next reap() pass re-send at once instead of after ``resend_after_s``."""
         try:

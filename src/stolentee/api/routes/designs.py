@@ -9,6 +9,7 @@ POST instead when the design finishes (:mod:`stolentee.designs.callbacks`).
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
@@ -30,6 +31,8 @@ from stolentee.errors import (
     ObjectNotFoundError,
 )
 from stolentee.removal.imaging.decode import read_header
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/designs", tags=["designs"])
 
@@ -100,6 +103,15 @@ def _render(services: ServicesDep, record: DesignRecord, jobs: dict[str, Job]) -
     return design_body(services.runtime.storage, record, design_job, callback_job)
 
 
+def _delete_quietly(services: ServicesDep, key: str) -> None:
+    """Remove an object written for a design that was not created (the request fails anyway:
+    its own error is the one to report)."""
+    try:
+        services.runtime.storage.delete(key)
+    except Exception:
+        log.exception("could not remove %s after a failed design insert", key)
+
+
 @router.post(
     "",
     status_code=202,
@@ -162,29 +174,35 @@ async def create_design(
         await run_in_threadpool(
             services.runtime.storage.put, original_key, data, content_type=content_type
         )
-    record, created = await run_in_threadpool(
-        lambda: services.runtime.designs.create(
-            design_id=design_id,
-            owner=principal.label,
-            original_key=original_key,
-            original_content_type=content_type,
-            original_width=header.width,
-            original_height=header.height,
-            kind=options.kind.value,
-            output_format=options.format.value,
-            idempotency_key=key,
-            callback_url=checked_callback_url,
+    queue = services.runtime.queue
+    job = queue.new_job(JOB_KIND, {"design_id": design_id, "premium": principal.premium})
+    try:
+        # The design and its job in one transaction: never a design without a job.
+        record, created = await run_in_threadpool(
+            lambda: services.runtime.designs.create(
+                design_id=design_id,
+                owner=principal.label,
+                original_key=original_key,
+                original_content_type=content_type,
+                original_width=header.width,
+                original_height=header.height,
+                kind=options.kind.value,
+                output_format=options.format.value,
+                idempotency_key=key,
+                callback_url=checked_callback_url,
+                job=job,
+            )
         )
-    )
+    except BaseException:
+        if upload_key is None:  # the original stored above has no design: remove it
+            await run_in_threadpool(_delete_quietly, services, original_key)
+        raise
     if not created:  # a concurrent request with the same key won the race
         if upload_key is None:
             await run_in_threadpool(services.runtime.storage.delete, original_key)
         body = await _body(services, record)
         return JSONResponse(body, status_code=200, headers={"Idempotent-Replayed": "true"})
-    payload = {"design_id": design_id, "premium": principal.premium}
-    job = await run_in_threadpool(services.runtime.queue.enqueue, JOB_KIND, payload)  # design job
-    await run_in_threadpool(services.runtime.designs.attach_job, design_id, str(job.id))
-    record = await run_in_threadpool(services.runtime.designs.get, design_id)
+    await run_in_threadpool(queue.announce, [job])
     return JSONResponse(
         await _body(services, record),
         status_code=202,
