@@ -291,3 +291,32 @@ def test_a_failed_job_insert_leaves_no_stuck_design_and_no_orphaned_original(
         assert retried.status_code == 202, retried.text  # created now, not a stuck replay
         assert "Idempotent-Replayed" not in retried.headers
         assert wait_for(client, retried.json()["id"])["status"] == "done"
+
+
+def test_an_oversize_chunked_upload_is_413_like_the_removal_api(
+    make_settings: SettingsFactory,
+) -> None:
+    """A body without Content-Length over the limit: 413 ``file_too_large`` on /v1/designs too
+    (the form parser must not turn it into a 400)."""
+    boundary = "b0undary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
+
+    def chunks() -> Iterator[bytes]:
+        yield head
+        for _ in range(10):
+            yield bytes(10_000)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    settings = make_settings(api={"api_keys": KEY, "max_body_bytes": 50_000})
+    with TestClient(create_app(settings)) as client:
+        for path in ("/v1/designs", "/v1.0/removebg"):
+            response = client.post(
+                path,
+                content=chunks(),
+                headers={**HEADERS, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+            )
+            assert response.status_code == 413, (path, response.text)
+            assert response.json()["errors"][0]["code"] == "file_too_large"

@@ -13,8 +13,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from stolentee.errors import FileTooLargeError
 
 
-class BodyTooLargeError(Exception):
-    """Raised inside ``receive`` when the streamed body passes the cap."""
+class BodyTooLargeError(BaseException):
+    """Raised inside ``receive`` when the streamed body passes the cap.
+
+    A ``BaseException``, like ``KeyboardInterrupt``: FastAPI's form parsing turns every
+    ``Exception`` raised while it reads the body into 400 "error parsing the body", which would
+    hide the 413 from uploads to routes with form parameters (``/v1/designs``). Nothing between
+    ``receive`` and this middleware may swallow it; the middleware answers 413.
+    """
 
 
 class BodyLimitMiddleware:
