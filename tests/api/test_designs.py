@@ -320,3 +320,22 @@ def test_an_oversize_chunked_upload_is_413_like_the_removal_api(
             )
             assert response.status_code == 413, (path, response.text)
             assert response.json()["errors"][0]["code"] == "file_too_large"
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_truncated_upload_is_refused_at_once_like_the_removal_api(
+    client: TestClient, fmt: str
+) -> None:
+    """The whole image is checked at upload: a cut-off PNG or JPEG is 400 with the same error
+    code as the removal API gives for the same bytes, not a 202 whose job fails later."""
+    image = Image.open(io.BytesIO(LOGO)).convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    truncated = buffer.getvalue()[: len(buffer.getvalue()) * 2 // 3]
+    design = upload(client, truncated)
+    removal = client.post(
+        "/v1.0/removebg", files={"image_file": ("cut", truncated)}, headers=HEADERS
+    )
+    assert design.status_code == removal.status_code == 400, design.text
+    assert design.json()["errors"][0]["code"] == removal.json()["errors"][0]["code"]
+    assert client.get("/v1/designs", headers=HEADERS).json()["data"] == []

@@ -30,7 +30,7 @@ from stolentee.errors import (
     InvalidImageError,
     ObjectNotFoundError,
 )
-from stolentee.removal.imaging.decode import read_header
+from stolentee.removal.imaging.decode import check_image
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +162,10 @@ async def create_design(
     else:
         assert upload_key is not None
         data = await run_in_threadpool(_read_direct_upload, services, upload_key, principal.label)
+    # The whole image is checked now, as the removal API does: a truncated upload is a 400 here,
+    # not a job that fails later.
     header = await run_in_threadpool(
-        read_header, data, max_megapixels=services.settings.engine.max_input_megapixels
+        check_image, data, max_megapixels=services.settings.engine.max_input_megapixels
     )
     design_id = new_design_id()
     content_type = _CONTENT_TYPES.get(header.format, "application/octet-stream")

@@ -18,6 +18,7 @@ from stolentee.errors import InvalidImageError, ResolutionTooHighError, Unsuppor
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # MPO opens as JPEG
 _EXIF_ORIENTATION = 0x0112
+_CHECK_DRAFT_SIDE = 64  # check_image: JPEG decoded at the smallest scale reaching this side
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +140,15 @@ def decode_image(
     image = _apply_orientation(image)
     normalised, has_alpha = _normalise_mode(image)
     return DecodedImage(image=normalised, source_format=source_format, has_alpha=has_alpha)
+
+
+def check_image(data: bytes, *, max_megapixels: float) -> ImageHeader:
+    """:func:`read_header`, then every pixel decoded once, so that a corrupt or truncated image
+    is refused now, with the removal API's own error, instead of failing later in a job. JPEG
+    is decoded at its smallest DCT scale: every byte of the stream is still read and checked."""
+    header = read_header(data, max_megapixels=max_megapixels)
+    decode_image(data, max_megapixels=max_megapixels, draft_max_side=_CHECK_DRAFT_SIDE)
+    return header
 
 
 def _apply_orientation(image: Image.Image) -> Image.Image:
