@@ -18,7 +18,7 @@ from stolentee.errors import ConfigurationError
 from tests.fakes.callback_receiver import HANG, Receiver
 
 from ..conftest import SettingsFactory
-from .test_designs import HEADERS, KEY, LOGO, upload, wait_for
+from .test_designs import HEADERS, KEY, LOGO, store_unusable_design, upload, wait_for
 
 SECRET = "test-callback-secret-0123456789"
 CALLBACK_SETTINGS: dict[str, Any] = {
@@ -203,8 +203,7 @@ def test_a_finished_design_is_announced_once_signed(client: TestClient, receiver
 
 
 def test_a_failed_design_is_announced_as_failed(client: TestClient, receiver: Receiver) -> None:
-    truncated = LOGO[: len(LOGO) // 3]  # a valid PNG header, then nothing: fails at once
-    design_id = upload_with_callback(client, receiver.url(), truncated).json()["id"]
+    design_id = store_unusable_design(client, callback_url=receiver.url())  # fails at once
     final = wait_for_callback(client, design_id)
 
     assert final["status"] == "failed" and "InvalidImageError" in final["error"]

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from stolentee.api.app import create_app
+from stolentee.designs.store import new_design_id
 
 from ..conftest import SettingsFactory
 from ..removal.conftest import composite, draw_logo, encode
@@ -110,11 +111,37 @@ def test_listing_pages_newest_first(client: TestClient) -> None:
     assert bad.status_code == 400 and bad.json()["errors"][0]["code"] == "invalid_cursor"
 
 
-def test_unusable_image_fails_without_retrying(client: TestClient) -> None:
-    truncated = LOGO[: len(LOGO) // 3]  # a valid PNG header, then nothing
-    created = upload(client, truncated)
-    assert created.status_code == 202
-    failed = wait_for(client, created.json()["id"])
+def store_unusable_design(client: TestClient, *, callback_url: str | None = None) -> str:
+    """A design whose stored original turns out unusable only when its job runs (replaced in
+    the bucket, a direct upload gone bad): uploads themselves are checked whole, so this one
+    is stored the way ``POST /v1/designs`` stores a design, with a truncated original."""
+    runtime: Any = client.app.state.services.runtime  # type: ignore[attr-defined]
+    principal = runtime.keys.authenticate(KEY)
+    design_id = new_design_id()
+    original_key = f"uploads/{design_id}/original.png"
+    runtime.storage.put(original_key, LOGO[: len(LOGO) // 3], content_type="image/png")
+    job = runtime.queue.new_job("design", {"design_id": design_id, "premium": False})
+    runtime.designs.create(
+        design_id=design_id,
+        owner=principal.label,
+        original_key=original_key,
+        original_content_type="image/png",
+        original_width=600,
+        original_height=400,
+        kind="auto",
+        output_format="png",
+        idempotency_key=None,
+        callback_url=runtime.callbacks.check_url(callback_url) if callback_url else None,
+        job=job,
+    )
+    runtime.queue.announce([job])
+    return design_id
+
+
+def test_an_original_that_turns_out_unusable_fails_its_job_without_retrying(
+    client: TestClient,
+) -> None:
+    failed = wait_for(client, store_unusable_design(client))
     assert failed["status"] == "failed"
     assert failed["attempts"] == 1
     assert "InvalidImageError" in failed["error"]
