@@ -195,8 +195,10 @@ async def create_design(
                 job=job,
             )
         )
-    except BaseException:
-        if upload_key is None:  # the original stored above has no design: remove it
+    except Exception:
+        # The insert failed, so the original stored above has no design: remove it. (Not on
+        # cancellation: the insert may still commit in its thread.)
+        if upload_key is None:
             await run_in_threadpool(_delete_quietly, services, original_key)
         raise
     if not created:  # a concurrent request with the same key won the race
