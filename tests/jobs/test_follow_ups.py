@@ -25,6 +25,7 @@ from stolentee.designs.jobs import DESIGN_JOB, design_handler
 from stolentee.designs.store import DesignRecord, DesignStore
 from stolentee.jobs.heartbeat import Heartbeat
 from stolentee.jobs.queue import JobQueue
+from stolentee.jobs.reaper import Reaper
 from stolentee.jobs.states import DONE, FAILED, PROCESSING, QUEUED
 from stolentee.jobs.transport import Transport
 from stolentee.jobs.worker import Completion, PermanentJobError
@@ -211,7 +212,7 @@ def test_the_reaper_settles_other_jobs_past_a_failing_hook(
     wall.advance(1)
     queue.lease(other.id, OWNER)  # expires after the stuck one: reaped after it
     wall.advance(31)
-    assert queue.reap().failed == 1
+    assert Reaper(queue).reap().failed == 1
     stored_stuck, stored_other = queue.get(stuck.id), queue.get(other.id)
     assert stored_stuck is not None and stored_stuck.state == "processing"  # next pass retries
     assert stored_other is not None and stored_other.state == FAILED
@@ -241,7 +242,7 @@ def test_backoff_can_be_set_per_job_kind(
     wall.advance(1)
     queue.lease(quick.id, OWNER)
     wall.advance(31)  # past the 30 s lease
-    assert queue.reap().requeued == 1
+    assert Reaper(queue).reap().requeued == 1
     stored_quick = queue.get(quick.id)
     assert stored_quick is not None
     assert (stored_quick.available_at - wall.now).total_seconds() == 1.0
@@ -294,7 +295,7 @@ def test_a_design_given_up_by_the_reaper_queues_its_callback(
     designs.attach_job("d3", job.id)
     assert callback_queue.lease(job.id, OWNER) is not None
     wall.advance(31)  # the worker died: its lease expires
-    assert callback_queue.reap().failed == 1
+    assert Reaper(callback_queue).reap().failed == 1
     [callback] = callback_jobs(callback_queue, designs, "d3")
     assert callback.kind == CALLBACK_JOB
 
@@ -373,13 +374,13 @@ def test_migration_0007_downgrades_and_keeps_designs(
                 updated_at=datetime(2026, 1, 1, tzinfo=UTC),
             )
         )
-    assert migrate.upgrade(db) == "0007_design_callbacks"
+    assert migrate.upgrade(db, "0007_design_callbacks") == "0007_design_callbacks"
     record = store.get("old")
     assert record.callback_url is None and record.callback_job_id is None
     assert migrate.downgrade(db, "0006_removal_stats") == "0006_removal_stats"
     columns = {column["name"] for column in inspect(db.engine).get_columns("designs")}
     assert "callback_url" not in columns
-    assert migrate.upgrade(db) == "0007_design_callbacks"
+    assert migrate.upgrade(db) == migrate.head_revision()
 
 
 # --- the design job's completion: result, done and callback in one transaction ----------------

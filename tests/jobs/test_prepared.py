@@ -126,6 +126,7 @@ def test_driver_errors_are_wrapped_and_roll_back(database: Database) -> None:
         "attempts": 0,
         "max_attempts": 1,
         "lost": 0,
+        "stalls": 0,
         "available_at": now,
         "created_at": now,
     }

@@ -13,6 +13,7 @@ import pytest
 
 from stolentee.jobs.figures import percentile
 from stolentee.jobs.queue import JobQueue
+from stolentee.jobs.reaper import Reaper
 from stolentee.jobs.states import DONE, FAILED, PROCESSING, QUEUED, backoff_s
 from stolentee.jobs.transport import Transport
 from tests.fakes.clocks import FakeWallClock
@@ -54,7 +55,7 @@ def test_enqueue_survives_a_transport_failure(
     monkeypatch.undo()
     stored = queue.get(job.id)
     assert stored is not None and stored.state == QUEUED and stored.sent_at is None
-    assert queue.reap().resent == 1  # at once: no need to wait for resend_after_s
+    assert Reaper(queue).reap().resent == 1  # at once: no need to wait for resend_after_s
     assert drain(transport) == [job.id]
 
 
@@ -128,7 +129,7 @@ def test_one_heartbeat_renews_several_leases_and_reports_the_lost_ones(
     )
     assert held == {(first.id, OWNER), (second.id, OTHER)}  # third is OWNER's, not OTHER's
     wall.advance(20)  # 40 s after the leases: the two renewed ones are alive, the third is not
-    assert queue.reap().requeued == 1
+    assert Reaper(queue).reap().requeued == 1
     reaped = queue.get(third.id)
     assert reaped is not None and reaped.state == QUEUED
     for job in (first, second):
@@ -223,9 +224,9 @@ def test_reap_requeues_expired_leases_then_fails_a_job_that_keeps_losing_workers
     queue.lease(healthy.id, OTHER)
     wall.advance(29)
     queue.heartbeat(healthy.id, OTHER)
-    assert not queue.reap()  # nothing expired yet
+    assert not Reaper(queue).reap()  # nothing expired yet
     wall.advance(2)
-    report = queue.reap()
+    report = Reaper(queue).reap()
     assert (report.requeued, report.failed) == (1, 0)
     stored = queue.get(job.id)
     assert stored is not None
@@ -241,7 +242,7 @@ def test_reap_requeues_expired_leases_then_fails_a_job_that_keeps_losing_workers
 
     queue.lease(job.id, OWNER)
     wall.advance(31)
-    report = queue.reap()
+    report = Reaper(queue).reap()
     assert report.failed == 1  # second loss, attempts used up
     stored = queue.get(job.id)
     assert stored is not None and stored.state == FAILED and stored.lost == 2
@@ -257,7 +258,7 @@ def test_an_expired_lease_at_the_limit_is_not_leased_again(
     queue.lease(job.id, OWNER)
     wall.advance(31)
     assert queue.lease(job.id, OTHER) is None  # the reaper fails it instead
-    assert queue.reap().failed == 1
+    assert Reaper(queue).reap().failed == 1
 
 
 def test_reap_resends_messages_lost_by_the_transport(
@@ -269,16 +270,16 @@ def test_reap_resends_messages_lost_by_the_transport(
     transport.flush()  # Redis restarted empty
     queue.lease(jobs[0].id, OWNER)
     wall.advance(59)
-    assert queue.reap().resent == 0
+    assert Reaper(queue).reap().resent == 0
     wall.advance(1)
-    assert queue.reap().resent == 2
+    assert Reaper(queue).reap().resent == 2
     assert sorted(drain(transport)) == sorted(j.id for j in jobs[1:])
-    assert queue.reap().resent == 0  # not again until another resend_after_s
+    assert Reaper(queue).reap().resent == 0  # not again until another resend_after_s
     wall.advance(60)
-    assert queue.reap().resent == 2  # still unleased: sent again (duplicates are harmless)
+    assert Reaper(queue).reap().resent == 2  # still unleased: sent again (duplicates are harmless)
     drain(transport)
     wall.advance(600)
-    assert queue.reap().resent == 3  # the delayed job too, once due (its message was lost)
+    assert Reaper(queue).reap().resent == 3  # the delayed job too, once due (its message was lost)
     assert sorted(drain(transport)) == sorted([later.id, *(j.id for j in jobs[1:])])
 
 
@@ -294,7 +295,7 @@ def test_two_reapers_do_not_both_resend(
 
     def reap(queue: JobQueue) -> None:
         barrier.wait()
-        results.append(queue.reap().resent)
+        results.append(Reaper(queue).reap().resent)
 
     threads = [threading.Thread(target=reap, args=(q,)) for q in (first, second)]
     for thread in threads:
@@ -308,7 +309,7 @@ def test_two_reapers_do_not_both_resend(
 def test_resend_if_early_delays_the_message(queue: JobQueue, transport: Transport) -> None:
     job = queue.enqueue("design", {}, delay_s=30)
     transport.flush()
-    assert queue.resend_if_early(job.id)
+    assert Reaper(queue).resend_if_early(job.id)
     assert transport.scheduled() == 1
     stored = queue.get(job.id)
     assert stored is not None and stored.state == QUEUED

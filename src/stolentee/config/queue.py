@@ -66,3 +66,26 @@ class QueueSettings(BaseSettings):
         validation_alias="STOLENTEE_JOB_REAPER_INTERVAL_S",
         description="How often expired leases are reclaimed and lost queue messages re-sent.",
     )
+    resend_check_s: float = Field(
+        2.0,
+        gt=0,
+        validation_alias="STOLENTEE_JOB_RESEND_CHECK_S",
+        description="How often each worker compares the queue's messages with its queued jobs "
+        "and re-sends the jobs whose messages are missing (Redis restarted empty, a send "
+        "failed), instead of waiting a whole lease for them.",
+    )
+    stall_retry_s: float = Field(
+        1800.0,
+        ge=0,
+        validation_alias="STOLENTEE_JOB_STALL_RETRY_S",
+        description="How long a job that fails because of storage or the database (a full "
+        "disk, a restarting server) keeps being retried without using up its attempts, from "
+        "the first such failure. 0: such failures count as attempts like any other.",
+    )
+    stall_backoff_max_s: float = Field(
+        60.0,
+        gt=0,
+        validation_alias="STOLENTEE_JOB_STALL_BACKOFF_MAX_S",
+        description="Longest wait between two retries of a job held up by storage or the "
+        "database (the wait starts at the retry backoff and doubles).",
+    )

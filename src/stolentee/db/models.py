@@ -128,6 +128,8 @@ class Job(Base):
     a lease that expires is reclaimed by the reaper. ``sent_at`` is when a queue message for the
     job was last sent (or becomes due): a queued job not leased long after that lost its message
     and is sent again. ``lost`` counts attempts whose worker vanished (lease expired).
+    ``stalls`` counts runs failed by storage or the database rather than by the job (not
+    attempts: see ``stolentee.jobs.queue``), since ``stalled_since``.
     """
 
     __tablename__ = "jobs"
@@ -146,6 +148,8 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     max_attempts: Mapped[int] = mapped_column(Integer)
     lost: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    stalls: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    stalled_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
     available_at: Mapped[datetime] = mapped_column(UtcDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     lease_owner: Mapped[str | None] = mapped_column(String(JOB_OWNER_LENGTH))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -18,7 +18,6 @@ from sqlalchemy import (
     Connection,
     and_,
     false,
-    func,
     or_,
     select,
     update,
@@ -28,8 +27,7 @@ from sqlalchemy.orm import Session
 from stolentee.config import QueueSettings
 from stolentee.db.engine import Database
 from stolentee.db.models import JOB_KIND_LENGTH, JOB_OWNER_LENGTH, Job
-from stolentee.errors import DatabaseUnavailableError
-from stolentee.jobs.figures import RECENT_DONE_FOR_PERCENTILES, QueueFigures, ReapReport, percentile
+from stolentee.jobs.figures import QueueFigures, read_figures
 from stolentee.jobs.statements import COMPLETE, JOB_BY_ID, LEASE, job_from_row
 from stolentee.jobs.states import (
     DONE,
@@ -44,9 +42,6 @@ from stolentee.jobs.states import (
 from stolentee.jobs.transport import Transport
 
 log = logging.getLogger(__name__)
-
-REAP_BATCH = 200  # jobs reclaimed or re-sent per reap() pass and kind of work
-
 
 FollowUp = Callable[["JobQueue", Session, Job], Sequence[Job]]
 """``(queue, session, job) -> new jobs``: called in the transaction that made ``job`` final (its
@@ -110,7 +105,7 @@ class JobQueue:
 
     # --- helpers ------------------------------------------------------------------------------
 
-    def _now(self) -> datetime:
+    def now(self) -> datetime:
         now = self.clock()
         if now.tzinfo is None:
             raise ValueError("the queue clock must return aware datetimes (UTC)")
@@ -126,10 +121,10 @@ class JobQueue:
             return False
         return True
 
-    def _backoff(self, kind: str, attempts: int) -> float:
+    def backoff(self, kind: str, attempts: int) -> float:
         return backoff_s(self.settings, attempts, first_s=self.retry_backoff_s.get(kind))
 
-    def _finalised(self, session: Session, job: Job | None) -> list[Job]:
+    def finalised(self, session: Session, job: Job | None) -> list[Job]:
         """Run the follow-up hook of a job that just became final, in its transaction."""
         if job is None or job.state not in (DONE, FAILED):
             return []
@@ -143,19 +138,19 @@ class JobQueue:
             return []
         session = Session(bind=conn, expire_on_commit=False)  # joins: never commits it
         try:
-            follow = self._finalised(session, job)
+            follow = self.finalised(session, job)
             session.flush()
         finally:
             session.close()
         return follow
 
-    def _send_all(self, jobs: Iterable[Job]) -> None:
+    def send_all(self, jobs: Iterable[Job]) -> None:
         for job in jobs:
-            delay_s = max(0.0, (job.available_at - self._now()).total_seconds())
+            delay_s = max(0.0, (job.available_at - self.now()).total_seconds())
             if not self.send(job.id, delay_s):
-                self._mark_unsent(job.id)
+                self.mark_unsent(job.id)
 
-    def _update_one(
+    def update_one(
         self, session: Session, job_id: str, where: ColumnElement[bool], values: dict[str, Any]
     ) -> Job | None:
         stmt = (
@@ -186,7 +181,7 @@ class JobQueue:
         with self.database.session() as session:
             session.add(job)
         if not self.send(job.id, delay_s):
-            self._mark_unsent(job.id)
+            self.mark_unsent(job.id)
         return job
 
     def new_job(
@@ -202,7 +197,7 @@ class JobQueue:
         add it to their session (the queue sends its message after their commit)."""
         if not kind or len(kind) > JOB_KIND_LENGTH:
             raise ValueError(f"job kind must be 1 to {JOB_KIND_LENGTH} characters")
-        now = self._now()
+        now = self.now()
         available_at = now + timedelta(seconds=max(0.0, delay_s))
         return Job(
             id=job_id or new_job_id(),
@@ -212,6 +207,7 @@ class JobQueue:
             attempts=0,
             max_attempts=max_attempts or self.settings.max_attempts,
             lost=0,
+            stalls=0,
             available_at=available_at,
             sent_at=available_at,
             created_at=now,
@@ -221,9 +217,9 @@ class JobQueue:
         """Send the messages of ``jobs`` (rows from :meth:`new_job`) once the caller's own
         transaction has committed them. A message that cannot be sent now is left to the
         reaper, which re-sends queued jobs nobody leased: the committed row is the outbox."""
-        self._send_all(jobs)
+        self.send_all(jobs)
 
-    def _mark_unsent(self, job_id: str) -> None:
+    def mark_unsent(self, job_id: str) -> None:
         """Let the next reap() pass re-send at once instead of after ``resend_after_s``."""
         try:
             with self.database.session() as session:
@@ -250,7 +246,7 @@ class JobQueue:
         """:meth:`lease`, plus the job kind's lease hook run in the same transaction."""
         if not owner or len(owner) > JOB_OWNER_LENGTH:
             raise ValueError(f"lease owner must be 1 to {JOB_OWNER_LENGTH} characters")
-        now = self._now()
+        now = self.now()
         params = {
             "job_id": job_id,
             "owner": owner,
@@ -271,7 +267,7 @@ class JobQueue:
         pairs = list(dict.fromkeys(leases))
         if not pairs:
             return set()
-        now = self._now()
+        now = self.now()
         held_by = or_(
             false(), *(and_(Job.id == job_id, Job.lease_owner == owner) for job_id, owner in pairs)
         )
@@ -290,9 +286,9 @@ class JobQueue:
 
     def heartbeat(self, job_id: str, owner: str) -> bool:
         """Extend ``owner``'s lease by ``lease_s``; ``False`` when the lease was lost."""
-        now = self._now()
+        now = self.now()
         with self.database.session() as session:
-            job = self._update_one(
+            job = self.update_one(
                 session,
                 job_id,
                 self._owned(owner),
@@ -319,7 +315,7 @@ class JobQueue:
         design's result) commit with ``done`` or not at all, in one transaction. An exception
         from it rolls everything back and propagates (the job is still this run's to fail).
         """
-        now = self._now()
+        now = self.now()
         params = {"job_id": job_id, "owner": owner, "now": now, "result": result}
         follow: list[Job] = []
         with self.database.engine.begin() as conn:
@@ -336,65 +332,80 @@ class JobQueue:
                 full = JOB_BY_ID.first(conn, {"job_id": job_id})
                 assert full is not None  # updated in this very transaction
                 follow = self._finalised_on(conn, job_from_row(JOB_BY_ID.columns, full))
-        self._send_all(follow)
+        self.send_all(follow)
         return True
 
-    def fail(self, job_id: str, owner: str, error: str, *, retryable: bool = True) -> Job | None:
+    def fail(
+        self,
+        job_id: str,
+        owner: str,
+        error: str,
+        *,
+        retryable: bool = True,
+        stalled: bool = False,
+    ) -> Job | None:
         """Record a failed run. Retryable with attempts left: queued again after
         ``retry_backoff_s * 2**(attempts-1)`` seconds (and a delayed message); otherwise
         ``failed`` with ``error``. Returns the job as left, or ``None`` if the lease was lost.
+
+        ``stalled``: storage or the database failed, not the job. Such a run is queued again
+        without counting as an attempt (backoff doubling per stall, up to
+        ``stall_backoff_max_s``) for ``stall_retry_s`` from the first stall, so an outage of a
+        few minutes does not fail good work for good; past that it counts like any failure.
         """
         current = self.get(job_id)
         if current is None or current.state != PROCESSING or current.lease_owner != owner:
             return None
-        now = self._now()
+        now = self.now()
         error = truncate_error(error)
         same_run = and_(self._owned(owner), Job.attempts == current.attempts)
-        retry = retryable and current.attempts < current.max_attempts
+        since = current.stalled_since or now
+        stall = stalled and (now - since).total_seconds() < self.settings.stall_retry_s
+        retry = stall or (retryable and current.attempts < current.max_attempts)
+        values: dict[str, Any]
+        if stall:
+            stalls = (current.stalls or 0) + 1
+            delay_s = min(self.settings.stall_backoff_max_s, self.backoff(current.kind, stalls))
+            values = {"attempts": Job.attempts - 1, "stalls": stalls, "stalled_since": since}
+        elif retry:
+            delay_s = self.backoff(current.kind, current.attempts)
+            # A failure of the job itself ends a stall; a stall past its window keeps it open.
+            values = {"stalled_since": since if stalled else None}
+        if retry:
+            available_at = now + timedelta(seconds=delay_s)
+            values |= {
+                "state": QUEUED,
+                "error": error,
+                "available_at": available_at,
+                "sent_at": available_at,
+                "lease_owner": None,
+                "lease_expires_at": None,
+            }
+        else:
+            if retryable or stalled:
+                error = f"{error} (gave up after {current.attempts} attempts)"
+            values = {
+                "state": FAILED,
+                "error": truncate_error(error),
+                "finished_at": now,
+                "lease_expires_at": None,
+            }
         follow: list[Job] = []
         with self.database.session() as session:
-            if retry:
-                delay_s = self._backoff(current.kind, current.attempts)
-                available_at = now + timedelta(seconds=delay_s)
-                job = self._update_one(
-                    session,
-                    job_id,
-                    same_run,
-                    {
-                        "state": QUEUED,
-                        "error": error,
-                        "available_at": available_at,
-                        "sent_at": available_at,
-                        "lease_owner": None,
-                        "lease_expires_at": None,
-                    },
-                )
-            else:
-                if retryable:
-                    error = f"{error} (gave up after {current.attempts} attempts)"
-                job = self._update_one(
-                    session,
-                    job_id,
-                    same_run,
-                    {
-                        "state": FAILED,
-                        "error": truncate_error(error),
-                        "finished_at": now,
-                        "lease_expires_at": None,
-                    },
-                )
-                follow = self._finalised(session, job)
+            job = self.update_one(session, job_id, same_run, values)
+            if not retry:
+                follow = self.finalised(session, job)
         if job is not None and retry:
             self.send(job_id, delay_s)
-        self._send_all(follow)
+        self.send_all(follow)
         return job
 
     def release(self, job_id: str, owner: str) -> bool:
         """Hand the job back unfinished (graceful stop): queued again at once, and the run
         does not count as an attempt. ``False`` if the lease was already lost."""
-        now = self._now()
+        now = self.now()
         with self.database.session() as session:
-            job = self._update_one(
+            job = self.update_one(
                 session,
                 job_id,
                 self._owned(owner),
@@ -412,126 +423,6 @@ class JobQueue:
         self.send(job_id)
         return True
 
-    # --- recovery -----------------------------------------------------------------------------
-
-    def reap(self) -> ReapReport:
-        """Reclaim expired leases and re-send lost messages. Safe to run anywhere, any time."""
-        requeued, failed = self._reclaim_expired()
-        resent = self._resend_lost()
-        report = ReapReport(requeued=requeued, failed=failed, resent=resent)
-        if report:
-            log.info(
-                "reaper: %d job(s) re-queued, %d failed after lost workers, %d message(s) re-sent",
-                requeued,
-                failed,
-                resent,
-            )
-        return report
-
-    def _reclaim_expired(self) -> tuple[int, int]:
-        now = self._now()
-        with self.database.session() as session:
-            expired = list(
-                session.execute(
-                    select(
-                        Job.id, Job.kind, Job.attempts, Job.max_attempts, Job.lost, Job.lease_owner
-                    )
-                    .where(Job.state == PROCESSING, Job.lease_expires_at < now)
-                    .order_by(Job.lease_expires_at)
-                    .limit(REAP_BATCH)
-                )
-            )
-        requeued = failed = 0
-        for job_id, kind, attempts, max_attempts, lost, owner in expired:
-            # Same row, same run, still expired: otherwise someone else got there first.
-            same = and_(
-                Job.state == PROCESSING,
-                Job.lease_expires_at < now,
-                Job.attempts == attempts,
-                Job.lease_owner == owner,
-            )
-            lost += 1
-            delay_s = self._backoff(kind, attempts)
-            available_at = now + timedelta(seconds=delay_s)
-            values: dict[str, Any]
-            if attempts < max_attempts:
-                values = {
-                    "state": QUEUED,
-                    "lost": lost,
-                    "error": f"worker lost (lease expired; owner {owner})",
-                    "available_at": available_at,
-                    "sent_at": available_at,
-                    "lease_owner": None,
-                    "lease_expires_at": None,
-                }
-            else:
-                times = "once" if lost == 1 else f"{lost} times"
-                values = {
-                    "state": FAILED,
-                    "lost": lost,
-                    "error": f"worker lost {times} (lease expired; last owner {owner}); "
-                    f"gave up after {attempts} attempts",
-                    "finished_at": now,
-                    "lease_expires_at": None,
-                }
-            try:  # one job the reaper cannot settle must not keep it from settling the others
-                with self.database.session() as session:
-                    job = self._update_one(session, job_id, same, values)
-                    follow = self._finalised(session, job)  # for a job now failed for good
-            except DatabaseUnavailableError:
-                raise  # nothing else would go better now: the pass ends, the next one retries
-            except Exception:
-                log.exception(
-                    "reaper: job %s could not be reclaimed; the next pass retries", job_id
-                )
-                continue
-            self._send_all(follow)
-            if job is None:
-                continue
-            if job.state == QUEUED:
-                requeued += 1
-                self.send(job_id, delay_s)
-            else:
-                failed += 1
-        return requeued, failed
-
-    def _resend_lost(self) -> int:
-        now = self._now()
-        stale = now - timedelta(seconds=self.resend_after_s)
-        unleased = and_(
-            Job.state == QUEUED,
-            Job.available_at <= now,
-            or_(Job.sent_at.is_(None), Job.sent_at <= stale),
-        )
-        with self.database.session() as session:
-            ids = list(
-                session.scalars(
-                    select(Job.id).where(unleased).order_by(Job.available_at).limit(REAP_BATCH)
-                )
-            )
-        if not ids:
-            return 0
-        with self.database.session() as session:
-            claimed = list(
-                session.scalars(
-                    update(Job)
-                    .where(Job.id.in_(ids), unleased)
-                    .values(sent_at=now)
-                    .returning(Job.id)
-                    .execution_options(synchronize_session=False)
-                )
-            )
-        return sum(1 for job_id in claimed if self.send(job_id))
-
-    def resend_if_early(self, job_id: str) -> bool:
-        """For a message that arrived before its job is due (clocks of two machines disagree):
-        send it again, delayed until the job's ``available_at``. ``True`` if re-sent."""
-        job = self.get(job_id)
-        if job is None or job.state != QUEUED:
-            return False
-        wait_s = (job.available_at - self._now()).total_seconds()
-        return wait_s > 0 and self.send(job_id, wait_s)
-
     # --- reading ------------------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job | None:
@@ -546,49 +437,4 @@ class JobQueue:
             return {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(ids)))}
 
     def figures(self) -> QueueFigures:
-        now = self._now()
-        with self.database.session() as session:
-            counts: dict[str, int] = {
-                state: count
-                for state, count in session.execute(
-                    select(Job.state, func.count()).group_by(Job.state)
-                )
-            }
-            ready, oldest = session.execute(
-                select(func.count(), func.min(Job.available_at)).where(
-                    Job.state == QUEUED, Job.available_at <= now
-                )
-            ).one()
-            recent = session.execute(
-                select(Job.started_at, Job.finished_at)
-                .where(Job.state == DONE, Job.finished_at.is_not(None))
-                .order_by(Job.finished_at.desc())
-                .limit(RECENT_DONE_FOR_PERCENTILES)
-            ).all()
-        oldest_at = _aware(oldest)
-        durations = sorted(
-            (finished - started).total_seconds()
-            for started, finished in recent
-            if started is not None and finished is not None
-        )
-        return QueueFigures(
-            depth=counts.get(QUEUED, 0),
-            ready=int(ready or 0),
-            in_flight=counts.get(PROCESSING, 0),
-            oldest_queued_age_s=max(0.0, (now - oldest_at).total_seconds()) if oldest_at else 0.0,
-            done_total=counts.get(DONE, 0),
-            failed_total=counts.get(FAILED, 0),
-            processing_p50_s=percentile(durations, 0.50) if durations else None,
-            processing_p95_s=percentile(durations, 0.95) if durations else None,
-            processing_sample=len(durations),
-        )
-
-
-def _aware(value: Any) -> datetime | None:
-    """``min()`` over a UtcDateTime column skips the type's result processing on SQLite."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return read_figures(self.database, self.now())

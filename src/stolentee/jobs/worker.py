@@ -13,9 +13,16 @@ One heartbeat thread per worker renews the leases of every running job every ``h
 with a single UPDATE (:meth:`JobQueue.heartbeat_many`), and marks the runs whose lease is gone
 as lost; no thread is started or stopped per job.
 
-One background thread moves due delayed messages onto the queue (about twice a second) and runs
-:meth:`JobQueue.reap` every ``reaper_interval_s``; every worker process runs one, and they race
-harmlessly.
+One background thread moves due delayed messages onto the queue (about twice a second), re-sends
+queued jobs whose messages went missing every ``resend_check_s`` and runs the full
+:meth:`~stolentee.jobs.reaper.Reaper.reap` every ``reaper_interval_s``; every worker process runs
+one, and they race harmlessly.
+
+Failures of the infrastructure are kept apart from failures of the job: a lease that fails (the
+database restarting) sends its message again after a short delay instead of dropping it; storing
+an outcome is tried again while the database is away; and a handler that raises one of
+``stall_errors`` (storage, database) has its run recorded as a stall, retried without using up
+an attempt (:meth:`JobQueue.fail`).
 
 Stopping (:meth:`Worker.stop`, SIGTERM/SIGINT under :meth:`Worker.run_forever`): consumers take
 no new message; jobs already running get ``graceful_timeout_s`` to finish (their leases are
@@ -42,19 +49,45 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from stolentee.db.models import Job
+from stolentee.errors import (
+    DatabaseBusyError,
+    DatabaseUnavailableError,
+    QueryTimeoutError,
+    StorageError,
+)
 from stolentee.jobs.heartbeat import Heartbeat, LeaseLostError
 from stolentee.jobs.queue import JobQueue, Within
+from stolentee.jobs.reaper import Reaper
 from stolentee.jobs.states import QUEUED
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 DEFAULT_GRACEFUL_TIMEOUT_S = 30.0
 IDLE_RECEIVER_GRACE_S = 1.0  # on stop: beyond one receive timeout, for receivers to return
 SCHEDULER_TICK_S = 0.5  # how often due delayed messages are moved onto the queue
 MAX_ERROR_BACKOFF_S = 5.0
+# The database being away: a run's outcome is stored again this long before it is given up (the
+# job keeps its lease meanwhile, as long as it lasts), with the error backoff between tries.
+SETTLE_FOR_S = 30.0
+
+# Failures of the infrastructure, not of the job: storage (a full disk, an unreachable bucket)
+# and the database (restarting, busy, slow). A run failed by one of these "stalls" (see
+# JobQueue.fail): retried for a while without using up attempts.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    DatabaseUnavailableError,
+    DatabaseBusyError,
+    QueryTimeoutError,
+    OperationalError,
+    InterfaceError,
+)
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (StorageError, *DATABASE_ERRORS)
 
 
 class PermanentJobError(Exception):
@@ -126,6 +159,7 @@ class Worker:
         reaper: bool = True,
         name: str = "stolentee-worker",
         permanent_errors: tuple[type[BaseException], ...] = (),
+        stall_errors: tuple[type[BaseException], ...] = INFRASTRUCTURE_ERRORS,
     ) -> None:
         settings = queue.settings
         self.queue = queue
@@ -142,9 +176,13 @@ class Worker:
             PermanentJobError,
             *permanent_errors,
         )
+        # Exceptions that mean the infrastructure failed the run, not the job (JobQueue.fail).
+        self.stall_errors = stall_errors
         # A lease must survive a missed beat or two.
         self.heartbeat_s = min(settings.heartbeat_s, settings.lease_s / 3)
         self.reaper_interval_s = settings.reaper_interval_s
+        self.resend_check_s = settings.resend_check_s
+        self.reaper = Reaper(queue)
         self._with_reaper = reaper
         self._stopping = threading.Event()
         self._hurry = threading.Event()
@@ -156,6 +194,7 @@ class Worker:
         self._heartbeat_thread: threading.Thread | None = None
         self._heartbeats_done = threading.Event()
         self._started = False
+        self._lease_errors = 0  # consecutive failed leases, across consumer threads
         self._counts = {
             "leased": 0,
             "done": 0,
@@ -306,10 +345,16 @@ class Worker:
                 log.exception("job %s: unexpected worker error; the reaper will recover it", job_id)
 
     def _run_one(self, slot: int, job_id: str, owner: str) -> None:
-        leased = self.queue.lease_with_context(job_id, owner)
-        if leased is None:
-            self.queue.resend_if_early(job_id)
+        try:
+            leased = self.queue.lease_with_context(job_id, owner)
+            if leased is None:
+                self.reaper.resend_if_early(job_id)
+                return
+        except Exception as exc:  # noqa: BLE001 - the database is away: keep the message
+            self._lease_failed(job_id, exc)
             return
+        with self._lock:
+            self._lease_errors = 0
         job = leased.job
         self._bump("leased")
         run = _Running(job_id=job_id, owner=owner, heartbeat=None)
@@ -337,6 +382,41 @@ class Worker:
             with self._lock:
                 self._running.pop(slot, None)
 
+    def _lease_failed(self, job_id: str, exc: Exception) -> None:
+        """Leasing failed (the database restarting, a lease hook's read): the message is not
+        dropped but sent again after a short, growing delay, and this consumer waits as long, so
+        the job runs as soon as the database is back instead of after the reaper's re-send."""
+        with self._lock:
+            self._lease_errors += 1
+            errors = self._lease_errors
+        delay_s = min(MAX_ERROR_BACKOFF_S, 0.25 * 2 ** min(errors, 10))
+        log.warning(
+            "job %s: leasing failed (%s); trying again in %.1f s",
+            job_id,
+            describe_error(exc),
+            delay_s,
+            exc_info=not isinstance(exc, DATABASE_ERRORS),
+        )
+        self.queue.send(job_id, delay_s)  # a failed send is logged; the reaper re-sends then
+        self._stopping.wait(delay_s)
+
+    def _settle(self, what: str, action: Callable[[], _T]) -> _T:
+        """Run ``action`` (storing a run's outcome), trying again while the database is away
+        (for up to :data:`SETTLE_FOR_S`, unless the worker is abandoning its runs): a finished
+        job should not wait for its lease to expire because one UPDATE met a restart."""
+        deadline = time.monotonic() + SETTLE_FOR_S
+        errors = 0
+        while True:
+            try:
+                return action()
+            except DATABASE_ERRORS as exc:
+                errors += 1
+                wait_s = min(MAX_ERROR_BACKOFF_S, 0.1 * 2**errors)
+                if time.monotonic() + wait_s > deadline or self._abandon.is_set():
+                    raise
+                log.warning("%s failed (%s); retrying in %.1f s", what, exc, wait_s)
+                self._abandon.wait(wait_s)
+
     def _execute(self, job: Job, heartbeat: Heartbeat, owner: str) -> None:
         started = time.monotonic()
         handler = self.handlers.get(job.kind)
@@ -355,6 +435,7 @@ class Worker:
             if isinstance(exc, self.permanent_errors):
                 self._fail(job, heartbeat, owner, describe_error(exc), retryable=False)
                 return
+            stalled = isinstance(exc, self.stall_errors)
             log.warning(
                 "job %s (%s) attempt %d/%d raised %s",
                 job.id,
@@ -364,7 +445,7 @@ class Worker:
                 describe_error(exc),
                 exc_info=True,
             )
-            self._fail(job, heartbeat, owner, describe_error(exc), retryable=True)
+            self._fail(job, heartbeat, owner, describe_error(exc), retryable=True, stalled=stalled)
             return
         heartbeat.stop()  # no renewal needed past this point; complete() checks the lease
         if heartbeat.lost or heartbeat.cancelled:
@@ -373,8 +454,11 @@ class Worker:
             return
         completion = outcome if isinstance(outcome, Completion) else Completion(result=outcome)
         try:
-            completed = self.queue.complete(
-                job.id, owner, completion.result, within=completion.within
+            completed = self._settle(
+                f"job {job.id}: storing the result",
+                lambda: self.queue.complete(
+                    job.id, owner, completion.result, within=completion.within
+                ),
             )
         except Exception as exc:  # noqa: BLE001 - e.g. a result that is not JSON: a failed run
             self._fail(
@@ -383,6 +467,7 @@ class Worker:
                 owner,
                 f"storing the result failed: {describe_error(exc)}",
                 retryable=True,
+                stalled=isinstance(exc, self.stall_errors),
             )
             return
         if completed:
@@ -398,12 +483,22 @@ class Worker:
                 log.exception("job %s: clean-up after completion failed", job.id)
 
     def _fail(
-        self, job: Job, heartbeat: Heartbeat, owner: str, error: str, *, retryable: bool
+        self,
+        job: Job,
+        heartbeat: Heartbeat,
+        owner: str,
+        error: str,
+        *,
+        retryable: bool,
+        stalled: bool = False,
     ) -> None:
         if heartbeat.lost or heartbeat.cancelled:
             self._bump("discarded")
             return
-        left = self.queue.fail(job.id, owner, error, retryable=retryable)
+        left = self._settle(
+            f"job {job.id}: recording the failure",
+            lambda: self.queue.fail(job.id, owner, error, retryable=retryable, stalled=stalled),
+        )
         if left is None:
             self._bump("discarded")
             return
@@ -452,16 +547,23 @@ class Worker:
     # --- reaper -------------------------------------------------------------------------------
 
     def _reap_loop(self) -> None:
-        tick = min(SCHEDULER_TICK_S, self.reaper_interval_s)
-        next_reap = time.monotonic()  # reap at once: recover what a crashed process left
+        tick = min(SCHEDULER_TICK_S, self.reaper_interval_s, self.resend_check_s)
+        next_reap = next_check = time.monotonic()  # at once: recover what a crash left
         while not self._stopping.is_set():
             try:
                 self.transport.promote_due()
             except Exception as exc:  # noqa: BLE001 - transport down: next tick retries
                 log.warning("moving delayed job messages failed: %s", exc)
-            if time.monotonic() >= next_reap:
+            now = time.monotonic()
+            if now >= next_check:
                 try:
-                    self.queue.reap()
+                    self.reaper.resend_missing()
+                except Exception as exc:  # noqa: BLE001 - database away: the next check retries
+                    log.warning("checking for missing job messages failed: %s", exc)
+                next_check = now + self.resend_check_s
+            if now >= next_reap:
+                try:
+                    self.reaper.reap()
                 except Exception:
                     log.exception("reaping jobs failed")
                 self._bump("reaper_passes")
