@@ -13,9 +13,11 @@ role          database  removal  keys    storage  designs/jobs  worker
 ``removal``   yes       yes      yes     no       no            no
 ``worker``    yes       yes      no      checked  yes           yes
 ``admin``     yes       no       yes     no       no            no
+``jobs``      yes       no       no      no       queue only    no
 ============  ========  =======  ======  =======  ============  ======
 
-(``removal`` = the engine, the provider chain, its HTTP client and its statistics.)
+(``removal`` = the engine, the provider chain, its HTTP client and its statistics; ``jobs`` is
+``stolentee jobs``: the queue with every job kind's hooks, to retry failed jobs.)
 
 ``Runtime.close()`` releases everything it built, last built first; objects handed in by the
 caller (a test's database or storage) are the caller's to close.
@@ -51,7 +53,7 @@ from stolentee.storage.s3.store import S3Storage
 
 log = logging.getLogger(__name__)
 
-Role = Literal["api", "removal", "worker", "admin"]
+Role = Literal["api", "removal", "worker", "admin", "jobs"]
 
 # Within uvicorn's 30 s graceful shutdown and Docker's 10 s kill delay: jobs an in-process worker
 # is still running after this are handed back to the queue for another worker.
@@ -197,7 +199,7 @@ def _build(
 ) -> None:
     settings, role, stack = runtime.settings, runtime.role, runtime._stack
     wants_jobs = role in ("api", "worker")
-    if wants_jobs:
+    if wants_jobs or role == "jobs":
         # Wrong callback settings are a clear error at start-up, before anything is opened.
         runtime._callbacks = CallbackSender.from_settings(settings.api)
 
@@ -218,6 +220,16 @@ def _build(
     if role in ("api", "removal", "admin"):
         runtime._keys = KeyStore(database=database, static_keys=settings.api.static_keys)
     if role == "admin":
+        return
+    if role == "jobs":
+        transport = build_transport(settings)
+        stack.callback(transport.close)
+        runtime._queue = build_queue(
+            database=database,
+            transport=transport,
+            settings=settings.queue,
+            callbacks=runtime.callbacks,
+        )
         return
 
     metrics = Metrics(multiprocess_dir=settings.service.metrics_multiprocess_dir)
@@ -321,7 +333,7 @@ def _prepare_schema(runtime: Runtime) -> None:
         except DatabaseUnavailableError as exc:
             log.error("migrations not applied at start-up: %s", exc.detail)
         return
-    if runtime.role == "admin":
+    if runtime.role in ("admin", "jobs"):
         migrate.ensure_schema(database, auto_migrate=auto_migrate)
         return
     if auto_migrate:

@@ -366,3 +366,35 @@ def test_a_truncated_upload_is_refused_at_once_like_the_removal_api(
     assert design.status_code == removal.status_code == 400, design.text
     assert design.json()["errors"][0]["code"] == removal.json()["errors"][0]["code"]
     assert client.get("/v1/designs", headers=HEADERS).json()["data"] == []
+
+
+def test_a_failed_design_is_retried_and_then_done(client: TestClient) -> None:
+    design_id = store_unusable_design(client)
+    assert wait_for(client, design_id)["status"] == "failed"
+    runtime: Any = client.app.state.services.runtime  # type: ignore[attr-defined]
+    # The cause is fixed (the original replaced), then the shop owner retries it.
+    runtime.storage.put(f"uploads/{design_id}/original.png", LOGO, content_type="image/png")
+    retried = client.post(f"/v1/designs/{design_id}/retry", headers=HEADERS)
+    assert retried.status_code == 202, retried.text
+    assert retried.json()["status"] in ("queued", "processing")
+    assert retried.json()["error"] is None
+    done = wait_for(client, design_id)
+    assert done["status"] == "done", done
+    assert done["attempts"] == 1  # attempts started over
+    again = client.post(f"/v1/designs/{design_id}/retry", headers=HEADERS)
+    assert again.status_code == 409
+    assert again.json()["errors"][0]["code"] == "design_not_failed"
+    assert "is done" in again.json()["errors"][0]["detail"]
+
+
+def test_retry_is_for_failed_designs_of_ones_own_key(make_settings: SettingsFactory) -> None:
+    settings = make_settings(api={"api_keys": f"{KEY},st_other_key"}, queue={"run_worker": False})
+    with TestClient(create_app(settings)) as client:
+        design_id = upload(client).json()["id"]
+        queued = client.post(f"/v1/designs/{design_id}/retry", headers=HEADERS)
+        assert queued.status_code == 409
+        assert "is queued" in queued.json()["errors"][0]["detail"]
+        other = client.post(f"/v1/designs/{design_id}/retry", headers={"X-Api-Key": "st_other_key"})
+        assert other.status_code == 404
+        missing = client.post(f"/v1/designs/{new_design_id()}/retry", headers=HEADERS)
+        assert missing.status_code == 404

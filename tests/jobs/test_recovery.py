@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from stolentee.errors import DatabaseUnavailableError, ImageError, StorageError
 from stolentee.jobs.heartbeat import Heartbeat
 from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.reaper import RESEND_GRACE_S, Reaper
+from stolentee.jobs.retry import RetryFilter, failed_jobs, retry_failed
 from stolentee.jobs.states import DONE, FAILED, PROCESSING, QUEUED
 from stolentee.jobs.transport import Transport, memory_transport
 from stolentee.jobs.worker import Worker
@@ -264,3 +266,35 @@ def test_an_input_error_still_fails_at_once(database: Database) -> None:
         worker.stop(graceful_timeout_s=0)
     failed = queue.get(job.id)
     assert failed is not None and (failed.state, failed.attempts, failed.stalls) == (FAILED, 1, 0)
+
+
+# --- retrying failed jobs by hand --------------------------------------------------------------
+
+
+def test_retry_failed_queues_the_selected_failed_jobs_once(
+    make_queue: QueueFactory, transport: Transport, wall: FakeWallClock
+) -> None:
+    hooked: list[list[str]] = []
+    queue = make_queue(max_attempts=1)
+    queue.on_retry["design"] = lambda session, ids: hooked.append(sorted(ids))
+    early, late, other = (queue.enqueue(kind, {}) for kind in ("design", "design", "callback"))
+    for job in (early, late, other):
+        assert queue.lease(job.id, OWNER) is not None
+        assert queue.fail(job.id, OWNER, "boom") is not None
+        wall.advance(60)
+    running = queue.enqueue("design", {})
+    drain(transport)
+
+    since = early.created_at + timedelta(seconds=30)
+    assert [j.id for j in failed_jobs(queue, RetryFilter(since=since))] == [late.id, other.id]
+    assert retry_failed(queue, RetryFilter(kind="design")) == [early.id, late.id]
+    assert hooked == [sorted([early.id, late.id])]
+    assert sorted(drain(transport)) == sorted([early.id, late.id])
+    again = queue.get(early.id)
+    assert again is not None and (again.state, again.attempts, again.finished_at) == (
+        QUEUED,
+        0,
+        None,
+    )
+    assert retry_failed(queue, RetryFilter(kind="design")) == []  # nothing failed any more
+    assert retry_failed(queue, RetryFilter(job_ids=[running.id, other.id])) == [other.id]

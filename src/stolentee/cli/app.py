@@ -38,6 +38,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "costs": ("stolentee.cli.costs", "costs_app"),
     "autoscale": ("stolentee.cli.autoscale", "autoscale_app"),
     "migrate-storage": ("stolentee.cli.migrate_storage", "migrate_storage"),
+    "jobs": ("stolentee.cli.jobs", "jobs_app"),
 }
 
 

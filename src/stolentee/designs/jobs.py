@@ -22,9 +22,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, update
+from sqlalchemy.orm import Session
 
-from stolentee.db.models import Job
+from stolentee.db.models import Design, Job
 from stolentee.designs.callbacks import (
     CALLBACK_JOB,
     CallbackRejectedError,
@@ -40,9 +41,11 @@ from stolentee.designs.store import (
     design_in,
     record_result_in,
 )
-from stolentee.errors import FileTooLargeError, ImageError, InvalidOptionError
+from stolentee.errors import ConflictError, FileTooLargeError, ImageError, InvalidOptionError
 from stolentee.jobs.heartbeat import Heartbeat
 from stolentee.jobs.queue import JobQueue
+from stolentee.jobs.retry import RetryFilter, retry_failed
+from stolentee.jobs.states import FAILED
 from stolentee.jobs.worker import Completion, Handler, PermanentJobError
 from stolentee.removal.base import Remover
 from stolentee.removal.providers.errors import ProviderRejectedError
@@ -108,12 +111,41 @@ def load_design(conn: Connection, job: Job) -> DesignRecord | None:
     return design_in(conn, str(job.payload.get("design_id", "")))
 
 
+class DesignNotFailedError(ConflictError):
+    code = "design_not_failed"
+    title = "Design not failed"
+
+
+def announce_again(session: Session, job_ids: list[str]) -> None:
+    """The design jobs' retry hook: a retried design is announced again when it finishes (its
+    callback claim is cleared; the earlier callback job's row stays as the record of it)."""
+    session.execute(
+        update(Design)
+        .where(Design.job_id.in_(job_ids), Design.callback_job_id.is_not(None))
+        .values(callback_job_id=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def retry_design(queue: JobQueue, record: DesignRecord) -> None:
+    """Queue a failed design's job again (``POST /v1/designs/{id}/retry``); a design that has
+    not failed is a :class:`DesignNotFailedError` (409)."""
+    job = queue.get(record.job_id) if record.job_id is not None else None
+    if record.cutout_key is not None or job is None or job.state != FAILED:
+        state = "done" if record.cutout_key is not None else (job.state if job else "queued")
+        raise DesignNotFailedError(f"design {record.id} is {state}; only a failed one is retried")
+    if not retry_failed(queue, RetryFilter(job_ids=[job.id])):
+        raise DesignNotFailedError(f"design {record.id} was retried by another request")
+
+
 def queue_hooks(callbacks: CallbackSender) -> dict[str, Any]:
-    """The design jobs' lease hook (read the design) and follow-up (queue the callback), and the
-    callback jobs' own retry backoff: keyword arguments of :class:`stolentee.jobs.JobQueue`."""
+    """The design jobs' lease hook (read the design), follow-up (queue the callback) and retry
+    hook (announce again), and the callback jobs' own retry backoff: keyword arguments of
+    :class:`stolentee.jobs.JobQueue`."""
     return {
         "follow_ups": {DESIGN_JOB: design_follow_up(callbacks)},
         "on_lease": {DESIGN_JOB: load_design},
+        "on_retry": {DESIGN_JOB: announce_again},
         "retry_backoff_s": {CALLBACK_JOB: callbacks.retry_backoff_s},
     }
 

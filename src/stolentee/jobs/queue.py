@@ -55,6 +55,11 @@ UPDATE that made it this run's; ``connection`` is in that transaction), to read 
 needs (a design's row) without a transaction of its own; the worker hands the value to the
 handler (:attr:`Heartbeat.context`). Reads only: an exception rolls the lease back with it."""
 
+RetryHook = Callable[[Session, list[str]], object]
+"""``(session, job_ids)``: called in the transaction that queued failed jobs of its kind again
+(:mod:`stolentee.jobs.retry`), for what must be undone with them (a design's delivered
+callback, so the next outcome is announced too). Database work only."""
+
 Within = Callable[[Connection, Job], bool]
 """``(connection, job) -> follow up?``: work committed together with a job's completion (see
 :meth:`JobQueue.complete`), called right after the UPDATE that made ``job`` done in this run's
@@ -88,6 +93,7 @@ class JobQueue:
         follow_ups: Mapping[str, FollowUp] | None = None,
         retry_backoff_s: Mapping[str, float] | None = None,
         on_lease: Mapping[str, LeaseHook] | None = None,
+        on_retry: Mapping[str, RetryHook] | None = None,
     ) -> None:
         self.database = database
         self.transport = transport
@@ -97,6 +103,8 @@ class JobQueue:
         self.follow_ups: dict[str, FollowUp] = dict(follow_ups or {})
         # Per job kind: a read run in the lease's transaction (see LeaseHook).
         self.on_lease: dict[str, LeaseHook] = dict(on_lease or {})
+        # Per job kind: work done with a manual retry of failed jobs (see RetryHook).
+        self.on_retry: dict[str, RetryHook] = dict(on_retry or {})
         # Per job kind: the first retry delay, instead of settings.retry_backoff_s.
         self.retry_backoff_s: dict[str, float] = dict(retry_backoff_s or {})
         # A queued, available job not leased this long after its message was sent lost it.

@@ -21,6 +21,7 @@ from stolentee.api.routes.removebg import read_upload
 from stolentee.api.routes.uploads import InvalidUploadKeyError, check_upload_key
 from stolentee.api.security import authenticate
 from stolentee.db.models import Job
+from stolentee.designs import jobs
 from stolentee.designs.pipeline import design_options
 from stolentee.designs.store import DesignRecord, check_idempotency_key, new_design_id
 from stolentee.designs.views import design_body
@@ -235,6 +236,23 @@ async def list_designs(
     jobs = await _jobs(services, records)
     items = [_render(services, record, jobs) for record in records]
     return {"data": items, "next_cursor": next_cursor}
+
+
+@router.post(
+    "/{design_id}/retry",
+    status_code=202,
+    responses={403: _ERROR, 404: _ERROR, 409: _ERROR},
+    summary="Process a failed design again",
+)
+async def retry_design(request: Request, services: ServicesDep, design_id: str) -> JSONResponse:
+    """Queue a ``failed`` design again (attempts start over; its callback, if any, is sent again
+    when it finishes). 409 ``design_not_failed`` for a design that is queued, processing or
+    done."""
+    principal = await authenticate(request, services.runtime.keys)
+    designs = services.runtime.designs
+    record = await run_in_threadpool(designs.get, design_id, owner=principal.label)
+    await run_in_threadpool(jobs.retry_design, services.runtime.queue, record)
+    return JSONResponse(await _body(services, record), status_code=202)
 
 
 @router.delete("/{design_id}", status_code=204, responses={403: _ERROR, 404: _ERROR})
