@@ -162,6 +162,15 @@ class StorageError(StolenteeError):
     title = "Storage error"
 
 
+class InsufficientStorageError(StorageError):
+    """No space left: a full disk or quota under the data directory or the database, or a
+    free-space floor (``STOLENTEE_MIN_FREE_DISK_MB``) reached. Retrying later can work."""
+
+    status_code = 507
+    code = "insufficient_storage"
+    title = "Insufficient storage"
+
+
 class StorageAuthenticationError(StorageError):
     """The storage service refused the configured credentials (wrong key, no permission)."""
 

@@ -33,6 +33,7 @@ from stolentee.jobs.heartbeat import Heartbeat
 from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.worker import Handler, JobResult
 from stolentee.removal.base import RemovalEvent, StatsSink
+from stolentee.storage.diskspace import DiskSpace
 
 if TYPE_CHECKING:
     from stolentee.storage.s3.store import S3Storage
@@ -41,6 +42,9 @@ QUEUE_DEPTH = "stolentee_queue_depth"
 QUEUE_READY = "stolentee_queue_ready"
 JOBS_IN_FLIGHT = "stolentee_jobs_in_flight"
 QUEUE_OLDEST_AGE = "stolentee_queue_oldest_age_seconds"
+DISK_FREE = "stolentee_disk_free_bytes"
+DISK_LOW = "stolentee_disk_low"
+DISK_FLOOR = "stolentee_disk_min_free_bytes"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # Latency buckets in seconds: HTTP (the seed's p95 < 500 ms), removals and jobs (< 5 minutes).
@@ -128,9 +132,15 @@ class Metrics:
 
     # --- wiring --------------------------------------------------------------------------------
 
-    def watch(self, *, queue: JobQueue | None = None, database: Database | None = None) -> None:
-        """Report the queue's and the pool's figures at every scrape."""
-        collector = FiguresCollector(queue=queue, database=database)
+    def watch(
+        self,
+        *,
+        queue: JobQueue | None = None,
+        database: Database | None = None,
+        disk: DiskSpace | None = None,
+    ) -> None:
+        """Report the queue's, the pool's and the disks' figures at every scrape."""
+        collector = FiguresCollector(queue=queue, database=database, disk=disk)
         self.registry.register(collector)
         self._scrape_time.append(collector)
 
@@ -196,9 +206,12 @@ class _MetricsSink:
 class FiguresCollector(Collector):
     """Queue depth, in flight, oldest job age and the database pool, read at scrape time."""
 
-    def __init__(self, *, queue: JobQueue | None, database: Database | None) -> None:
+    def __init__(
+        self, *, queue: JobQueue | None, database: Database | None, disk: DiskSpace | None = None
+    ) -> None:
         self._queue = queue
         self._database = database
+        self._disk = disk
 
     def collect(self) -> Iterator[Metric]:
         if self._queue is not None:
@@ -229,6 +242,26 @@ class FiguresCollector(Collector):
                 yield _gauge(
                     f"stolentee_db_pool_{name}", f"Database pool: {name} connections.", value
                 )
+        if self._disk is not None:
+            yield from _disk_gauges(self._disk)
+
+
+def _disk_gauges(disk: DiskSpace) -> Iterator[Metric]:
+    try:
+        volumes = disk.figures()
+    except OSError:
+        return
+    free = GaugeMetricFamily(
+        DISK_FREE, "Free bytes on the filesystem of a watched directory.", labels=["volume"]
+    )
+    low = GaugeMetricFamily(
+        DISK_LOW, "1 while that filesystem is below STOLENTEE_MIN_FREE_DISK_MB.", labels=["volume"]
+    )
+    for volume in volumes:
+        free.add_metric([volume.name], volume.free_bytes)
+        low.add_metric([volume.name], 1 if volume.low else 0)
+    floor = _gauge(DISK_FLOOR, "The free-space floor, in bytes (0: none).", disk.min_free_bytes)
+    yield from (free, low, floor)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -48,6 +48,7 @@ from stolentee.removal.providers.chain import ProviderChain, build_chain
 from stolentee.removal.providers.http import build_http_client
 from stolentee.removal.stats.store import SERVICE_FLUSH_INTERVAL_S, RemovalStatsStore
 from stolentee.storage.base import Storage
+from stolentee.storage.diskspace import DiskSpace
 from stolentee.storage.factory import build_storage
 from stolentee.storage.s3.store import S3Storage
 
@@ -80,6 +81,7 @@ class Runtime:
         self._designs: DesignStore | None = None
         self._callbacks: CallbackSender | None = None
         self._queue: JobQueue | None = None
+        self._disk: DiskSpace | None = None
         self.worker: Worker | None = None  # None: this process runs no worker
 
     def _need(self, part: _T | None, name: str) -> _T:
@@ -120,6 +122,10 @@ class Runtime:
     @property
     def has_storage(self) -> bool:
         return self._storage is not None
+
+    @property
+    def disk(self) -> DiskSpace:
+        return self._need(self._disk, "a disk space watch")
 
     @property
     def storage(self) -> Storage:
@@ -248,6 +254,8 @@ def _build(
     if isinstance(storage, S3Storage):
         metrics.instrument_s3(storage)
     runtime._storage = storage
+    runtime._disk = disk = build_disk_space(settings)
+    disk.keep_reserve()
     runtime._designs = DesignStore(database=database)
     transport = build_transport(settings)
     stack.callback(transport.close)
@@ -256,7 +264,7 @@ def _build(
         database=database, transport=transport, settings=settings.queue, callbacks=callbacks
     )
     runtime._queue = queue
-    metrics.watch(queue=queue, database=database)
+    metrics.watch(queue=queue, database=database, disk=disk)
 
     worker_wanted = role == "worker" or (
         settings.queue.run_worker if run_worker is None else run_worker
@@ -279,6 +287,19 @@ def _build(
         runtime.worker = worker
         if role != "worker":  # the worker role runs it in the foreground and stops it itself
             stack.callback(worker.stop, IN_PROCESS_WORKER_STOP_TIMEOUT_S)
+
+
+def build_disk_space(settings: Settings) -> DiskSpace:
+    """The free-space watch of the filesystems this process writes to: the data directory
+    (SQLite database, queue file, the disk reserve) and local storage when that is the backend."""
+    paths = {"data": settings.service.data_dir}
+    if settings.storage.backend == "local":
+        paths["storage"] = settings.storage_dir
+    return DiskSpace(
+        paths,
+        min_free_bytes=settings.service.min_free_disk_mb * 2**20,
+        reserve_dir=settings.service.data_dir,
+    )
 
 
 def build_queue(

@@ -5,12 +5,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from stolentee.db.engine import Database
-from stolentee.errors import DatabaseBusyError, DatabaseUnavailableError, QueryTimeoutError
+from stolentee.errors import (
+    DatabaseBusyError,
+    DatabaseUnavailableError,
+    InsufficientStorageError,
+    QueryTimeoutError,
+)
 
 from .conftest import DatabaseFactory
 
@@ -239,3 +245,22 @@ def test_postgres_connection_idle_too_long_is_replaced_on_checkout(
         second_pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
     assert first_pid != second_pid
     assert db.figures().invalidations >= 1
+
+
+def test_a_full_sqlite_database_is_insufficient_storage_not_500(
+    make_database: DatabaseFactory, tmp_path: Path
+) -> None:
+    """SQLite's "database or disk is full" (here: the page limit reached, the same error code a
+    full disk gives) becomes InsufficientStorageError (507), and nothing stored is lost."""
+    db = make_database(url=f"sqlite:///{tmp_path / 'full.db'}")
+    with db.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE blobs (data BLOB)"))
+        conn.execute(text("INSERT INTO blobs VALUES (zeroblob(1000))"))
+    with db.engine.connect() as conn:
+        pages = conn.execute(text("PRAGMA page_count")).scalar_one()
+        conn.execute(text(f"PRAGMA max_page_count = {pages}"))
+        with pytest.raises(InsufficientStorageError, match="no disk space left"):
+            conn.execute(text("INSERT INTO blobs VALUES (zeroblob(100000))"))
+        conn.rollback()
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM blobs")).scalar_one() == 1

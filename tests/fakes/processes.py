@@ -42,6 +42,9 @@ class StolenteeProcess:
     log_path: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    # A command the process runs under (tests.fakes.tmpfs: a private mount namespace); it must
+    # end by exec-ing its arguments, so that the process is the server itself.
+    prefix: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -52,7 +55,7 @@ class StolenteeProcess:
         env.setdefault("STOLENTEE_HOST", "127.0.0.1")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(  # our own command line
-            [STOLENTEE, *self.args],
+            [*self.prefix, STOLENTEE, *self.args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -32,6 +32,14 @@ class ServiceSettings(BaseSettings):
         description="Directory for the embedded default: the SQLite database file and local "
         "storage live here. Created on start-up.",
     )
+    min_free_disk_mb: int = Field(
+        100,
+        ge=0,
+        validation_alias="STOLENTEE_MIN_FREE_DISK_MB",
+        description="Free space floor of the data directory's filesystem (and local storage's): "
+        "below it uploads get 507 `insufficient_storage`, `/readyz` 503 and "
+        "`/health/detailed` unhealthy, so that deletes and the database keep room. 0: no floor.",
+    )
     host: str = Field(
         "127.0.0.1",
         validation_alias="STOLENTEE_HOST",

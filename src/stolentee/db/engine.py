@@ -10,6 +10,7 @@ SQLite (the embedded default) runs in WAL mode with foreign keys on. PostgreSQL 
 
 from __future__ import annotations
 
+import errno
 import logging
 import sqlite3
 import threading
@@ -30,6 +31,7 @@ from stolentee.db.pool import IDLE_SINCE_KEY, MonitoredQueuePool, PoolFigures, P
 from stolentee.db.timeouts import Deadline, QueryWatchdog
 from stolentee.errors import (
     DatabaseUnavailableError,
+    InsufficientStorageError,
     QueryTimeoutError,
 )
 
@@ -146,6 +148,10 @@ class Database:
         if deadline is not None and deadline.fired:
             return QueryTimeoutError(
                 f"query cancelled after the {self.settings.query_timeout_s:g} s query timeout"
+            )
+        if _disk_full(context.original_exception):
+            return InsufficientStorageError(
+                "the database has no disk space left for this change; try again later"
             )
         if context.connection is None or context.is_disconnect:
             reason = str(context.original_exception).strip().splitlines()
@@ -268,3 +274,16 @@ def _canceller(dbapi_conn: Any) -> Callable[[], None]:
         return lambda: cancel_safe(timeout=5.0)
     cancel: Callable[[], None] = dbapi_conn.cancel
     return cancel
+
+
+_SQLITE_FULL = 13  # SQLITE_FULL: "database or disk is full"
+_PG_DISK_FULL = "53100"  # SQLSTATE disk_full
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether a driver error means the database's disk (or quota) is full."""
+    if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:
+        return True
+    if getattr(exc, "sqlstate", None) == _PG_DISK_FULL:
+        return True
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

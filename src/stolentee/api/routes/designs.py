@@ -28,6 +28,7 @@ from stolentee.designs.views import design_body
 from stolentee.errors import (
     ClientError,
     FileTooLargeError,
+    InsufficientStorageError,
     InvalidImageError,
     ObjectNotFoundError,
 )
@@ -158,6 +159,8 @@ async def create_design(
 
     if (file is None) == (upload_key is None):
         raise InvalidSourceError("send exactly one of file (multipart upload) or upload_key")
+    # Below the free-space floor nothing new is stored: the room left is for deletes.
+    await run_in_threadpool(services.runtime.disk.refuse_if_low)
     if file is not None:
         data = await read_upload(file, "file")
     else:
@@ -258,12 +261,22 @@ async def retry_design(request: Request, services: ServicesDep, design_id: str) 
 @router.delete("/{design_id}", status_code=204, responses={403: _ERROR, 404: _ERROR})
 async def delete_design(request: Request, services: ServicesDep, design_id: str) -> None:
     principal = await authenticate(request, services.runtime.keys)
-    record = await run_in_threadpool(
-        services.runtime.designs.delete, design_id, owner=principal.label
-    )
-    await run_in_threadpool(services.runtime.storage.delete, record.original_key)
+    runtime = services.runtime
+    record = await run_in_threadpool(_delete_row, services, design_id, principal.label)
+    await run_in_threadpool(runtime.storage.delete, record.original_key)
     cutout = record.cutout_key
-    if cutout is not None and not await run_in_threadpool(
-        services.runtime.designs.cutout_in_use, cutout
-    ):
-        await run_in_threadpool(services.runtime.storage.delete, cutout)
+    if cutout is not None and not await run_in_threadpool(runtime.designs.cutout_in_use, cutout):
+        await run_in_threadpool(runtime.storage.delete, cutout)
+    await run_in_threadpool(runtime.disk.keep_reserve)  # taken back once there is room
+
+
+def _delete_row(services: ServicesDep, design_id: str, owner: str) -> DesignRecord:
+    """Delete the design's row; on a full disk, give up the disk reserve and try once more
+    (stolentee.storage.diskspace: deleting must work when the disk is full)."""
+    runtime = services.runtime
+    try:
+        return runtime.designs.delete(design_id, owner=owner)
+    except InsufficientStorageError:
+        if not runtime.disk.release_reserve():
+            raise
+    return runtime.designs.delete(design_id, owner=owner)

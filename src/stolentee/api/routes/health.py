@@ -29,6 +29,7 @@ from stolentee.db.engine import Database
 from stolentee.errors import StolenteeError
 from stolentee.removal import models
 from stolentee.storage.base import Storage
+from stolentee.storage.diskspace import VolumeFigures
 
 router = APIRouter(tags=["health"])
 
@@ -76,6 +77,29 @@ async def _ping_storage(services: ServicesDep) -> tuple[float | None, str | None
         return None, f"{type(exc).__name__}: {exc}"
 
 
+def _disk_check(services: ServicesDep) -> tuple[dict[str, Any], list[VolumeFigures]]:
+    """Free space against STOLENTEE_MIN_FREE_DISK_MB (``fail`` below the floor), and the
+    figures of every watched filesystem."""
+    error: str | None = None
+    try:
+        volumes = services.runtime.disk.figures()
+    except OSError as exc:
+        volumes, error = [], f"cannot measure free disk space: {exc.strerror or exc}"
+    low = [volume.name for volume in volumes if volume.low]
+    if low:
+        error = f"free disk space below the floor on: {', '.join(low)}"
+    check: dict[str, Any] = {
+        "componentType": "system",
+        "observedUnit": "MiB",
+        "observedValue": min((round(v.free_bytes / _MB, 1) for v in volumes), default=None),
+        "status": "pass" if error is None else "fail",
+        "time": _now_iso(),
+    }
+    if error is not None:
+        check["output"] = error
+    return check, volumes
+
+
 def _check(component_type: str, latency_ms: float | None, error: str | None) -> dict[str, Any]:
     check: dict[str, Any] = {
         "componentType": component_type,
@@ -110,11 +134,15 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     checks = {"database": _check("datastore", *await _ping_database(services))}
     if services.runtime.has_storage:  # the removal service stores nothing
         checks["storage"] = _check("datastore", *await _ping_storage(services))
+        checks["disk"], _ = await run_in_threadpool(_disk_check, services)
     failed = [name for name, check in checks.items() if "output" in check]
     body: dict[str, Any] = {
         "status": "fail" if failed else "pass",
         "version": __version__,
-        "checks": {f"{name}:responseTime": [check] for name, check in checks.items()},
+        "checks": {
+            f"{name}:{'free' if name == 'disk' else 'responseTime'}": [check]
+            for name, check in checks.items()
+        },
     }
     if failed:
         body["output"] = f"{' and '.join(failed)} not ready"
@@ -230,6 +258,15 @@ async def health_detailed(services: ServicesDep) -> JSONResponse:
         }
         if storage_error is not None:
             storage["error"] = storage_error
+        disk, volumes = await run_in_threadpool(_disk_check, services)
+        storage["disk"] = {
+            "status": disk["status"],
+            "minFreeMb": services.settings.service.min_free_disk_mb,
+            "volumes": [volume.as_dict() for volume in volumes],
+        }
+        if "output" in disk:
+            storage_error = storage["error"] = disk["output"]
+            storage["status"] = "unhealthy"
 
     if error is not None or storage_error is not None:
         status = "unhealthy"

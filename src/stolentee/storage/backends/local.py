@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from stolentee.errors import (
+    InsufficientStorageError,
     InvalidKeyError,
     ObjectNotFoundError,
     StorageConflictError,
@@ -61,6 +62,18 @@ META_VERSION = 1
 STALE_TEMP_AGE_S = 3600.0  # temp files older than this are leftovers of a killed writer
 _RENAME_ATTEMPTS = 3  # a concurrent delete may prune the parent directory between mkdir and rename
 _MISSING_ERRNOS = (errno.ENOENT, errno.ENOTDIR)
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _os_error(what: str, exc: OSError) -> StorageError:
+    """The error a client may see for a failed file operation: ``InsufficientStorageError``
+    (507) on a full disk or quota, else ``StorageError``; never a path of this machine (the
+    traceback in the log keeps the details)."""
+    if exc.errno in _FULL_ERRNOS:
+        return InsufficientStorageError(f"{what}: not enough disk space on the server")
+    return StorageError(f"{what}: {exc.strerror or 'input/output error'}")
+
+
 _DirEntries = list[tuple[str, bool]]  # (name, is_dir); aliased: ``list`` is a method below
 
 
@@ -168,7 +181,7 @@ class LocalStorage(PagedStorage):
                 (root / sub).mkdir(parents=True, exist_ok=True)
             self.root = root.resolve(strict=True)
         except OSError as exc:
-            raise StorageError(f"cannot create local storage at {root}: {exc.strerror}") from exc
+            raise _os_error(f"cannot create local storage at {root}", exc) from exc
         self._objects = self.root / "objects"
         self._meta = self.root / "meta"
         self._tmp = self.root / "tmp"
@@ -262,11 +275,11 @@ class LocalStorage(PagedStorage):
                 removed = True
         except OSError as exc:
             if exc.errno not in _MISSING_ERRNOS:
-                raise StorageError(f"cannot delete {key!r}: {exc.strerror}") from exc
+                raise _os_error(f"cannot delete {key!r}", exc) from exc
         try:
             self._meta_path(key).unlink(missing_ok=True)
         except OSError as exc:
-            raise StorageError(f"cannot delete the metadata of {key!r}: {exc.strerror}") from exc
+            raise _os_error(f"cannot delete the metadata of {key!r}", exc) from exc
         self._prune_empty_parents(path.parent)
         return removed
 
@@ -328,7 +341,7 @@ class LocalStorage(PagedStorage):
         try:
             fd, name = tempfile.mkstemp(dir=self._tmp, prefix="put-", suffix=".part")
         except OSError as exc:
-            raise StorageError(f"cannot create a temp file for {key!r}: {exc.strerror}") from exc
+            raise _os_error(f"cannot create a temp file for {key!r}", exc) from exc
         temp = Path(name)
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -343,7 +356,7 @@ class LocalStorage(PagedStorage):
         except BaseException as exc:
             temp.unlink(missing_ok=True)
             if isinstance(exc, OSError):
-                raise StorageError(f"cannot write {key!r}: {exc.strerror or exc}") from exc
+                raise _os_error(f"cannot write {key!r}", exc) from exc
             raise
         return temp, hasher.hexdigest(), data_stat
 
@@ -363,7 +376,7 @@ class LocalStorage(PagedStorage):
                     raise StorageError(msg) from exc
                 continue  # a concurrent delete pruned the parent directory; recreate it
             except OSError as exc:
-                raise StorageError(f"cannot store {key!r}: {exc.strerror}") from exc
+                raise _os_error(f"cannot store {key!r}", exc) from exc
             _fsync_directory(path.parent)
             return
 
@@ -385,8 +398,7 @@ class LocalStorage(PagedStorage):
             if temp is not None:
                 temp.unlink(missing_ok=True)
             if isinstance(exc, OSError):
-                msg = f"cannot write the metadata of {key!r}: {exc.strerror}"
-                raise StorageError(msg) from exc
+                raise _os_error(f"cannot write the metadata of {key!r}", exc) from exc
             raise
         return temp
 
@@ -399,8 +411,7 @@ class LocalStorage(PagedStorage):
         except BaseException as exc:
             temp.unlink(missing_ok=True)
             if isinstance(exc, OSError):
-                msg = f"cannot store the metadata of {key!r}: {exc.strerror}"
-                raise StorageError(msg) from exc
+                raise _os_error(f"cannot store the metadata of {key!r}", exc) from exc
             raise
 
     # --- reading -----------------------------------------------------------------------------
@@ -515,7 +526,7 @@ class LocalStorage(PagedStorage):
         except OSError as exc:
             if exc.errno in _MISSING_ERRNOS:
                 return []
-            raise StorageError(f"cannot list {directory.name!r}: {exc.strerror}") from exc
+            raise _os_error(f"cannot list {directory.name!r}", exc) from exc
         entries.sort(key=lambda entry: _sort_name(*entry))
         return entries
 
