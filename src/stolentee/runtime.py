@@ -6,18 +6,19 @@ from it, so the roles cannot drift apart: a part that two roles use is built the
 both (the S3 store is instrumented wherever it is built, the worker's storage check runs
 wherever a worker runs). Each role builds only what it uses:
 
-============  ========  =======  ======  =======  ============  ======
-role          database  removal  keys    storage  designs/jobs  worker
-============  ========  =======  ======  =======  ============  ======
-``api``       yes       yes      yes     yes      yes           when asked
-``removal``   yes       yes      yes     no       no            no
-``worker``    yes       yes      no      checked  yes           yes
-``admin``     yes       no       yes     no       no            no
-``jobs``      yes       no       no      no       queue only    no
-============  ========  =======  ======  =======  ============  ======
+=================  ========  =======  ======  =======  ============  ======
+role               database  removal  keys    storage  designs/jobs  worker
+=================  ========  =======  ======  =======  ============  ======
+``api``            yes       yes      yes     yes      yes           when asked
+``removal``        yes       yes      yes     no       no            no
+``worker``         yes       yes      no      checked  yes           yes
+``admin``          yes       no       yes     no       no            no
+``maintenance``    yes       no       no      yes      yes           no
+=================  ========  =======  ======  =======  ============  ======
 
-(``removal`` = the engine, the provider chain, its HTTP client and its statistics; ``jobs`` is
-``stolentee jobs``: the queue with every job kind's hooks, to retry failed jobs.)
+(``removal`` = the engine, the provider chain, its HTTP client and its statistics;
+``maintenance`` is ``stolentee jobs`` and ``stolentee storage``: failed jobs retried, orphaned
+objects swept.)
 
 ``Runtime.close()`` releases everything it built, last built first; objects handed in by the
 caller (a test's database or storage) are the caller's to close.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import ExitStack
+from functools import partial
 from typing import Literal, TypeVar
 
 import httpx
@@ -36,6 +38,7 @@ from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.designs.callbacks import CallbackSender
 from stolentee.designs.jobs import PERMANENT_ERRORS, build_handlers, queue_hooks
+from stolentee.designs.repair import repair_designs
 from stolentee.designs.store import DesignStore
 from stolentee.errors import ConfigurationError, DatabaseUnavailableError
 from stolentee.jobs.queue import JobQueue
@@ -54,7 +57,7 @@ from stolentee.storage.s3.store import S3Storage
 
 log = logging.getLogger(__name__)
 
-Role = Literal["api", "removal", "worker", "admin", "jobs"]
+Role = Literal["api", "removal", "worker", "admin", "maintenance"]
 
 # Within uvicorn's 30 s graceful shutdown and Docker's 10 s kill delay: jobs an in-process worker
 # is still running after this are handed back to the queue for another worker.
@@ -205,7 +208,7 @@ def _build(
 ) -> None:
     settings, role, stack = runtime.settings, runtime.role, runtime._stack
     wants_jobs = role in ("api", "worker")
-    if wants_jobs or role == "jobs":
+    if wants_jobs or role == "maintenance":
         # Wrong callback settings are a clear error at start-up, before anything is opened.
         runtime._callbacks = CallbackSender.from_settings(settings.api)
 
@@ -227,15 +230,8 @@ def _build(
         runtime._keys = KeyStore(database=database, static_keys=settings.api.static_keys)
     if role == "admin":
         return
-    if role == "jobs":
-        transport = build_transport(settings)
-        stack.callback(transport.close)
-        runtime._queue = build_queue(
-            database=database,
-            transport=transport,
-            settings=settings.queue,
-            callbacks=runtime.callbacks,
-        )
+    if role == "maintenance":
+        _build_maintenance(runtime, storage)
         return
 
     metrics = Metrics(multiprocess_dir=settings.service.metrics_multiprocess_dir)
@@ -282,11 +278,31 @@ def _build(
             handlers=metrics.timed_handlers(handlers),
             concurrency=worker_concurrency,
             permanent_errors=PERMANENT_ERRORS,
+            housekeeping=[partial(repair_designs, queue)],
             name="stolentee-worker" if role == "worker" else "stolentee-inprocess-worker",
         )
         runtime.worker = worker
         if role != "worker":  # the worker role runs it in the foreground and stops it itself
             stack.callback(worker.stop, IN_PROCESS_WORKER_STOP_TIMEOUT_S)
+
+
+def _build_maintenance(runtime: Runtime, storage: Storage | None) -> None:
+    """The operator's commands on jobs and stored objects: the queue with every job kind's
+    hooks, the designs and the storage (not checked: ``storage gc`` reports what it meets)."""
+    settings, stack = runtime.settings, runtime._stack
+    if storage is None:
+        storage = build_storage(settings)
+        stack.callback(storage.close)
+    runtime._storage = storage
+    runtime._designs = DesignStore(database=runtime.database)
+    transport = build_transport(settings)
+    stack.callback(transport.close)
+    runtime._queue = build_queue(
+        database=runtime.database,
+        transport=transport,
+        settings=settings.queue,
+        callbacks=runtime.callbacks,
+    )
 
 
 def build_disk_space(settings: Settings) -> DiskSpace:
@@ -354,7 +370,7 @@ def _prepare_schema(runtime: Runtime) -> None:
         except DatabaseUnavailableError as exc:
             log.error("migrations not applied at start-up: %s", exc.detail)
         return
-    if runtime.role in ("admin", "jobs"):
+    if runtime.role in ("admin", "maintenance"):
         migrate.ensure_schema(database, auto_migrate=auto_migrate)
         return
     if auto_migrate:

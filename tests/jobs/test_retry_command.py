@@ -33,7 +33,7 @@ def test_jobs_retry_lists_then_queues_failed_jobs(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("STOLENTEE_DATA_DIR", str(tmp_path / "data"))
-    with build_runtime(Settings(), "jobs") as runtime:
+    with build_runtime(Settings(), "maintenance") as runtime:
         queue = runtime.queue
         ids = [queue.enqueue("design", {"n": n}, max_attempts=1).id for n in range(3)]
         for job_id in ids:
@@ -53,7 +53,7 @@ def test_jobs_retry_lists_then_queues_failed_jobs(
     retried = runner.invoke(app, ["jobs", "retry", "--limit", "2"])
     assert retried.exit_code == 0, retried.output
     assert "2 failed job(s) queued again" in retried.output
-    with build_runtime(Settings(), "jobs") as runtime:
+    with build_runtime(Settings(), "maintenance") as runtime:
         states = [job.state for job in runtime.queue.get_many(ids).values()]
         assert sorted(states) == sorted([QUEUED, QUEUED, FAILED])
         assert runtime.queue.transport.pending() == 2

@@ -39,6 +39,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "autoscale": ("stolentee.cli.autoscale", "autoscale_app"),
     "migrate-storage": ("stolentee.cli.migrate_storage", "migrate_storage"),
     "jobs": ("stolentee.cli.jobs", "jobs_app"),
+    "storage": ("stolentee.cli.storage", "storage_app"),
 }
 
 

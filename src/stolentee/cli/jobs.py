@@ -30,12 +30,19 @@ def jobs_main() -> None:
     """The job queue: retry failed jobs."""
 
 
+def parse_duration(value: str) -> timedelta:
+    """``30s``, ``30m``, ``6h``, ``2d`` as a timedelta; ``typer.BadParameter`` otherwise."""
+    match = _DURATION.match(value.strip().lower())
+    if match is None:
+        raise typer.BadParameter(f"{value!r} is not a duration such as 30m, 6h or 2d")
+    return timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
+
+
 def parse_since(value: str, *, now: datetime) -> datetime:
     """An aware UTC time from ``value`` (ISO 8601, or a duration back from ``now``)."""
     text = value.strip()
-    match = _DURATION.match(text.lower())
-    if match:
-        return now - timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2)])
+    if _DURATION.match(text.lower()):
+        return now - parse_duration(text)
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -71,7 +78,7 @@ def jobs_retry(
     since_at = None if since is None else parse_since(since, now=datetime.now(UTC))
     which = RetryFilter(kind=kind, since=since_at)
     try:
-        with build_runtime(load_settings(), "jobs") as runtime:
+        with build_runtime(load_settings(), "maintenance") as runtime:
             if dry_run:
                 jobs = failed_jobs(runtime.queue, which, limit=limit)
                 table = Table("job", "kind", "failed at", "attempts", "error", box=box.SIMPLE)

@@ -177,7 +177,7 @@ class Design(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     owner: Mapped[str] = mapped_column(String(64), index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
-    original_key: Mapped[str] = mapped_column(String(1024))
+    original_key: Mapped[str] = mapped_column(String(1024), index=True)
     original_content_type: Mapped[str] = mapped_column(String(100))
     original_width: Mapped[int] = mapped_column(Integer)
     original_height: Mapped[int] = mapped_column(Integer)

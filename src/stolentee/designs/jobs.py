@@ -35,6 +35,7 @@ from stolentee.designs.callbacks import (
 )
 from stolentee.designs.pipeline import design_options, process_design
 from stolentee.designs.store import (
+    DESIGN_JOB,
     DesignNotFoundError,
     DesignRecord,
     DesignStore,
@@ -53,7 +54,6 @@ from stolentee.storage.base import Storage
 
 log = logging.getLogger(__name__)
 
-DESIGN_JOB = "design"
 
 # Errors that retrying cannot fix: the client sent something unusable. (Not every ClientError:
 # a busy or rate-limited provider is temporary.)

@@ -35,6 +35,7 @@ from stolentee.db.models import Design, Job
 from stolentee.db.prepared import PreparedStatement
 from stolentee.errors import ClientError, NotFoundError
 
+DESIGN_JOB = "design"  # the kind of the job that processes a design
 MAX_PAGE = 100
 MAX_IDEMPOTENCY_KEY = 200
 

@@ -46,7 +46,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TypeVar
@@ -160,6 +160,7 @@ class Worker:
         name: str = "stolentee-worker",
         permanent_errors: tuple[type[BaseException], ...] = (),
         stall_errors: tuple[type[BaseException], ...] = INFRASTRUCTURE_ERRORS,
+        housekeeping: Sequence[Callable[[], object]] = (),
     ) -> None:
         settings = queue.settings
         self.queue = queue
@@ -183,6 +184,8 @@ class Worker:
         self.reaper_interval_s = settings.reaper_interval_s
         self.resend_check_s = settings.resend_check_s
         self.reaper = Reaper(queue)
+        # Passes run with every reap (e.g. designs whose row disagrees with their job).
+        self.housekeeping = tuple(housekeeping)
         self._with_reaper = reaper
         self._stopping = threading.Event()
         self._hurry = threading.Event()
@@ -562,10 +565,11 @@ class Worker:
                     log.warning("checking for missing job messages failed: %s", exc)
                 next_check = now + self.resend_check_s
             if now >= next_reap:
-                try:
-                    self.reaper.reap()
-                except Exception:
-                    log.exception("reaping jobs failed")
+                for task in (self.reaper.reap, *self.housekeeping):
+                    try:
+                        task()
+                    except Exception:
+                        log.exception("reaper pass %s failed", getattr(task, "__name__", task))
                 self._bump("reaper_passes")
                 next_reap = time.monotonic() + self.reaper_interval_s
             self._stopping.wait(tick)

@@ -23,7 +23,12 @@ from stolentee.api.security import authenticate
 from stolentee.db.models import Job
 from stolentee.designs import jobs
 from stolentee.designs.pipeline import design_options
-from stolentee.designs.store import DesignRecord, check_idempotency_key, new_design_id
+from stolentee.designs.store import (
+    DESIGN_JOB,
+    DesignRecord,
+    check_idempotency_key,
+    new_design_id,
+)
 from stolentee.designs.views import design_body
 from stolentee.errors import (
     ClientError,
@@ -38,7 +43,6 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/designs", tags=["designs"])
 
-JOB_KIND = "design"
 _EXTENSIONS = {
     "JPEG": "jpg",
     "PNG": "png",
@@ -181,7 +185,7 @@ async def create_design(
             services.runtime.storage.put, original_key, data, content_type=content_type
         )
     queue = services.runtime.queue
-    job = queue.new_job(JOB_KIND, {"design_id": design_id, "premium": principal.premium})
+    job = queue.new_job(DESIGN_JOB, {"design_id": design_id, "premium": principal.premium})
     try:
         # The design and its job in one transaction: never a design without a job.
         record, created = await run_in_threadpool(
