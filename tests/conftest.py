@@ -7,8 +7,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import redis
 from sqlalchemy import create_engine, text
 
 from stolentee.config import (
@@ -196,3 +198,39 @@ def s3_storage_settings(seaweedfs: SeaweedFS) -> Callable[..., dict[str, Any]]:
         }
 
     return overrides
+
+
+# --- Redis: STOLENTEE_TEST_REDIS_URL (db 15 in CI), one database per xdist worker, flushed ------
+
+
+@pytest.fixture(scope="session")
+def redis_test_url() -> str:
+    """The test Redis URL; under pytest-xdist each worker takes its own database below it."""
+    url = os.environ.get(REDIS_URL_VAR)
+    if not url:
+        pytest.skip(f"{REDIS_URL_VAR} is not set: no Redis server to test against")
+    return worker_redis_url(url, os.environ.get("PYTEST_XDIST_WORKER", ""))
+
+
+def worker_redis_url(url: str, worker: str) -> str:
+    """``redis://h/15`` for worker ``gw0`` (or no xdist), ``redis://h/14`` for ``gw1`` ..."""
+    if not worker:
+        return url
+    index = int(worker.removeprefix("gw"))
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    if base - index < 0:
+        raise pytest.UsageError(f"{REDIS_URL_VAR}={url}: too few Redis databases for {worker}")
+    return urlunsplit(parts._replace(path=f"/{base - index}"))
+
+
+@pytest.fixture
+def redis_url(redis_test_url: str) -> Iterator[str]:
+    """The test Redis database, empty at the start and the end of the test."""
+    client = redis.Redis.from_url(redis_test_url)
+    client.flushdb()
+    try:
+        yield redis_test_url
+    finally:
+        client.flushdb()
+        client.close()

@@ -10,6 +10,7 @@ import pytest
 
 from stolentee.db.engine import Database
 from stolentee.errors import StorageUnavailableError
+from stolentee.keys.ratelimit import MegapixelRateLimiter, RedisMegapixelRateLimiter
 from stolentee.runtime import Role, Runtime, build_runtime
 
 from .conftest import SettingsFactory
@@ -25,12 +26,15 @@ PARTS: dict[str, Callable[[Runtime], object]] = {
     "designs": lambda runtime: runtime.designs,
     "queue": lambda runtime: runtime.queue,
     "callbacks": lambda runtime: runtime.callbacks,
+    "rate_limiter": lambda runtime: runtime.rate_limiter,
+    "disk": lambda runtime: runtime.disk,
 }
 BUILT: dict[Role, set[str]] = {
     "api": set(PARTS),
-    "removal": {"database", "keys", "metrics", "engine", "providers"},
-    "worker": set(PARTS) - {"keys"},
+    "removal": {"database", "keys", "metrics", "engine", "providers", "rate_limiter"},
+    "worker": set(PARTS) - {"keys", "rate_limiter"},
     "admin": {"database", "keys"},
+    "maintenance": {"database", "storage", "designs", "queue", "callbacks"},
 }
 
 
@@ -134,3 +138,13 @@ def test_close_releases_the_parts_it_built_but_not_those_handed_in(
         assert disposed == [database]
     finally:
         dispose(own)
+
+
+def test_the_rate_limit_is_shared_through_redis_when_redis_is_configured(
+    make_settings: SettingsFactory, redis_url: str
+) -> None:
+    shared = make_settings(queue={"redis_url": redis_url})
+    with build_runtime(shared, "removal") as runtime:
+        assert isinstance(runtime.rate_limiter, RedisMegapixelRateLimiter)
+    with build_runtime(make_settings(), "removal") as runtime:
+        assert isinstance(runtime.rate_limiter, MegapixelRateLimiter)

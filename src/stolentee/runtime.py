@@ -44,6 +44,7 @@ from stolentee.errors import ConfigurationError, DatabaseUnavailableError
 from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.transport import Transport, build_transport
 from stolentee.jobs.worker import Worker
+from stolentee.keys.ratelimit import RateLimiter, build_rate_limiter
 from stolentee.keys.store import KeyStore
 from stolentee.metrics import Metrics
 from stolentee.removal.engine import RemovalEngine
@@ -85,6 +86,7 @@ class Runtime:
         self._callbacks: CallbackSender | None = None
         self._queue: JobQueue | None = None
         self._disk: DiskSpace | None = None
+        self._rate_limiter: RateLimiter | None = None
         self.worker: Worker | None = None  # None: this process runs no worker
 
     def _need(self, part: _T | None, name: str) -> _T:
@@ -125,6 +127,10 @@ class Runtime:
     @property
     def has_storage(self) -> bool:
         return self._storage is not None
+
+    @property
+    def rate_limiter(self) -> RateLimiter:
+        return self._need(self._rate_limiter, "a rate limiter")
 
     @property
     def disk(self) -> DiskSpace:
@@ -226,6 +232,13 @@ def _build(
     _prepare_schema(runtime)
     if role in ("api", "removal"):
         database.start_idle_reaper()
+        # Shared by every API process through Redis when REDIS_URL is set (issue 23, item 6).
+        limiter = build_rate_limiter(
+            settings.api.rate_limit_megapixels_per_minute,
+            settings.queue.redis_url.get_secret_value().strip(),
+        )
+        stack.callback(limiter.close)
+        runtime._rate_limiter = limiter
     if role in ("api", "removal", "admin"):
         runtime._keys = KeyStore(database=database, static_keys=settings.api.static_keys)
     if role == "admin":

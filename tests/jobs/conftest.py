@@ -1,18 +1,14 @@
 """Job fixtures: migrated databases (SQLite and PostgreSQL), transports, a fake UTC clock.
 
-Redis tests use the database named by ``STOLENTEE_TEST_REDIS_URL`` (db 15 in CI), flushed
-before and after each test.
+Redis tests use the ``redis_url`` fixture of tests/conftest.py.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-import redis
 
 from stolentee.config import QueueSettings, Settings
 from stolentee.db import migrate
@@ -21,7 +17,7 @@ from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.transport import Transport, build_transport, memory_transport
 from tests.fakes.clocks import FakeWallClock
 
-from ..conftest import REDIS_URL_VAR, SettingsFactory
+from ..conftest import SettingsFactory
 
 # The database fixtures of tests/db, run here over SQLite and PostgreSQL alike.
 from ..db.conftest import DatabaseFactory, database_url, make_database
@@ -32,39 +28,6 @@ __all__ = ["DatabaseFactory", "database_url", "make_database"]
 @pytest.fixture
 def wall() -> FakeWallClock:
     return FakeWallClock()
-
-
-@pytest.fixture(scope="session")
-def redis_test_url() -> str:
-    """The test Redis URL; under pytest-xdist each worker takes its own database below it."""
-    url = os.environ.get(REDIS_URL_VAR)
-    if not url:
-        pytest.skip(f"{REDIS_URL_VAR} is not set: no Redis server to test against")
-    return worker_redis_url(url, os.environ.get("PYTEST_XDIST_WORKER", ""))
-
-
-def worker_redis_url(url: str, worker: str) -> str:
-    """``redis://h/15`` for worker ``gw0`` (or no xdist), ``redis://h/14`` for ``gw1`` ..."""
-    if not worker:
-        return url
-    index = int(worker.removeprefix("gw"))
-    parts = urlsplit(url)
-    base = int(parts.path.strip("/") or 0)
-    if base - index < 0:
-        raise pytest.UsageError(f"{REDIS_URL_VAR}={url}: too few Redis databases for {worker}")
-    return urlunsplit(parts._replace(path=f"/{base - index}"))
-
-
-@pytest.fixture
-def redis_url(redis_test_url: str) -> Iterator[str]:
-    """The test Redis database, empty at the start and the end of the test."""
-    client = redis.Redis.from_url(redis_test_url)
-    client.flushdb()
-    try:
-        yield redis_test_url
-    finally:
-        client.flushdb()
-        client.close()
 
 
 @pytest.fixture

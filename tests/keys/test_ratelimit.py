@@ -5,8 +5,15 @@ from __future__ import annotations
 import threading
 
 import pytest
+import redis
 
-from stolentee.keys.ratelimit import PRUNE_THRESHOLD, MegapixelRateLimiter, RateDecision
+from stolentee.keys.ratelimit import (
+    KEY_PREFIX,
+    PRUNE_THRESHOLD,
+    MegapixelRateLimiter,
+    RateDecision,
+    build_rate_limiter,
+)
 
 from .conftest import FakeClock
 
@@ -109,3 +116,50 @@ def test_full_buckets_are_forgotten(limiter: MegapixelRateLimiter, clock: FakeCl
     clock.advance(60.0)
     limiter.check_and_consume("late", 1.0)
     assert set(limiter._buckets) == {"late"}
+
+
+# --- shared through Redis (issue 23, item 6): N processes, one limit --------------------------
+
+
+def test_the_limit_is_shared_by_every_process_that_uses_one_redis(redis_url: str) -> None:
+    """Four limiters stand for four API processes: together they allow the limit once."""
+    processes = [build_rate_limiter(60.0, redis_url) for _ in range(4)]
+    try:
+        allowed = sum(processes[n % 4].check_and_consume("shop", 10.0).allowed for n in range(24))
+        assert allowed == 6  # 60 MP a minute at 10 MP each (refill in this short run < 1 MP)
+        other = processes[0].check_and_consume("other-shop", 10.0)
+        assert other.allowed and other.remaining == pytest.approx(50.0, abs=0.5)
+        refused = processes[1].check_and_consume("shop", 10.0)
+        assert not refused.allowed and 5.0 < refused.retry_after_s <= 10.0
+        assert refused.headers()["Retry-After"] in {str(n) for n in range(6, 11)}
+    finally:
+        for limiter in processes:
+            limiter.close()
+
+
+def test_the_redis_bucket_behaves_like_the_in_memory_one(redis_url: str) -> None:
+    shared = build_rate_limiter(60.0, redis_url)
+    try:
+        first = shared.check_and_consume("a", 50.0)
+        assert first.allowed and first.remaining == pytest.approx(10.0, abs=0.1)
+        assert first.reset_s == pytest.approx(50.0, abs=0.1)
+        assert not shared.check_and_consume("a", 20.0).allowed
+        big = shared.check_and_consume("b", 100.0)  # larger than the bucket: allowed when full
+        assert big.allowed and big.remaining == 0.0
+        with pytest.raises(ValueError, match="non-negative"):
+            shared.check_and_consume("a", -1.0)
+        keys = redis.Redis.from_url(redis_url).keys(f"{KEY_PREFIX}*")
+        ttl = redis.Redis.from_url(redis_url).pttl(f"{KEY_PREFIX}a")
+        assert len(keys) == 2 and 0 < ttl <= 51_000  # gone once the bucket would be full
+    finally:
+        shared.close()
+
+
+def test_without_redis_each_process_decides_alone() -> None:
+    unreachable = build_rate_limiter(60.0, "redis://127.0.0.1:1/0")  # nothing listens there
+    try:
+        assert unreachable.check_and_consume("a", 50.0).allowed  # the local fallback
+        assert not unreachable.check_and_consume("a", 20.0).allowed  # and it counts
+    finally:
+        unreachable.close()
+    assert isinstance(build_rate_limiter(60.0, ""), MegapixelRateLimiter)

@@ -41,7 +41,6 @@ from stolentee.costs.pricebook_files import load_pricebook
 from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.errors import StolenteeError
-from stolentee.keys.ratelimit import MegapixelRateLimiter
 from stolentee.logs import configure_logging
 from stolentee.netsafe import UrlPolicy
 from stolentee.runtime import Runtime, build_runtime
@@ -61,14 +60,13 @@ def _api_services(runtime: Runtime) -> Services:
         wait_s=settings.api.queue_wait_s,
         deadline_s=settings.api.request_deadline_s,
     )
-    limiter = MegapixelRateLimiter(settings.api.rate_limit_megapixels_per_minute)
     return Services(
         runtime=runtime,
         removal=RemovalService(
             engine=runtime.engine,
             remover=runtime.providers,
             keys=runtime.keys,
-            limiter=limiter,
+            limiter=runtime.rate_limiter,
             gate=gate,
         ),
         pricebook=load_pricebook(),

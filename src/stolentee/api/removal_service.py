@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from stolentee.api.admission import RemovalGate
 from stolentee.errors import RateLimitedError, UnknownForegroundError
 from stolentee.keys.principals import Principal
-from stolentee.keys.ratelimit import MegapixelRateLimiter
+from stolentee.keys.ratelimit import RateLimiter
 from stolentee.keys.store import KeyStore
 from stolentee.removal.base import RemovalOptions, RemovalResult, Remover, credits_for
 from stolentee.removal.engine import RemovalEngine
@@ -37,7 +37,7 @@ class RemovalService:
     engine: RemovalEngine
     remover: Remover  # the provider chain (the engine itself when there is no chain)
     keys: KeyStore
-    limiter: MegapixelRateLimiter
+    limiter: RateLimiter
     gate: RemovalGate
 
     async def serve(
@@ -47,7 +47,9 @@ class RemovalService:
             read_header, data, max_megapixels=self.engine.settings.max_input_megapixels
         )
         billable = min(header.megapixels, options.size.max_pixels / 1e6)
-        decision = self.limiter.check_and_consume(principal.label, billable)
+        decision = await run_in_threadpool(
+            self.limiter.check_and_consume, principal.label, billable
+        )
         rate_headers = decision.headers()
         if not decision.allowed:
             raise RateLimitedError(

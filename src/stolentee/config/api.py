@@ -27,7 +27,8 @@ class ApiSettings(BaseSettings):
         500.0,
         gt=0,
         validation_alias="STOLENTEE_RATE_LIMIT_MP_PER_MIN",
-        description="Per-key rate limit in input megapixels per minute, as Remove.bg counts it.",
+        description="Per-key rate limit in input megapixels per minute, as Remove.bg counts it; "
+        "shared by every process through Redis when `REDIS_URL` is set.",
     )
     max_body_bytes: int = Field(
         22 * 1024 * 1024,

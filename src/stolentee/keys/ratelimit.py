@@ -6,9 +6,13 @@ one minute's worth of megapixels (``limit_per_minute``), refilled continuously a
 refused with the time after which it would fit. A request larger than the whole bucket would
 never fit, so it is allowed when the bucket is full, and empties it.
 
-The buckets live in this process's memory: with several server processes each enforces the
-limit on its own, so a caller gets up to ``limit x processes`` in total. A Redis-backed limiter
-shared by every process is the planned step for scaling out.
+Where the buckets live: with ``REDIS_URL`` set (:func:`build_rate_limiter`), in Redis, shared by
+every API process and machine (:class:`RedisMegapixelRateLimiter`: the same bucket, refilled and
+taken from in one Lua script, atomic, on the Redis server's clock, so N processes give a caller
+the limit once, not N times). Without Redis, in this process's memory
+(:class:`MegapixelRateLimiter`: one process is the embedded default). When Redis cannot be
+reached, a request is decided by the in-memory buckets of this process instead (logged): a
+Redis outage must not stop removals.
 
 Response headers follow Remove.bg: ``X-RateLimit-Limit`` and ``X-RateLimit-Remaining`` in whole
 megapixels, ``X-RateLimit-Reset`` as the Unix time at which the bucket is full again, and
@@ -17,11 +21,18 @@ megapixels, ``X-RateLimit-Reset`` as the Unix time at which the bucket is full a
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 SECONDS_PER_MINUTE = 60.0
 PRUNE_THRESHOLD = 1024  # buckets kept before full (hence forgettable) ones are dropped
@@ -48,6 +59,16 @@ class RateDecision:
         if not self.allowed:
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_s)))
         return headers
+
+
+class RateLimiter(Protocol):
+    """Decides whether a caller's request of ``megapixels`` fits its per-minute limit."""
+
+    limit: float
+
+    def check_and_consume(self, label: str, megapixels: float) -> RateDecision: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -89,6 +110,9 @@ class MegapixelRateLimiter:
                 retry_after_s=retry_after_s,
             )
 
+    def close(self) -> None:
+        """Nothing to release: the buckets are this process's memory."""
+
     def _refilled(self, label: str, now: float) -> _Bucket:
         bucket = self._buckets.get(label)
         if bucket is None:
@@ -117,3 +141,81 @@ class MegapixelRateLimiter:
         stale = [k for k, b in self._buckets.items() if now - b.updated >= full_after_s]
         for label in stale:
             del self._buckets[label]
+
+
+# KEYS[1]: the bucket's hash; ARGV: capacity, refill per second, megapixels requested.
+# Returns {allowed (0/1), tokens left as a string (Lua numbers become integers on the way out)}.
+# TIME is the Redis server's clock: every process agrees on it. The key expires once the bucket
+# would be full again, since a full bucket equals a missing one.
+_TAKE_SCRIPT = """
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local wanted = tonumber(ARGV[3])
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'updated')
+local tokens = tonumber(state[1])
+local updated = tonumber(state[2])
+if tokens == nil or updated == nil then
+  tokens = capacity
+else
+  tokens = math.min(capacity, tokens + math.max(0, now - updated) * rate)
+end
+local allowed = 0
+if wanted <= tokens or (wanted > capacity and tokens >= capacity) then
+  allowed = 1
+  tokens = math.max(0, tokens - wanted)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'updated', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1000)
+return {allowed, tostring(tokens)}
+"""
+KEY_PREFIX = "stolentee:ratelimit:"
+
+
+class RedisMegapixelRateLimiter:
+    """The same token buckets in Redis, shared by every process that uses this Redis."""
+
+    def __init__(
+        self, limit_per_minute: float, *, redis: Redis, fallback: MegapixelRateLimiter
+    ) -> None:
+        if limit_per_minute <= 0:
+            raise ValueError("limit_per_minute must be positive")
+        self.limit = float(limit_per_minute)
+        self._rate_per_s = self.limit / SECONDS_PER_MINUTE
+        self._redis = redis
+        self._take = redis.register_script(_TAKE_SCRIPT)
+        self._fallback = fallback
+
+    def check_and_consume(self, label: str, megapixels: float) -> RateDecision:
+        if megapixels < 0 or math.isnan(megapixels):
+            raise ValueError("megapixels must be a non-negative number")
+        try:
+            allowed, left = self._take(
+                keys=[KEY_PREFIX + label], args=[self.limit, self._rate_per_s, megapixels]
+            )
+        except RedisError as exc:
+            log.warning("rate limit: Redis unavailable (%s); this process decides alone", exc)
+            return self._fallback.check_and_consume(label, megapixels)
+        tokens = float(left)
+        ok = bool(int(allowed))
+        missing = min(megapixels, self.limit) - tokens
+        return RateDecision(
+            allowed=ok,
+            limit=self.limit,
+            remaining=tokens,
+            reset_s=max(0.0, (self.limit - tokens) / self._rate_per_s),
+            retry_after_s=0.0 if ok else max(0.0, missing / self._rate_per_s),
+        )
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def build_rate_limiter(limit_per_minute: float, redis_url: str = "") -> RateLimiter:
+    """Shared through Redis when ``redis_url`` is set, else in this process's memory."""
+    local = MegapixelRateLimiter(limit_per_minute)
+    if not redis_url:
+        return local
+    client = Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    return RedisMegapixelRateLimiter(limit_per_minute, redis=client, fallback=local)
