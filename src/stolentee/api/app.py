@@ -156,7 +156,12 @@ def create_app(
         summary="Print-on-demand backend: background removal, designs, CDN-ready storage.",
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.api.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.api.max_body_bytes,
+        body_read_timeout_s=settings.api.body_read_timeout_s,
+        max_incomplete_uploads_per_client=settings.api.max_incomplete_uploads_per_client,
+    )
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics_routes.router)

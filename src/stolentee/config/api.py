@@ -36,6 +36,21 @@ class ApiSettings(BaseSettings):
         validation_alias="STOLENTEE_MAX_BODY_BYTES",
         description="Largest request body accepted (Remove.bg: 22 MB); larger ones get 413.",
     )
+    body_read_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        validation_alias="STOLENTEE_BODY_READ_TIMEOUT_S",
+        description="A request body must arrive whole within this many seconds of the request's "
+        "start (22 MB in 60 s needs about 3 Mbit/s); slower ones get 408 `request_timeout`.",
+    )
+    max_incomplete_uploads_per_client: int = Field(
+        10,
+        ge=0,
+        validation_alias="STOLENTEE_MAX_INCOMPLETE_UPLOADS_PER_CLIENT",
+        description="Requests one client address may have sending their bodies at once, per "
+        "process; more get 429 `too_many_uploads`. 0: no cap. Behind a proxy, set uvicorn's "
+        "`FORWARDED_ALLOW_IPS` to it so that clients are told apart.",
+    )
     request_deadline_s: float = Field(
         60.0,
         gt=0,
