@@ -31,7 +31,7 @@ from stolentee.db.engine import Database
 from stolentee.db.models import Job
 from stolentee.jobs.heartbeat import Heartbeat
 from stolentee.jobs.queue import JobQueue
-from stolentee.jobs.worker import Handler, JobResult
+from stolentee.jobs.runs import Handler, JobResult
 from stolentee.removal.base import RemovalEvent, StatsSink
 from stolentee.storage.diskspace import DiskSpace
 

@@ -43,7 +43,7 @@ def half_sent_upload(server: LiveServer) -> socket.socket:
         "POST /v1/designs HTTP/1.1\r\nHost: shop\r\n"
         f"X-Api-Key: {KEY}\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
         "Content-Length: 100000\r\n\r\n"
-        "--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n"
+        '--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
     )
     sock.sendall(head.encode() + LOGO[:100])
     return sock

@@ -45,6 +45,9 @@ class StolenteeProcess:
     # A command the process runs under (tests.fakes.tmpfs: a private mount namespace); it must
     # end by exec-ing its arguments, so that the process is the server itself.
     prefix: list[str] = field(default_factory=list)
+    # Ready when the log says this (processes without HTTP, such as `stolentee worker`), instead
+    # of when /readyz answers 200.
+    ready_line: str | None = None
 
     @property
     def url(self) -> str:
@@ -71,6 +74,11 @@ class StolenteeProcess:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.args} exited: {self.log_tail()}")
+            if self.ready_line is not None:
+                if self.ready_line in self.log_tail(400):
+                    return
+                time.sleep(0.1)
+                continue
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
                     return

@@ -16,7 +16,7 @@ from typing import Any
 
 from stolentee.db.models import Job
 from stolentee.jobs.heartbeat import Heartbeat
-from stolentee.jobs.worker import Handler, PermanentJobError
+from stolentee.jobs.runs import Handler, PermanentJobError
 
 SLEEP_AND_WRITE = "sleep-and-write"
 EXPLODE = "explode"

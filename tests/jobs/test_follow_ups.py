@@ -26,9 +26,9 @@ from stolentee.designs.store import DesignRecord, DesignStore
 from stolentee.jobs.heartbeat import Heartbeat
 from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.reaper import Reaper
+from stolentee.jobs.runs import Completion, PermanentJobError
 from stolentee.jobs.states import DONE, FAILED, PROCESSING, QUEUED
 from stolentee.jobs.transport import Transport
-from stolentee.jobs.worker import Completion, PermanentJobError
 from stolentee.removal.base import ImageKind, RemovalOptions, RemovalResult
 from stolentee.runtime import build_queue
 from stolentee.storage.backends.memory import MemoryStorage

@@ -298,3 +298,35 @@ def test_retry_failed_queues_the_selected_failed_jobs_once(
     )
     assert retry_failed(queue, RetryFilter(kind="design")) == []  # nothing failed any more
     assert retry_failed(queue, RetryFilter(job_ids=[running.id, other.id])) == [other.id]
+
+
+def test_a_lease_committed_but_unanswered_is_handed_back_not_left_to_expire(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database went away after committing a lease and before answering: the worker must
+    not leave that lease (10 minutes here) to expire."""
+    transport = memory_transport(poll_s=0.05)
+    queue = JobQueue(
+        database=database, transport=transport, settings=QueueSettings(**{**FAST, "lease_s": 600})
+    )
+    real_lease = queue.lease_with_context
+    lost_answers = {"left": 1}
+
+    def lease_then_lose_the_answer(job_id: str, owner: str) -> Any:
+        leased = real_lease(job_id, owner)
+        if lost_answers["left"] > 0:
+            lost_answers["left"] -= 1
+            raise DatabaseUnavailableError(
+                "cannot reach the database: server closed the connection"
+            )
+        return leased
+
+    monkeypatch.setattr(queue, "lease_with_context", lease_then_lose_the_answer)
+    worker = Worker(queue=queue, handlers={"work": lambda job, hb: {"ok": True}}, concurrency=2)
+    worker.start()
+    try:
+        job = queue.enqueue("work", {})
+        wait_for(lambda: (queue.get(job.id) or job).state == DONE, timeout_s=20)
+    finally:
+        worker.stop(graceful_timeout_s=0)
+    assert lost_answers["left"] == 0

@@ -17,9 +17,10 @@ from stolentee.db.models import Job
 from stolentee.errors import ImageError, InvalidImageError
 from stolentee.jobs.heartbeat import Heartbeat
 from stolentee.jobs.queue import JobQueue
+from stolentee.jobs.runs import Handler
 from stolentee.jobs.states import DONE, FAILED, PROCESSING, QUEUED
 from stolentee.jobs.transport import Transport, memory_transport
-from stolentee.jobs.worker import Handler, Worker, default_owner
+from stolentee.jobs.worker import Worker, default_owner
 
 from .conftest import TransportFactory
 from .handlers import EXPLODE, HANDLERS, REJECT, SLEEP_AND_WRITE, read_log

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from stolentee.errors import (
+    InsufficientStorageError,
     InvalidKeyError,
     ObjectNotFoundError,
     StorageConflictError,
@@ -109,16 +110,19 @@ def test_a_failed_first_write_creates_nothing(local: LocalStorage) -> None:
     assert _temp_files(local) == []
 
 
-def test_disk_full_is_a_storage_error(local: LocalStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_full_is_insufficient_storage(
+    local: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_space(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr("stolentee.storage.backends.local.os.fsync", no_space)
 
-    with pytest.raises(StorageError, match="No space left on device") as caught:
+    with pytest.raises(InsufficientStorageError, match="not enough disk space") as caught:
         local.put("uploads/full.bin", b"x" * 10)
 
-    assert caught.value.status_code == 502
+    assert caught.value.status_code == 507 and isinstance(caught.value, StorageError)
+    assert str(local.root) not in caught.value.detail
     monkeypatch.undo()
     assert _temp_files(local) == []
     assert not local.exists("uploads/full.bin")

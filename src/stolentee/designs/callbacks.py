@@ -58,7 +58,7 @@ from stolentee.errors import (
 )
 from stolentee.jobs.heartbeat import Heartbeat
 from stolentee.jobs.queue import FollowUp, JobQueue
-from stolentee.jobs.worker import Handler
+from stolentee.jobs.runs import Handler
 from stolentee.netsafe import Answer, Resolver, UrlPolicy, send_pinned, vet_url
 from stolentee.storage.base import Storage
 

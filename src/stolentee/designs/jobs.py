@@ -46,8 +46,8 @@ from stolentee.errors import ConflictError, FileTooLargeError, ImageError, Inval
 from stolentee.jobs.heartbeat import Heartbeat
 from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.retry import RetryFilter, retry_failed
+from stolentee.jobs.runs import Completion, Handler, PermanentJobError
 from stolentee.jobs.states import FAILED
-from stolentee.jobs.worker import Completion, Handler, PermanentJobError
 from stolentee.removal.base import Remover
 from stolentee.removal.providers.errors import ProviderRejectedError
 from stolentee.storage.base import Storage

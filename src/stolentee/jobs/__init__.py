@@ -11,9 +11,10 @@ from __future__ import annotations
 from stolentee.jobs.figures import QueueFigures
 from stolentee.jobs.heartbeat import Heartbeat
 from stolentee.jobs.queue import JobQueue
+from stolentee.jobs.runs import Handler, PermanentJobError
 from stolentee.jobs.states import DONE, FAILED, PROCESSING, QUEUED
 from stolentee.jobs.transport import Transport, build_transport
-from stolentee.jobs.worker import Handler, PermanentJobError, Worker
+from stolentee.jobs.worker import Worker
 
 __all__ = [
     "DONE",

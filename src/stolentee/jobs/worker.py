@@ -49,20 +49,20 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, TypeVar
-
-from sqlalchemy.exc import InterfaceError, OperationalError
+from typing import TypeVar
 
 from stolentee.db.models import Job
-from stolentee.errors import (
-    DatabaseBusyError,
-    DatabaseUnavailableError,
-    QueryTimeoutError,
-    StorageError,
-)
 from stolentee.jobs.heartbeat import Heartbeat, LeaseLostError
-from stolentee.jobs.queue import JobQueue, Within
+from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.reaper import Reaper
+from stolentee.jobs.runs import (
+    DATABASE_ERRORS,
+    INFRASTRUCTURE_ERRORS,
+    Completion,
+    Handler,
+    PermanentJobError,
+    describe_error,
+)
 from stolentee.jobs.states import QUEUED
 
 log = logging.getLogger(__name__)
@@ -76,45 +76,6 @@ MAX_ERROR_BACKOFF_S = 5.0
 # The database being away: a run's outcome is stored again this long before it is given up (the
 # job keeps its lease meanwhile, as long as it lasts), with the error backoff between tries.
 SETTLE_FOR_S = 30.0
-
-# Failures of the infrastructure, not of the job: storage (a full disk, an unreachable bucket)
-# and the database (restarting, busy, slow). A run failed by one of these "stalls" (see
-# JobQueue.fail): retried for a while without using up attempts.
-DATABASE_ERRORS: tuple[type[BaseException], ...] = (
-    DatabaseUnavailableError,
-    DatabaseBusyError,
-    QueryTimeoutError,
-    OperationalError,
-    InterfaceError,
-)
-INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (StorageError, *DATABASE_ERRORS)
-
-
-class PermanentJobError(Exception):
-    """Raised by a handler: the job cannot succeed (bad input...); fail it without retrying."""
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """What a handler may return instead of a plain result.
-
-    ``result`` is stored on the job. ``within(connection, job)`` runs in the transaction that marks
-    the job done, right after the UPDATE that proves this run still holds the lease (it is not
-    called otherwise), so its writes are committed together with ``done`` or not at all; it
-    returns ``False`` when the job kind's follow-up hook has nothing to do for this job (see
-    :meth:`JobQueue.complete`). ``after(completed)`` runs once that transaction is over (for
-    clean-up outside the database), with whether the job was completed by this run.
-    """
-
-    result: dict[str, Any] | None = None
-    within: Within | None = None
-    after: Callable[[bool], None] | None = None
-
-
-JobResult = dict[str, Any] | Completion | None
-
-
-Handler = Callable[[Job, Heartbeat], JobResult]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +100,6 @@ class _Running:
 def default_owner() -> str:
     """``hostname:pid:random``: unique per worker process, readable in the jobs table."""
     return f"{socket.gethostname()[:200]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def describe_error(exc: BaseException) -> str:
-    message = str(exc).strip()
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 class Worker:
@@ -325,7 +281,11 @@ class Worker:
     def _consume(self, slot: int) -> None:
         owner = f"{self.owner}/{slot}"  # per thread: a lease is fenced to one thread's run
         errors = 0
+        doubtful: str | None = None  # a job whose lease may have committed unseen
         while not self._stopping.is_set():
+            if doubtful is not None:
+                doubtful = self._resolve_doubtful(doubtful, owner)
+                continue
             try:
                 job_id = self.transport.receive()
                 errors = 0
@@ -343,19 +303,21 @@ class Worker:
                 self.queue.send(job_id)  # not ours to run any more: put the message back
                 return
             try:
-                self._run_one(slot, job_id, owner)
+                doubtful = self._run_one(slot, job_id, owner)
             except Exception:
                 log.exception("job %s: unexpected worker error; the reaper will recover it", job_id)
 
-    def _run_one(self, slot: int, job_id: str, owner: str) -> None:
+    def _run_one(self, slot: int, job_id: str, owner: str) -> str | None:
+        """Lease and run one job; returns its id when leasing failed in a way that may have
+        committed all the same (the connection lost on the way back), else ``None``."""
         try:
             leased = self.queue.lease_with_context(job_id, owner)
             if leased is None:
                 self.reaper.resend_if_early(job_id)
-                return
+                return None
         except Exception as exc:  # noqa: BLE001 - the database is away: keep the message
             self._lease_failed(job_id, exc)
-            return
+            return job_id
         with self._lock:
             self._lease_errors = 0
         job = leased.job
@@ -367,7 +329,7 @@ class Worker:
         try:
             if abandoned or self._stopping.is_set():
                 self._hand_back(run)  # leased while stopping: do not start it
-                return
+                return None
             heartbeat = Heartbeat(
                 queue=self.queue,
                 job_id=job_id,
@@ -384,6 +346,24 @@ class Worker:
         finally:
             with self._lock:
                 self._running.pop(slot, None)
+        return None
+
+    def _resolve_doubtful(self, job_id: str, owner: str) -> str | None:
+        """Hand back a lease that may have been taken in this thread's name by an UPDATE whose
+        answer was lost (the database went away after committing it): fenced to this thread's
+        owner, which runs nothing now, so it can only hit such an orphaned lease. Until the
+        database answers, this thread takes no new message. ``None`` once settled."""
+        try:
+            released = self.queue.release(job_id, owner)
+        except Exception as exc:  # noqa: BLE001 - still away: try again shortly
+            log.debug("job %s: cannot settle a doubtful lease yet (%s)", job_id, exc)
+            self._stopping.wait(0.5)
+            if self._stopping.is_set():
+                log.warning("job %s: a doubtful lease is left to expire", job_id)
+            return job_id
+        if released:
+            log.warning("job %s: a lease whose answer was lost had been taken; handed back", job_id)
+        return None
 
     def _lease_failed(self, job_id: str, exc: Exception) -> None:
         """Leasing failed (the database restarting, a lease hook's read): the message is not
