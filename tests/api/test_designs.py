@@ -287,12 +287,13 @@ def test_object_url_quotes_keys_under_the_design_base_url() -> None:
     assert object_url(storage, unmoved, record.original_key) == "/uploads/d/a%20b%3F.png"
 
 
-def test_a_failed_job_insert_leaves_no_stuck_design_and_no_orphaned_original(
-    make_settings: SettingsFactory,
+@pytest.mark.parametrize("table", ["jobs", "designs"])
+def test_a_failed_insert_leaves_no_stuck_design_and_no_orphaned_original(
+    make_settings: SettingsFactory, table: str
 ) -> None:
-    """The design, its job and its message are one transaction: when the job cannot be stored
-    the request fails and nothing of it stays (no design ``queued`` forever, no original in
-    storage); the same Idempotency-Key then creates the design for real."""
+    """The design, its job and its message are one transaction: when either row cannot be
+    stored the request fails and nothing of it stays (no design ``queued`` forever, no original
+    in storage); the same Idempotency-Key then creates the design for real."""
     from sqlalchemy import text
 
     settings = make_settings(api={"api_keys": KEY}, queue={"reaper_interval_s": 1.0})
@@ -302,8 +303,8 @@ def test_a_failed_job_insert_leaves_no_stuck_design_and_no_orphaned_original(
         with database.engine.begin() as conn:
             conn.execute(
                 text(
-                    "CREATE TRIGGER refuse_jobs BEFORE INSERT ON jobs "
-                    "BEGIN SELECT RAISE(ABORT, 'injected: jobs are refused'); END"
+                    f"CREATE TRIGGER refuse_rows BEFORE INSERT ON {table} "
+                    "BEGIN SELECT RAISE(ABORT, 'injected: rows are refused'); END"
                 )
             )
         failed = upload(client, **{"Idempotency-Key": "order-7-front"})
@@ -313,11 +314,43 @@ def test_a_failed_job_insert_leaves_no_stuck_design_and_no_orphaned_original(
         assert not list((storage_dir / "uploads").rglob("*.png"))  # the original was removed
 
         with database.engine.begin() as conn:
-            conn.execute(text("DROP TRIGGER refuse_jobs"))
+            conn.execute(text("DROP TRIGGER refuse_rows"))
         retried = upload(client, **{"Idempotency-Key": "order-7-front"})
         assert retried.status_code == 202, retried.text  # created now, not a stuck replay
         assert "Idempotent-Replayed" not in retried.headers
         assert wait_for(client, retried.json()["id"])["status"] == "done"
+
+
+def test_a_failed_storage_write_or_message_send_loses_nothing(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other writes of an upload: the original's (507/502, no design stored) and the queue
+    message's (the committed job row is the outbox: the reaper sends it, the design is done)."""
+    from stolentee.errors import InsufficientStorageError
+
+    settings = make_settings(
+        api={"api_keys": KEY}, queue={"reaper_interval_s": 0.5, "resend_check_s": 0.2}
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        runtime: Any = client.app.state.services.runtime  # type: ignore[attr-defined]
+
+        def full(*args: Any, **kwargs: Any) -> None:
+            raise InsufficientStorageError("cannot write: not enough disk space on the server")
+
+        monkeypatch.setattr(runtime.storage, "put", full)
+        refused = upload(client)
+        assert refused.status_code == 507
+        assert client.get("/v1/designs", headers=HEADERS).json()["data"] == []
+        monkeypatch.undo()
+
+        def down(job_id: str, delay_s: float = 0) -> None:
+            raise ConnectionError("redis is restarting")
+
+        monkeypatch.setattr(runtime.queue.transport, "send", down)
+        accepted = upload(client)
+        assert accepted.status_code == 202, accepted.text
+        monkeypatch.undo()
+        assert wait_for(client, accepted.json()["id"])["status"] == "done"
 
 
 def test_an_oversize_chunked_upload_is_413_like_the_removal_api(

@@ -94,3 +94,24 @@ def make_transport(make_settings: SettingsFactory) -> Iterator[TransportFactory]
     yield factory
     for made in built:
         made.close()
+
+
+# The queue's and the worker's contracts hold on every transport: the in-process memory queue,
+# the embedded SQLite huey, and Redis (skipped with its reason when STOLENTEE_TEST_REDIS_URL is
+# unset).
+TRANSPORTS = ("memory", "sqlite", "redis")
+
+
+@pytest.fixture(params=TRANSPORTS)
+def worker_transport(
+    request: pytest.FixtureRequest, make_transport: TransportFactory
+) -> Iterator[Transport]:
+    if request.param == "memory":
+        built = memory_transport(poll_s=0.05)
+        yield built
+        built.close()
+    elif request.param == "sqlite":
+        yield make_transport()
+    else:
+        redis_url: str = request.getfixturevalue("redis_url")
+        yield make_transport(redis_url=redis_url)

@@ -18,6 +18,8 @@ from stolentee.jobs.states import QUEUED
 from stolentee.jobs.transport import Transport
 from tests.fakes.clocks import FakeWallClock
 
+from .designs import new_design
+
 OWNER = "host:1:abc/0"
 
 
@@ -36,17 +38,7 @@ def drain(transport: Transport) -> list[str]:
 def legacy_design(designs: DesignStore, *, job_id: str | None = None) -> str:
     """A design as the three-commit upload could leave it: stored, with no job attached."""
     design_id = new_design_id()
-    designs.create(
-        design_id=design_id,
-        owner="shop",
-        original_key=f"uploads/{design_id}/original.png",
-        original_content_type="image/png",
-        original_width=10,
-        original_height=10,
-        kind="auto",
-        output_format="png",
-        idempotency_key=None,
-    )
+    new_design(designs, design_id)
     if job_id is not None:
         designs.attach_job(design_id, job_id)
     return design_id

@@ -9,12 +9,12 @@ empty) are sent again within seconds, not after a whole lease.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection
+from sqlalchemy import Connection, update
 
 from stolentee.config import QueueSettings
 from stolentee.db.engine import Database
@@ -24,12 +24,12 @@ from stolentee.jobs.heartbeat import Heartbeat
 from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.reaper import RESEND_GRACE_S, Reaper
 from stolentee.jobs.retry import RetryFilter, failed_jobs, retry_failed
-from stolentee.jobs.states import DONE, FAILED, PROCESSING, QUEUED
+from stolentee.jobs.states import DONE, FAILED, PROCESSING, QUEUED, utc_now
 from stolentee.jobs.transport import Transport, memory_transport
 from stolentee.jobs.worker import Worker
 from tests.fakes.clocks import FakeWallClock
 
-from .conftest import QueueFactory, TransportFactory
+from .conftest import QueueFactory
 
 OWNER = "host:1:abc/0"
 
@@ -118,37 +118,23 @@ def test_an_ordinary_failure_ends_the_stall_window(
 # --- messages the transport lost ---------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def any_transport(
-    request: pytest.FixtureRequest, make_transport: TransportFactory
-) -> Iterator[Transport]:
-    if request.param == "memory":
-        built = memory_transport(poll_s=0.05)
-        yield built
-        built.close()
-    elif request.param == "sqlite":
-        yield make_transport()
-    else:
-        yield make_transport(redis_url=request.getfixturevalue("redis_url"))
-
-
 def test_jobs_whose_messages_vanished_are_sent_again_after_the_grace(
-    database: Database, any_transport: Transport, wall: FakeWallClock
+    database: Database, worker_transport: Transport, wall: FakeWallClock
 ) -> None:
     queue = JobQueue(
         database=database,
-        transport=any_transport,
+        transport=worker_transport,
         settings=QueueSettings(lease_s=600.0),
         clock=wall,
     )
     reaper = Reaper(queue)
     ids = [queue.enqueue("design", {"n": n}).id for n in range(5)]
     assert reaper.resend_missing() == 0  # every job has its message
-    any_transport.flush()  # Redis restarted empty
+    worker_transport.flush()  # Redis restarted empty
     assert reaper.resend_missing() == 0  # just sent: maybe still on the way
     wall.advance(RESEND_GRACE_S + 0.1)
     assert reaper.resend_missing() == 5
-    assert sorted(drain(any_transport)) == sorted(ids)
+    assert sorted(drain(worker_transport)) == sorted(ids)
     assert reaper.resend_missing() == 0  # sent again just now
     assert not Reaper(queue).reap()  # the long re-send after lease_s has nothing to add
 
@@ -330,3 +316,43 @@ def test_a_lease_committed_but_unanswered_is_handed_back_not_left_to_expire(
     finally:
         worker.stop(graceful_timeout_s=0)
     assert lost_answers["left"] == 0
+
+
+def test_a_completion_the_database_forgot_is_handed_back_within_heartbeats(
+    database: Database,
+) -> None:
+    """A crash took the worker's last asynchronous commit (synchronous_commit off): the row
+    says the job is still processing in this worker's name, though none of its threads runs
+    it. The worker hands it back within a few heartbeats, not after its 10-minute lease."""
+    transport = memory_transport(poll_s=0.05)
+    settings = QueueSettings(**{**FAST, "lease_s": 600, "resend_check_s": 0.2})
+    queue = JobQueue(database=database, transport=transport, settings=settings)
+    runs = {"count": 0}
+
+    def handler(job: Job, heartbeat: Heartbeat) -> dict[str, Any]:
+        runs["count"] += 1
+        return {"run": runs["count"]}
+
+    worker = Worker(queue=queue, handlers={"work": handler}, concurrency=1)
+    worker.start()
+    try:
+        job = queue.enqueue("work", {})
+        wait_for(lambda: (queue.get(job.id) or job).state == DONE)
+        with database.session() as session:  # what crash recovery leaves behind
+            session.execute(
+                update(Job)
+                .where(Job.id == job.id)
+                .values(
+                    state=PROCESSING,
+                    lease_owner=f"{worker.owner}/0",
+                    lease_expires_at=utc_now() + timedelta(seconds=600),
+                    heartbeat_at=utc_now() - timedelta(seconds=60),
+                    finished_at=None,
+                    result=None,
+                )
+            )
+        wait_for(lambda: (queue.get(job.id) or job).state == DONE and runs["count"] == 2)
+    finally:
+        worker.stop(graceful_timeout_s=0)
+    again = queue.get(job.id)
+    assert again is not None and again.result == {"run": 2}

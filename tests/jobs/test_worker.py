@@ -19,7 +19,7 @@ from stolentee.jobs.heartbeat import Heartbeat
 from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.runs import Handler
 from stolentee.jobs.states import DONE, FAILED, PROCESSING, QUEUED
-from stolentee.jobs.transport import Transport, memory_transport
+from stolentee.jobs.transport import Transport
 from stolentee.jobs.worker import Worker, default_owner
 
 from .conftest import TransportFactory
@@ -46,26 +46,6 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
 def embedded(make_transport: TransportFactory) -> Transport:
     """The embedded default's transport: SqliteHuey in the data dir."""
     return make_transport()
-
-
-# The worker's contract holds on every transport: the in-process memory queue, the embedded
-# SQLite huey, and Redis (skipped with its reason when STOLENTEE_TEST_REDIS_URL is unset).
-TRANSPORTS = ("memory", "sqlite", "redis")
-
-
-@pytest.fixture(params=TRANSPORTS)
-def worker_transport(
-    request: pytest.FixtureRequest, make_transport: TransportFactory
-) -> Iterator[Transport]:
-    if request.param == "memory":
-        built = memory_transport(poll_s=0.05)
-        yield built
-        built.close()
-    elif request.param == "sqlite":
-        yield make_transport()
-    else:
-        redis_url: str = request.getfixturevalue("redis_url")
-        yield make_transport(redis_url=redis_url)
 
 
 @pytest.fixture

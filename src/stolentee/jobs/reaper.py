@@ -10,6 +10,8 @@ worker will hear of: the reaper sends it again, two ways:
   the queued jobs sent longest ago (and more than :data:`RESEND_GRACE_S` ago, so a job whose
   message is being sent right now is left alone) are sent again. This is what brings work back
   within seconds after Redis restarts empty;
+* a worker's own runs the database forgot (:meth:`Reaper.forgotten_runs`): handed back by that
+  worker within a few heartbeats instead of after the lease;
 * :meth:`Reaper.reap`, every ``STOLENTEE_JOB_REAPER_INTERVAL_S``: any queued job not leased
   ``resend_after_s`` after its last message, whatever the counts say (duplicate messages can
   hide a missing one from the count).
@@ -171,6 +173,27 @@ class Reaper:
             return False
         wait_s = (job.available_at - self.queue.now()).total_seconds()
         return wait_s > 0 and self.queue.send(job_id, wait_s)
+
+    def forgotten_runs(self, owner_prefix: str, stale_s: float) -> list[tuple[str, str]]:
+        """``(job_id, owner)`` of the jobs processing under an owner starting with
+        ``owner_prefix`` (one worker process's threads) whose heartbeat is older than
+        ``stale_s``. The worker hands back those it is not running: runs the database forgot it
+        had finished (a crash took the last asynchronous commits, see
+        ``STOLENTEE_DB_WORKER_SYNCHRONOUS_COMMIT``), or leases it took without hearing so; they
+        would otherwise wait for their lease to expire."""
+        queue = self.queue
+        stale = queue.now() - timedelta(seconds=stale_s)
+        pick = (
+            select(Job.id, Job.lease_owner)
+            .where(
+                Job.state == PROCESSING,
+                Job.lease_owner.startswith(owner_prefix, autoescape=True),
+                Job.heartbeat_at < stale,
+            )
+            .limit(REAP_BATCH)
+        )
+        with queue.database.session() as session:
+            return [(str(job_id), str(owner)) for job_id, owner in session.execute(pick)]
 
     def resend_missing(self) -> int:
         """Re-send as many queued jobs as the transport is short of messages (see the module

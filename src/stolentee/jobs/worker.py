@@ -503,6 +503,19 @@ class Worker:
             self._bump("released")
             log.info("job %s handed back unfinished", run.job_id)
 
+    def _hand_back_forgotten(self) -> None:
+        """Hand back the jobs held in this process's name that none of its threads runs (see
+        :meth:`Reaper.forgotten_runs`): three missed heartbeats, so a run just leased or still
+        beating is never among them, and the release is fenced to the owner anyway."""
+        forgotten = self.reaper.forgotten_runs(f"{self.owner}/", 3 * self.heartbeat_s)
+        with self._lock:
+            running = {(run.job_id, run.owner) for run in self._running.values()}
+        for job_id, owner in forgotten:
+            if (job_id, owner) not in running and self.queue.release(job_id, owner):
+                log.warning(
+                    "job %s: held in this worker's name but not running; handed back", job_id
+                )
+
     # --- heartbeat ----------------------------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
@@ -541,6 +554,7 @@ class Worker:
             if now >= next_check:
                 try:
                     self.reaper.resend_missing()
+                    self._hand_back_forgotten()
                 except Exception as exc:  # noqa: BLE001 - database away: the next check retries
                     log.warning("checking for missing job messages failed: %s", exc)
                 next_check = now + self.resend_check_s
