@@ -73,7 +73,8 @@ class DatabaseSettings(BaseSettings):
         description="PostgreSQL `synchronous_commit` of `stolentee worker` processes. Off: their "
         "commits (leases, results, heartbeats) do not wait for the WAL flush (~0.25 ms each); a "
         "database crash may forget the last fraction of a second of them, which the jobs table "
-        "recovers from (leases expire, jobs re-run into the same content-addressed files). "
+        "recovers from (each worker hands back the runs held in its name that it is not "
+        "running, and they re-run into the same content-addressed files). "
         "The API's commits always wait.",
     )
     auto_migrate: bool | None = Field(
