@@ -33,16 +33,49 @@ def _running_app() -> Iterator[None]:
         yield
 
 
-@schema.parametrize()
-@settings(
+# Operations whose schema does not yet say everything the server checks (issue 23, item 7): a
+# schema-valid request can still be refused there (bytes that are no image, an opaque cursor,
+# a from/to range the schema cannot relate, image URLs while they are disabled). Every other
+# operation runs every check, positive_data_acceptance included.
+NOT_YET_EXACT = {
+    "POST /v1.0/removebg",
+    "POST /api/remove",
+    "GET /api/remove",
+    "POST /v1/designs",
+    "GET /v1/designs",
+    "GET /v1/stats/removal",
+}
+FUZZ = settings(
     max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+
+
+def _label(ctx: Any) -> str:
+    return f"{ctx.operation.method.upper()} {ctx.operation.path}"
+
+
+@schema.include(lambda ctx: _label(ctx) in NOT_YET_EXACT).parametrize()
+@FUZZ
 def test_api_conforms_to_its_schema(case: Any) -> None:
-    # Every other default check applies. Not positive_data_acceptance: a request can match the
-    # schema and still carry bytes that are no image, or an empty URL; 400 is the right answer.
+    # Every other default check applies. Not positive_data_acceptance: see NOT_YET_EXACT.
     case.call_and_validate(
         headers={"X-Api-Key": KEY},
         excluded_checks=[schemathesis.checks.positive_data_acceptance],
     )
+
+
+@schema.exclude(lambda ctx: _label(ctx) in NOT_YET_EXACT).parametrize()
+@FUZZ
+def test_exact_operations_accept_every_schema_valid_request(case: Any) -> None:
+    case.call_and_validate(headers={"X-Api-Key": KEY})
+
+
+def test_the_not_yet_exact_list_names_real_operations() -> None:
+    labels = {f"{op.method.upper()} {op.path}" for op in _operations()}
+    assert labels >= NOT_YET_EXACT
+
+
+def _operations() -> list[Any]:
+    return [result.ok() for result in schema.get_all_operations()]

@@ -205,6 +205,19 @@ class PagedStorage:
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 
 
+# What validate_key accepts, as a JSON Schema pattern for the OpenAPI document (the file
+# routes): segments of non-control characters without '/' or '\', never '.' or '..'. Lengths are
+# bounded in characters there (a schema cannot count UTF-8 bytes): 63 per segment and 256 in all
+# keep within the byte limits whatever the characters.
+_SEGMENT_PATTERN = (
+    r"(?:[^\x00-\x1f\x7f\\/.][^\x00-\x1f\x7f\\/]{0,62}"
+    r"|\.[^\x00-\x1f\x7f\\/.][^\x00-\x1f\x7f\\/]{0,61}"
+    r"|\.\.[^\x00-\x1f\x7f\\/]{1,61})"
+)
+KEY_PATTERN = rf"^{_SEGMENT_PATTERN}(?:/{_SEGMENT_PATTERN})*$"
+KEY_SCHEMA_MAX_LENGTH = 256
+
+
 def validate_key(key: str) -> str:
     """Return ``key`` if it is a safe relative object key, else raise ``InvalidKeyError``.
 

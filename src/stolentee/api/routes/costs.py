@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from stolentee.api.deps import ServicesDep
 from stolentee.api.security import authenticate
-from stolentee.costs.items import get_policy
+from stolentee.costs.items import POLICIES, get_policy
 from stolentee.costs.live import recent_live_savings
 from stolentee.costs.model import build_report
 from stolentee.costs.profile_files import default_profiles
@@ -40,7 +40,11 @@ async def costs_report(
     request: Request,
     services: ServicesDep,
     policy: Annotated[
-        str, Query(description="`corrected` (the price book as is) or `as-reported` (the seed).")
+        str,
+        Query(
+            description="`corrected` (the price book as is) or `as-reported` (the seed).",
+            json_schema_extra={"enum": sorted(POLICIES)},
+        ),
     ] = "corrected",
     days: Annotated[int, Query(ge=1, le=366, description="Days of measured usage.")] = 30,
 ) -> dict[str, Any]:

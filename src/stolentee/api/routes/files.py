@@ -9,9 +9,9 @@ with ``nosniff``, a sandboxing CSP and, unless they are images, as downloads.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Generator, Iterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
@@ -28,7 +28,7 @@ from stolentee.api.http_ranges import (
     validator_headers,
 )
 from stolentee.errors import ObjectNotFoundError, RangeNotSatisfiableError
-from stolentee.storage.base import ObjectInfo, Storage
+from stolentee.storage.base import KEY_PATTERN, KEY_SCHEMA_MAX_LENGTH, ObjectInfo, Storage
 from stolentee.storage.cache_policy import (
     ASSETS_PREFIX,
     UPLOADS_PREFIX,
@@ -37,6 +37,11 @@ from stolentee.storage.cache_policy import (
 
 router = APIRouter(tags=["files"])
 
+# The key's rules in the schema only: the storage layer checks them (400 invalid_key).
+KeyParam = Annotated[
+    str,
+    Path(json_schema_extra={"pattern": KEY_PATTERN, "maxLength": KEY_SCHEMA_MAX_LENGTH}),
+]
 _ERROR = {"description": 'JSON error: `{"errors": [{"title", "code", "detail"}]}`'}
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The object", "content": {"application/octet-stream": {}}},
@@ -50,14 +55,14 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.get("/uploads/{key:path}", responses=_RESPONSES, response_class=Response)
 @router.head("/uploads/{key:path}", responses=_RESPONSES, response_class=Response)
-async def get_upload(key: str, request: Request, storage: StorageDep) -> Response:
+async def get_upload(key: KeyParam, request: Request, storage: StorageDep) -> Response:
     """A user upload: cached for a day, served stale for a week while revalidating."""
     return await serve_object(request, storage, UPLOADS_PREFIX + key)
 
 
 @router.get("/assets/{key:path}", responses=_RESPONSES, response_class=Response)
 @router.head("/assets/{key:path}", responses=_RESPONSES, response_class=Response)
-async def get_asset(key: str, request: Request, storage: StorageDep) -> Response:
+async def get_asset(key: KeyParam, request: Request, storage: StorageDep) -> Response:
     """A content-addressed asset: cached for a week, immutable."""
     return await serve_object(request, storage, ASSETS_PREFIX + key)
 
