@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from stolentee.api.app import create_app
+from stolentee.api.openapi import CURSOR_PATTERN
 from stolentee.designs.store import new_design_id
 
 from ..conftest import SettingsFactory
@@ -109,6 +111,18 @@ def test_listing_pages_newest_first(client: TestClient) -> None:
     assert second["next_cursor"] is None
     bad = client.get("/v1/designs?cursor=garbage", headers=HEADERS)
     assert bad.status_code == 400 and bad.json()["errors"][0]["code"] == "invalid_cursor"
+
+
+def test_any_cursor_of_the_documented_shape_is_a_position(client: TestClient) -> None:
+    ids = [upload(client).json()["id"] for _ in range(2)]
+    assert re.fullmatch(CURSOR_PATTERN, f"0.{'0' * 32}")
+    # From the future: the whole list; from before 1970 (0 us): nothing after it.
+    future = client.get(f"/v1/designs?cursor={'9' * 17}.{'f' * 32}", headers=HEADERS)
+    assert [item["id"] for item in future.json()["data"]] == ids[::-1]
+    past = client.get(f"/v1/designs?cursor=0.{'0' * 32}", headers=HEADERS)
+    assert past.status_code == 200 and past.json()["data"] == []
+    issued = client.get("/v1/designs?limit=1", headers=HEADERS).json()["next_cursor"]
+    assert re.fullmatch(CURSOR_PATTERN, issued)
 
 
 def store_unusable_design(client: TestClient, *, callback_url: str | None = None) -> str:
@@ -287,34 +301,53 @@ def test_object_url_quotes_keys_under_the_design_base_url() -> None:
     assert object_url(storage, unmoved, record.original_key) == "/uploads/d/a%20b%3F.png"
 
 
-@pytest.mark.parametrize("table", ["jobs", "designs"])
+@pytest.mark.parametrize("write", ["jobs", "designs", "commit"])
 def test_a_failed_insert_leaves_no_stuck_design_and_no_orphaned_original(
-    make_settings: SettingsFactory, table: str
+    make_settings: SettingsFactory, write: str
 ) -> None:
     """The design, its job and its message are one transaction: when either row cannot be
-    stored the request fails and nothing of it stays (no design ``queued`` forever, no original
-    in storage); the same Idempotency-Key then creates the design for real."""
-    from sqlalchemy import text
+    stored, or the transaction cannot commit, the request fails and nothing of it stays (no
+    design ``queued`` forever, no original in storage); the same Idempotency-Key then creates
+    the design for real."""
+    from sqlalchemy import event, text
+    from sqlalchemy.exc import OperationalError
 
     settings = make_settings(api={"api_keys": KEY}, queue={"reaper_interval_s": 1.0})
     storage_dir = settings.storage_dir
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         database = client.app.state.services.runtime.database  # type: ignore[attr-defined]
-        with database.engine.begin() as conn:
-            conn.execute(
-                text(
-                    f"CREATE TRIGGER refuse_rows BEFORE INSERT ON {table} "
-                    "BEGIN SELECT RAISE(ABORT, 'injected: rows are refused'); END"
+
+        def refuse_commit(conn: Any) -> None:
+            if conn.info.pop("wrote_a_design", False):
+                raise OperationalError("COMMIT", {}, Exception("injected: commit refused"))
+
+        def note_design(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if statement.lstrip().upper().startswith("INSERT INTO DESIGNS"):
+                conn.info["wrote_a_design"] = True
+
+        if write == "commit":
+            event.listen(database.engine, "before_cursor_execute", note_design)
+            event.listen(database.engine, "commit", refuse_commit)
+        else:
+            with database.engine.begin() as conn:
+                conn.execute(
+                    text(
+                        f"CREATE TRIGGER refuse_rows BEFORE INSERT ON {write} "
+                        "BEGIN SELECT RAISE(ABORT, 'injected: rows are refused'); END"
+                    )
                 )
-            )
         failed = upload(client, **{"Idempotency-Key": "order-7-front"})
         assert failed.status_code == 500, failed.text
         listed = client.get("/v1/designs", headers=HEADERS).json()["data"]
         assert listed == []  # no design without its job
         assert not list((storage_dir / "uploads").rglob("*.png"))  # the original was removed
 
-        with database.engine.begin() as conn:
-            conn.execute(text("DROP TRIGGER refuse_rows"))
+        if write == "commit":
+            event.remove(database.engine, "commit", refuse_commit)
+            event.remove(database.engine, "before_cursor_execute", note_design)
+        else:
+            with database.engine.begin() as conn:
+                conn.execute(text("DROP TRIGGER refuse_rows"))
         retried = upload(client, **{"Idempotency-Key": "order-7-front"})
         assert retried.status_code == 202, retried.text  # created now, not a stuck replay
         assert "Idempotent-Replayed" not in retried.headers

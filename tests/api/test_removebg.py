@@ -124,6 +124,39 @@ def test_json_body_with_boolean_and_numbers(client: TestClient) -> None:
     assert int(response.headers["X-Width"]) == width + 20
 
 
+@pytest.mark.parametrize(
+    ("fields", "status", "detail"),
+    [
+        ({"crop": 1}, 400, "crop must be true or false"),
+        ({"crop": "yes"}, 400, "crop must be true or false"),
+        ({"bg_color": 123}, 400, "bg_color must be a string"),
+        ({"size": ["full"]}, 400, "size must be a string"),
+        ({"type_level": [1, 2]}, 400, "type_level must be a string, number or boolean"),
+        ({"crop": "true", "crop_margin": 10.0, "scale": 50}, 200, None),  # 10.0 is the int 10
+        ({"size": None, "shadow_type": 2, "an_unknown_field": {"any": ["thing"]}}, 200, None),
+        ({"channels": "  "}, 200, None),  # blank: the default
+    ],
+)
+def test_json_fields_take_the_types_the_schema_names(
+    client: TestClient, fields: dict[str, Any], status: int, detail: str | None
+) -> None:
+    body = {"image_file_b64": base64.b64encode(LOGO).decode(), **fields}
+    response = client.post("/v1.0/removebg", json=body, headers={"X-Api-Key": KEY})
+    assert response.status_code == status, response.text
+    if detail is not None:
+        assert error_code(response) == "invalid_request"
+        assert response.json()["errors"][0]["detail"] == detail
+
+
+def test_text_fields_sent_as_file_parts_are_read_as_text(client: TestClient) -> None:
+    files = {"image_file": ("l.png", LOGO), "format": ("f.txt", b"webp")}
+    response = post(client, files=files)
+    assert response.status_code == 200 and response.headers["content-type"] == "image/webp"
+    files = {"image_file": ("l.png", LOGO), "format": ("f.txt", b"\xff\xfe")}
+    response = post(client, files=files)
+    assert response.status_code == 400 and "format must be UTF-8 text" in response.text
+
+
 def test_zip_format_and_alpha_channel(client: TestClient) -> None:
     zipped = post(client, files={"image_file": ("l.png", LOGO)}, data={"format": "zip"})
     assert zipped.headers["content-type"] == "application/zip"
@@ -345,6 +378,12 @@ def test_rembg_bad_options(client: TestClient, query: str, code: str) -> None:
     assert response.status_code == 400 and error_code(response) == code
 
 
-def test_rembg_url_follows_the_url_policy(client: TestClient) -> None:
-    response = client.get("/api/remove?url=http://127.0.0.1/x.png", headers={"X-Api-Key": KEY})
-    assert response.status_code == 400 and error_code(response) == "image_url_disabled"
+def test_rembg_url_route_exists_only_with_image_urls(make_client: ClientFactory) -> None:
+    disabled = make_client()
+    response = disabled.get("/api/remove?url=http://127.0.0.1/x.png", headers={"X-Api-Key": KEY})
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert "get" not in disabled.get("/openapi.json").json()["paths"]["/api/remove"]
+    enabled = make_client(image_url_enabled=True)
+    response = enabled.get("/api/remove?url=http://127.0.0.1/x.png", headers={"X-Api-Key": KEY})
+    assert response.status_code == 400 and error_code(response) == "invalid_image_url"
+    assert "get" in enabled.get("/openapi.json").json()["paths"]["/api/remove"]

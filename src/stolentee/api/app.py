@@ -22,6 +22,7 @@ from stolentee.api.admission import RemovalGate
 from stolentee.api.deps import Services
 from stolentee.api.errors import install_error_handlers
 from stolentee.api.limits import BodyLimitMiddleware
+from stolentee.api.openapi import install_openapi
 from stolentee.api.removal_service import RemovalService
 from stolentee.api.routes import (
     costs,
@@ -168,6 +169,8 @@ def create_app(
     install_http_metrics(app)
     app.include_router(removebg.router)
     app.include_router(rembg.router)
+    if settings.api.image_url_enabled:
+        app.include_router(rembg.url_router)
     if role == "api":
         app.include_router(files.router)
         app.include_router(designs.router)
@@ -175,7 +178,7 @@ def create_app(
         app.include_router(stats.router)
         app.include_router(costs.router)
         app.include_router(web.router)
-
+    install_openapi(app, settings)
     return app
 
 

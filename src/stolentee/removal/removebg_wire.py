@@ -155,9 +155,9 @@ def parse_bool(name: str, value: str | None) -> bool:
     if value is None:
         return False
     lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes", "on"):
+    if lowered == "true":
         return True
-    if lowered in ("false", "0", "no", "off"):
+    if lowered == "false":
         return False
     raise InvalidCropError(f"{name} must be true or false; got {value!r}")
 

@@ -16,6 +16,7 @@ from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from stolentee.api import openapi
 from stolentee.api.deps import ServicesDep
 from stolentee.api.routes.removebg import read_upload
 from stolentee.api.routes.uploads import InvalidUploadKeyError, check_upload_key
@@ -25,6 +26,7 @@ from stolentee.designs import jobs
 from stolentee.designs.pipeline import design_options
 from stolentee.designs.store import (
     DESIGN_JOB,
+    IDEMPOTENCY_KEY_PATTERN,
     DesignRecord,
     check_idempotency_key,
     new_design_id,
@@ -131,12 +133,27 @@ async def create_design(
     ] = None,
     upload_key: Annotated[
         str | None,
-        Form(description="Key of a direct upload made with POST /v1/uploads/presign."),
+        Form(
+            description="Key of a direct upload made with POST /v1/uploads/presign.",
+            json_schema_extra={"pattern": openapi.UPLOAD_KEY_PATTERN},
+        ),
     ] = None,
     kind: Annotated[
-        str, Form(alias="type", description="auto, graphic or photo (person, product...).")
+        str,
+        Form(
+            alias="type",
+            description="auto, graphic or photo (person, product...).",
+            json_schema_extra={"enum": openapi.KIND_VALUES},
+        ),
     ] = "auto",
-    fmt: Annotated[str, Form(alias="format", description="png or webp.")] = "png",
+    fmt: Annotated[
+        str,
+        Form(
+            alias="format",
+            description="png or webp.",
+            json_schema_extra={"enum": openapi.DESIGN_FORMATS},
+        ),
+    ] = "png",
     callback_url: Annotated[
         str | None,
         Form(
@@ -144,7 +161,14 @@ async def create_design(
             "(only when the server enables callbacks; else 400 callbacks_disabled)."
         ),
     ] = None,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Retries with the same key get the first request's design back.",
+            json_schema_extra={"pattern": f"^{IDEMPOTENCY_KEY_PATTERN}$"},
+        ),
+    ] = None,
 ) -> JSONResponse:
     principal = await authenticate(request, services.runtime.keys)
     checked_callback_url = None
@@ -154,6 +178,9 @@ async def create_design(
         )
     key = check_idempotency_key(idempotency_key)
     options = design_options(kind, fmt)  # validates type and format before any work
+    # A malformed request is refused even when its key was seen: a retry sends the same body.
+    if (file is None) == (upload_key is None):
+        raise InvalidSourceError("send exactly one of file (multipart upload) or upload_key")
     existing = await run_in_threadpool(
         services.runtime.designs.by_idempotency_key, principal.label, key
     )
@@ -161,8 +188,6 @@ async def create_design(
         body = await _body(services, existing)
         return JSONResponse(body, status_code=200, headers={"Idempotent-Replayed": "true"})
 
-    if (file is None) == (upload_key is None):
-        raise InvalidSourceError("send exactly one of file (multipart upload) or upload_key")
     # Below the free-space floor nothing new is stored: the room left is for deletes.
     await run_in_threadpool(services.runtime.disk.refuse_if_low)
     if file is not None:
@@ -234,7 +259,13 @@ async def list_designs(
     request: Request,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(description="From the previous page.")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            description="`next_cursor` of the previous page.",
+            json_schema_extra={"pattern": openapi.CURSOR_PATTERN},
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     principal = await authenticate(request, services.runtime.keys)
     records, next_cursor = await run_in_threadpool(

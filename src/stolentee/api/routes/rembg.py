@@ -2,19 +2,22 @@
 
 Form fields as rembg's server: ``file``, ``model``, ``om`` (only mask), ``bgc``
 (``r,g,b,a``); ``a``, ``af``, ``ab``, ``ae`` (alpha matting), ``ppm`` (post-process mask), ``dc``
-and ``vm`` are accepted and ignored: stolentee's graphic path already mattes and decontaminates
-edges. The answer is always ``image/png``, with the same key, limit and URL policy as the
-Remove.bg-compatible endpoint.
+and ``vm`` are accepted and ignored (stolentee's graphic path already mattes and decontaminates
+edges), like any field it does not know, so they are not declared. The answer is always
+``image/png``, with the same key, limit and URL policy as the Remove.bg-compatible endpoint.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 
+from stolentee.api import openapi
 from stolentee.api.deps import ServicesDep
+from stolentee.api.openapi import installed_models
 from stolentee.api.routes.removebg import fetch_url, read_upload
 from stolentee.api.security import authenticate
 from stolentee.errors import InvalidBgColorError, InvalidOptionError
@@ -23,6 +26,9 @@ from stolentee.removal.base import OutputFormat, OutputSize, RemovalOptions
 from stolentee.removal.models import MODELS
 
 router = APIRouter(tags=["rembg compatible"])
+# ``GET /api/remove?url=`` exists only where image URLs are enabled (STOLENTEE_IMAGE_URL_ENABLED):
+# elsewhere every such call would be refused, so the route is not offered (405, not in the schema).
+url_router = APIRouter(tags=["rembg compatible"])
 
 
 class InvalidModelError(InvalidOptionError):
@@ -43,23 +49,46 @@ _RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
+# A flag as pydantic reads one from a form (true/false, 1/0, yes/no, on/off, t/f, y/n).
+_FLAG: dict[str, Any] = {
+    "anyOf": [
+        {"type": "boolean"},
+        {"enum": [0, 1]},
+        {"type": "string", "pattern": "^([Tt]rue|TRUE|[Ff]alse|FALSE|[01]|yes|no|on|off|[tfyn])$"},
+    ]
+}
+
+
+def _flag(schema: dict[str, Any]) -> None:
+    schema.pop("type", None)
+    schema.update(_FLAG)
+
+
+_RGBA = re.compile(openapi.RGBA_PATTERN, re.ASCII)
+_BGC: dict[str, Any] = {
+    "description": "Background colour r,g,b,a (0-255 each); blank for none.",
+    "json_schema_extra": {"pattern": rf"^(\s*|{openapi.RGBA_PATTERN})$"},
+}
+
+
 def parse_bgc(value: str | None) -> tuple[int, int, int, int] | None:
-    """rembg's ``bgc``: ``r,g,b,a`` with 0-255 components."""
+    """rembg's ``bgc``: ``r,g,b,a`` with 0-255 components (blank: none)."""
     if value is None or not value.strip():
         return None
-    parts = value.split(",")
-    try:
-        components = [int(part) for part in parts]
-        if len(components) != 4 or not all(0 <= c <= 255 for c in components):
-            raise ValueError(value)
-    except ValueError:
-        raise InvalidBgColorError(f"bgc must be r,g,b,a with values 0-255; got {value!r}") from None
-    return (components[0], components[1], components[2], components[3])
+    if not _RGBA.fullmatch(value):
+        raise InvalidBgColorError(f"bgc must be r,g,b,a with values 0-255; got {value!r}")
+    r, g, b, a = (int(part) for part in value.split(","))
+    return (r, g, b, a)
 
 
-def rembg_options(model: str | None, only_mask: bool, bgc: str | None) -> RemovalOptions:
-    if model and model not in MODELS:
-        raise InvalidModelError(f"model must be one of {', '.join(MODELS)}; got {model!r}")
+def rembg_options(
+    model: str | None, only_mask: bool, bgc: str | None, *, installed: list[str]
+) -> RemovalOptions:
+    if model and model not in installed:
+        known = "not installed here" if model in MODELS else "unknown"
+        raise InvalidModelError(
+            f"model {model!r} is {known}; installed: {', '.join(installed) or 'none'}"
+        )
     return RemovalOptions(
         size=OutputSize.FULL,
         format=OutputFormat.PNG,
@@ -82,30 +111,25 @@ async def remove_upload(
     services: ServicesDep,
     file: Annotated[UploadFile, File(description="The image.")],
     model: Annotated[str | None, Form(description="Model name (default: server's).")] = None,
-    a: Annotated[bool, Form(description="Alpha matting (ignored).")] = False,
-    af: Annotated[int, Form(description="Ignored.")] = 240,
-    ab: Annotated[int, Form(description="Ignored.")] = 10,
-    ae: Annotated[int, Form(description="Ignored.")] = 10,
-    om: Annotated[bool, Form(description="Only the mask.")] = False,
-    ppm: Annotated[bool, Form(description="Post-process mask (ignored).")] = False,
-    bgc: Annotated[str | None, Query(description="Background colour r,g,b,a.")] = None,
+    om: Annotated[bool, Form(description="Only the mask.", json_schema_extra=_flag)] = False,
+    bgc: Annotated[str | None, Query(**_BGC)] = None,
 ) -> Response:
     """Remove the background of an uploaded image (rembg's ``POST /api/remove``)."""
     principal = await authenticate(request, services.runtime.keys)
-    options = rembg_options(model, om, bgc)
+    options = rembg_options(model, om, bgc, installed=installed_models(services.settings))
     return await _serve(services, principal, await read_upload(file, "file"), options)
 
 
-@router.get("/api/remove", responses=_RESPONSES, response_class=Response)
+@url_router.get("/api/remove", responses=_RESPONSES, response_class=Response)
 async def remove_url(
     request: Request,
     services: ServicesDep,
     url: Annotated[str, Query(description="URL of the image (server must enable URL inputs).")],
     model: Annotated[str | None, Query(description="Model name.")] = None,
     om: Annotated[bool, Query(description="Only the mask.")] = False,
-    bgc: Annotated[str | None, Query(description="Background colour r,g,b,a.")] = None,
+    bgc: Annotated[str | None, Query(**_BGC)] = None,
 ) -> Response:
     """Remove the background of the image at ``url`` (rembg's ``GET /api/remove``)."""
     principal = await authenticate(request, services.runtime.keys)  # before any outbound request
-    options = rembg_options(model, om, bgc)
+    options = rembg_options(model, om, bgc, installed=installed_models(services.settings))
     return await _serve(services, principal, await fetch_url(services, url), options)

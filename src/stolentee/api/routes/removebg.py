@@ -20,6 +20,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from stolentee.api.deps import ServicesDep
+from stolentee.api.routes.removebg_schema import (
+    BACKGROUND_FIELDS,
+    ERROR_RESPONSE,
+    IGNORED_FIELDS,
+    JSON_BOOLEANS,
+    JSON_NUMBERS,
+    MULTIPART,
+    OPENAPI,
+    PARAMETERS,
+    SOURCE_FIELDS,
+)
 from stolentee.api.security import authenticate
 from stolentee.errors import ClientError, InvalidImageError
 from stolentee.keys.principals import UsageTotals
@@ -28,9 +39,6 @@ from stolentee.removal.removebg_wire import OPTION_FIELDS, options_from_fields
 
 router = APIRouter(tags=["Remove.bg compatible"])
 
-SOURCE_FIELDS = ("image_file", "image_file_b64", "image_url")
-BACKGROUND_FIELDS = ("bg_image_file", "bg_image_url")
-IGNORED_FIELDS = ("type_level", "shadow_type", "shadow_opacity", "add_shadow", "semitransparency")
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 _MAX_FIELDS = 64
 
@@ -52,112 +60,6 @@ class InvalidBodyError(ClientError):
     title = "Invalid request body"
 
 
-_STRING = {"type": "string"}
-_FILE = {"type": "string", "format": "binary"}
-_PARAMETERS: dict[str, dict[str, Any]] = {
-    "image_file_b64": {**_STRING, "description": "The image, base64-encoded."},
-    "image_url": {
-        **_STRING,
-        "description": "URL of the image; only when the server enables URL inputs.",
-    },
-    "size": {
-        **_STRING,
-        "default": "preview",
-        "description": "preview (≤0.25 MP, 0.25 credit), full / 4k (≤25 MP), 50MP, auto; "
-        "legacy small, regular, medium, hd.",
-    },
-    "type": {
-        **_STRING,
-        "default": "auto",
-        "description": "auto, graphic, photo, person, product, animal, car, transportation.",
-    },
-    "format": {**_STRING, "default": "auto", "enum": ["auto", "png", "jpg", "webp", "zip"]},
-    "roi": {**_STRING, "default": "0% 0% 100% 100%", "description": "x1 y1 x2 y2 in px or %."},
-    "crop": {"type": "boolean", "default": False},
-    "crop_margin": {**_STRING, "default": "0", "description": "0-500px or 0-50%."},
-    "scale": {**_STRING, "default": "original", "description": "original, or 10%-100%."},
-    "position": {**_STRING, "default": "original", "description": "original, center, x% [y%]."},
-    "channels": {**_STRING, "default": "rgba", "enum": ["rgba", "alpha"]},
-    "bg_color": {**_STRING, "description": "Hex colour (81d4fa, fff8) or a colour name."},
-    "bg_image_url": {**_STRING, "description": "URL of a background image (URL inputs only)."},
-    **{name: {**_STRING, "description": "Accepted and ignored."} for name in IGNORED_FIELDS},
-}
-_MULTIPART = {
-    "image_file": {**_FILE, "description": "The image file."},
-    "bg_image_file": {**_FILE, "description": "A background image file."},
-}
-_ERROR_SCHEMA = {
-    "type": "object",
-    "required": ["errors"],
-    "properties": {
-        "errors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["title", "code"],
-                "properties": {
-                    "title": {"type": "string"},
-                    "code": {"type": "string"},
-                    "detail": {"type": "string"},
-                    "meta": {"type": "object"},
-                },
-            },
-        }
-    },
-}
-_ERROR_RESPONSE = {"content": {"application/json": {"schema": _ERROR_SCHEMA}}}
-_OPENAPI: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {"type": "object", "properties": {**_MULTIPART, **_PARAMETERS}}
-            },
-            "application/x-www-form-urlencoded": {
-                "schema": {"type": "object", "properties": _PARAMETERS}
-            },
-            "application/json": {"schema": {"type": "object", "properties": _PARAMETERS}},
-        },
-    },
-    "parameters": [
-        {"name": "X-Api-Key", "in": "header", "required": False, "schema": _STRING},
-    ],
-    "responses": {
-        "200": {
-            "description": "The result image (or a zip), or JSON when `Accept: application/json`",
-            "content": {
-                "image/png": {"schema": _FILE},
-                "image/jpeg": {"schema": _FILE},
-                "image/webp": {"schema": _FILE},
-                "application/zip": {"schema": _FILE},
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "data": {
-                                "type": "object",
-                                "properties": {
-                                    "result_b64": {"type": "string"},
-                                    "foreground_top": {"type": "integer"},
-                                    "foreground_left": {"type": "integer"},
-                                    "foreground_width": {"type": "integer"},
-                                    "foreground_height": {"type": "integer"},
-                                },
-                            }
-                        },
-                    }
-                },
-            },
-        },
-        "400": {"description": "Invalid input", **_ERROR_RESPONSE},
-        "403": {"description": "Missing or unknown API key", **_ERROR_RESPONSE},
-        "413": {"description": "Body too large", **_ERROR_RESPONSE},
-        "429": {"description": "Rate limited or busy (see Retry-After)", **_ERROR_RESPONSE},
-        "503": {"description": "Past the deadline", **_ERROR_RESPONSE},
-    },
-}
-
-
 async def read_fields(request: Request) -> Fields:
     """The request's parameters, whatever the body type (first value wins on repeats)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -165,10 +67,13 @@ async def read_fields(request: Request) -> Fields:
     if content_type in FORM_TYPES:
         form = await request.form(max_files=4, max_fields=_MAX_FIELDS)
         for name, value in form.multi_items():
-            if name not in fields:
+            if name in fields:
+                if isinstance(value, UploadFile):  # a repeat is ignored: release it now
+                    await value.close()
+            elif isinstance(value, UploadFile) and name in PARAMETERS:
+                fields[name] = await _part_text(name, value)  # text sent as a file part
+            else:
                 fields[name] = value
-            elif isinstance(value, UploadFile):  # a repeat is ignored: release it now
-                await value.close()
         return fields
     if content_type == "application/json":
         try:
@@ -178,14 +83,8 @@ async def read_fields(request: Request) -> Fields:
         if not isinstance(body, dict):
             raise InvalidBodyError("the JSON body must be an object")
         for name, value in list(body.items())[:_MAX_FIELDS]:
-            if value is None:
-                continue
-            if isinstance(value, bool):
-                fields[name] = "true" if value else "false"
-            elif isinstance(value, str | int | float):
-                fields[name] = str(value)
-            else:
-                raise InvalidBodyError(f"{name} must be a string, number or boolean")
+            if value is not None and (name in PARAMETERS or name in MULTIPART):
+                fields[name] = _json_value(name, value)  # other names are ignored, as in forms
         return fields
     if not content_type and not await request.body():
         return fields
@@ -193,6 +92,39 @@ async def read_fields(request: Request) -> Fields:
         f"unsupported content type {content_type or '(none)'!r}; send multipart/form-data, "
         "application/x-www-form-urlencoded or application/json"
     )
+
+
+async def _part_text(name: str, part: UploadFile) -> str:
+    """A text field that the client sent as a file part (with a filename): its content."""
+    try:
+        return (await part.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidBodyError(f"{name} must be UTF-8 text") from None
+    finally:
+        await part.close()
+
+
+def _json_value(name: str, value: object) -> str:
+    """A JSON field as the text a form would carry, if its JSON type is one the field takes."""
+    lenient = name in IGNORED_FIELDS
+    if isinstance(value, bool) and (lenient or name in JSON_BOOLEANS):
+        return "true" if value else "false"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if lenient or name in JSON_NUMBERS:
+            # 260.0 is the integer 260 in JSON Schema's eyes, so it is "260" here too.
+            whole = isinstance(value, float) and value.is_integer()
+            return str(int(value)) if whole else str(value)
+    elif isinstance(value, str) and (
+        name not in JSON_BOOLEANS or value in ("true", "false") or not value.strip()
+    ):
+        return value
+    if lenient:
+        expected = "a string, number or boolean"
+    elif name in JSON_NUMBERS:
+        expected = "a string or a number"
+    else:
+        expected = "true or false" if name in JSON_BOOLEANS else "a string"
+    raise InvalidBodyError(f"{name} must be {expected}")
 
 
 async def close_uploads(fields: Fields) -> None:
@@ -276,7 +208,7 @@ async def background_source(services: ServicesDep, fields: Fields) -> bytes | No
 
 @router.post(
     "/v1.0/removebg",
-    openapi_extra=_OPENAPI,
+    openapi_extra=OPENAPI,
     summary="Remove the background of an image (Remove.bg API v1.0)",
     response_class=Response,
 )
@@ -308,7 +240,7 @@ async def remove_background(request: Request, services: ServicesDep) -> Response
 @router.get(
     "/v1.0/account",
     summary="Usage of this API key (Remove.bg's account shape)",
-    responses={403: {"description": "Missing or unknown API key", **_ERROR_RESPONSE}},
+    responses={403: {"description": "Missing or unknown API key", **ERROR_RESPONSE}},
 )
 async def account(request: Request, services: ServicesDep) -> dict[str, Any]:
     """Remove.bg's account document. Self-hosted removal has no credit balance: the credit

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from stolentee.api import openapi
 from stolentee.api.deps import ServicesDep
 from stolentee.api.security import authenticate
 from stolentee.removal.stats.store import DEFAULT_RANGE_DAYS, parse_day, resolve_range
@@ -31,13 +32,19 @@ async def removal_stats(
             alias="from",
             description=f"First UTC day, YYYY-MM-DD (default: {DEFAULT_RANGE_DAYS} days up to "
             "`to`).",
+            json_schema_extra=openapi.DATE,
         ),
     ] = None,
     to: Annotated[
-        str | None, Query(description="Last UTC day, YYYY-MM-DD, included (default: today).")
+        str | None,
+        Query(
+            description="Last UTC day, YYYY-MM-DD, included (default: today).",
+            json_schema_extra=openapi.DATE,
+        ),
     ] = None,
 ) -> dict[str, Any]:
-    """Removal statistics per provider over ``from`` .. ``to`` (at most 366 days)."""
+    """Removal statistics per provider over ``from`` .. ``to`` (a ``from`` after ``to`` is an
+    empty period)."""
     await authenticate(request, services.runtime.keys)
     store = services.runtime.removal_stats
     start, end = resolve_range(

@@ -66,14 +66,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_USD_PER_CREDIT = 0.20  # the seed's Remove.bg price per image (1 credit); see above
 DEFAULT_RANGE_DAYS = 30  # the report's default: the last 30 days, today (UTC) included
-MAX_RANGE_DAYS = 366
 
 
 _DAY_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
 
 class InvalidDateRangeError(ClientError):
-    """A report's dates are malformed, reversed, or span more than :data:`MAX_RANGE_DAYS`."""
+    """A report's date is not a ``YYYY-MM-DD`` day."""
 
     code = "invalid_date_range"
     title = "Invalid date range"
@@ -96,26 +95,17 @@ def parse_day(value: str, *, name: str) -> date:
         raise InvalidDateRangeError(f"{name} must be a date as YYYY-MM-DD; got {value!r}") from None
 
 
-def check_range(start: date, end: date) -> None:
-    """Refuse a reversed range or one longer than :data:`MAX_RANGE_DAYS` (both days included)."""
-    if start > end:
-        raise InvalidDateRangeError(f"from ({start}) is after to ({end})")
-    days = (end - start).days + 1
-    if days > MAX_RANGE_DAYS:
-        raise InvalidDateRangeError(
-            f"the range {start} .. {end} spans {days} days; the limit is {MAX_RANGE_DAYS}"
-        )
+# Any pair of days is a period: a ``from`` after ``to`` is an empty one (zero everywhere), and a
+# long one costs no more than the rows it holds (the report lists only days with activity). So
+# every pair of well-formed dates is a valid request, as the API schema says.
 
 
 def resolve_range(start: date | None, end: date | None, *, today: date) -> tuple[date, date]:
-    """Fill in the defaults (``to``: today; ``from``: 30 days up to ``to``) and check the range."""
+    """Fill in the defaults: ``to`` today, ``from`` 30 days up to ``to`` (from 0001-01-01 on)."""
     end = today if end is None else end
     if start is None:
-        try:
-            start = end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
-        except OverflowError:
-            raise InvalidDateRangeError(f"to ({end}) is too early for the default range") from None
-    check_range(start, end)
+        earliest = date.min + timedelta(days=DEFAULT_RANGE_DAYS - 1)
+        start = date.min if end < earliest else end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
     return start, end
 
 
@@ -231,12 +221,8 @@ class RemovalStatsStore:
     def report(
         self, *, start: date, end: date, usd_per_credit: float = DEFAULT_USD_PER_CREDIT
     ) -> StatsReport:
-        """Per provider, per day and in total over ``start`` .. ``end`` (UTC days, inclusive).
-
-        Raises :class:`InvalidDateRangeError` when ``start > end`` or the range is longer than
-        :data:`MAX_RANGE_DAYS` days.
-        """
-        check_range(start, end)
+        """Per provider, per day and in total over ``start`` .. ``end`` (UTC days, inclusive;
+        empty when ``start > end``)."""
         self.flush()
         if not math.isfinite(usd_per_credit) or usd_per_credit < 0:
             raise ValueError(f"usd_per_credit must be a finite price >= 0; got {usd_per_credit}")
