@@ -40,6 +40,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "migrate-storage": ("stolentee.cli.migrate_storage", "migrate_storage"),
     "jobs": ("stolentee.cli.jobs", "jobs_app"),
     "storage": ("stolentee.cli.storage", "storage_app"),
+    "backup": ("stolentee.cli.backup", "backup_app"),
 }
 
 

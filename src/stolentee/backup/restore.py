@@ -1,0 +1,136 @@
+"""``stolentee backup restore``: rebuild an (empty) instance's database and store from a backup.
+
+The whole backup is verified before anything is written. Then the database is restored (at the
+schema revision it had) and migrated to this version's head, every object is written to the
+store and read back, and designs whose objects were deleted while the backup ran are removed.
+A non-empty instance is refused unless ``force``: a restore replaces what is there.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import delete, func, inspect, or_, select
+
+from stolentee.backup import database as db_dump
+from stolentee.backup.catalog import verify_backup
+from stolentee.backup.manifest import BackupError, BackupManifest
+from stolentee.backup.objects import restore_object
+from stolentee.backup.targets import BackupTarget
+from stolentee.db import migrate
+from stolentee.db.engine import Database
+from stolentee.db.models import Design, Job
+from stolentee.storage.base import Storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreResult:
+    backup_id: str
+    schema_from: str | None
+    schema_to: str | None
+    objects: int
+    bytes: int
+    removed_designs: int
+
+
+def instance_contents(database: Database, store: Storage) -> list[str]:
+    """What makes the instance non-empty (empty list: nothing to lose)."""
+    found: list[str] = []
+    tables = set(inspect(database.engine).get_table_names())
+    with database.session() as session:
+        for model, name in ((Design, "designs"), (Job, "jobs")):
+            if name in tables:
+                count = session.scalar(select(func.count()).select_from(model)) or 0
+                if count:
+                    found.append(f"{count} {name}")
+    if next(iter(store.iterate_keys("")), None) is not None:
+        found.append(f"objects in the {store.name} store")
+    return found
+
+
+def restore_backup(
+    *,
+    database: Database,
+    store: Storage,
+    target: BackupTarget,
+    manifest: BackupManifest,
+    force: bool = False,
+    concurrency: int = 8,
+    progress: Callable[[int], None] | None = None,
+) -> RestoreResult:
+    head = migrate.head_revision()
+    known = _known_revisions()
+    if manifest.schema_revision is not None and manifest.schema_revision not in known:
+        raise BackupError(
+            f"backup {manifest.id} has schema revision {manifest.schema_revision}, which this "
+            f"version ({head}) does not know: restore it with the version that made it "
+            f"({manifest.version}) or newer"
+        )
+    contents = instance_contents(database, store)
+    if contents and not force:
+        raise BackupError(
+            f"the configured instance is not empty ({', '.join(contents)}): a restore replaces "
+            "it; pass --force to do so"
+        )
+    problems = verify_backup(target, manifest)
+    if problems:
+        shown = "; ".join(problems[:5])
+        raise BackupError(
+            f"backup {manifest.id} does not verify ({len(problems)} problems: {shown}); "
+            "nothing was restored"
+        )
+    with tempfile.TemporaryDirectory(prefix="stolentee-restore-") as scratch:
+        dump_path = Path(scratch) / "database"
+        with dump_path.open("wb") as handle:
+            _, chunks = target.open(manifest.database.key)
+            for chunk in chunks:
+                handle.write(chunk)
+        db_dump.restore_dump(database, dump_path, manifest.database.format)
+    after = migrate.upgrade(database)
+    done = 0
+
+    def one(index: int) -> None:
+        restore_object(target, manifest.objects[index], store)
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="restore") as pool:
+        for _ in pool.map(one, range(len(manifest.objects))):
+            done += 1
+            if progress is not None:
+                progress(done)
+    removed = _remove_deleted_designs(database, manifest.deleted_during_backup)
+    return RestoreResult(
+        backup_id=manifest.id,
+        schema_from=manifest.schema_revision,
+        schema_to=after,
+        objects=len(manifest.objects),
+        bytes=sum(entry.size for entry in manifest.objects),
+        removed_designs=removed,
+    )
+
+
+def _known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    return {revision.revision for revision in script.walk_revisions()}
+
+
+def _remove_deleted_designs(database: Database, keys: list[str]) -> int:
+    """Designs deleted while the backup ran (their objects were gone): not restored either."""
+    if not keys:
+        return 0
+    with database.session() as session:
+        result = session.execute(
+            delete(Design).where(or_(Design.original_key.in_(keys), Design.cutout_key.in_(keys)))
+        )
+        removed = int(getattr(result, "rowcount", 0) or 0)
+    if removed:
+        log.info("removed %d designs deleted while the backup ran", removed)
+    return removed

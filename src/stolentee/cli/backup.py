@@ -1,0 +1,236 @@
+"""``stolentee backup create | list | verify | prune | restore``: backups of the whole instance.
+
+    stolentee backup create --to local:/backups           # database + every object, verified
+    stolentee backup create --to s3:other-bucket/stolentee  # S3_* settings, another bucket
+    stolentee backup list --from local:/backups
+    stolentee backup verify --from local:/backups [--id ID]  # exit 1 and the problems
+    stolentee backup prune --from local:/backups --keep-daily 7 --keep-weekly 4
+    stolentee backup restore --from local:/backups [--id ID] [--force]
+
+See docs/disaster-recovery.md for the runbook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich import box
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from stolentee.cli.common import console, err_console, load_settings, print_error
+from stolentee.errors import StolenteeError
+
+if TYPE_CHECKING:
+    from stolentee.backup.targets import BackupTarget
+    from stolentee.config import Settings
+    from stolentee.db.engine import Database
+    from stolentee.storage.base import Storage
+
+backup_app = typer.Typer(no_args_is_help=True)
+
+_TARGET = "local:PATH, s3:BUCKET[/PREFIX] or r2:BUCKET[/PREFIX]"
+TargetTo = Annotated[str, typer.Option("--to", help=f"Where to write the backup: {_TARGET}.")]
+TargetFrom = Annotated[str, typer.Option("--from", help=f"Where the backups are: {_TARGET}.")]
+BackupId = Annotated[
+    str | None, typer.Option("--id", help="The backup (default: the newest complete one).")
+]
+
+
+@backup_app.callback()
+def backup_main() -> None:
+    """Backups of the database and every stored object: create, list, verify, prune, restore."""
+
+
+@contextmanager
+def _failing_cleanly() -> Iterator[None]:
+    try:
+        yield
+    except StolenteeError as exc:
+        print_error(exc)
+        raise typer.Exit(1) from exc
+
+
+@contextmanager
+def _opened(spec: str) -> Iterator[BackupTarget]:
+    from stolentee.backup.targets import open_target
+
+    target = open_target(load_settings(), spec)
+    try:
+        yield target
+    finally:
+        target.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Instance:
+    settings: Settings
+    database: Database
+    storage: Storage
+
+
+@contextmanager
+def _instance() -> Iterator[_Instance]:
+    """The configured database and store, as they are: a restore may find an empty database
+    (no schema yet), which the service's own start-up checks would refuse."""
+    from stolentee.db.engine import Database
+    from stolentee.storage.factory import build_storage
+
+    settings = load_settings()
+    database = Database(settings=settings.database, watchdog=False)
+    try:
+        storage = build_storage(settings)
+        try:
+            yield _Instance(settings, database, storage)
+        finally:
+            storage.close()
+    finally:
+        database.dispose()
+
+
+@backup_app.command("create")
+def backup_create(
+    to: TargetTo,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Objects at a time.")] = 8,
+) -> None:
+    """Back up the running instance (no downtime): a database snapshot, then every object."""
+    from stolentee.backup.create import Progress as BackupProgress
+    from stolentee.backup.create import create_backup
+
+    with _failing_cleanly(), _instance() as runtime, _opened(to) as target, _bar() as bar:
+        task = bar.add_task("database snapshot", total=None)
+
+        def report(event: BackupProgress) -> None:
+            label = f"{event.stage}: {event.objects_done} objects, {event.objects_copied} new"
+            bar.update(task, description=label, completed=event.bytes_done)
+
+        manifest = create_backup(
+            settings=runtime.settings,
+            database=runtime.database,
+            store=runtime.storage,
+            target=target,
+            concurrency=concurrency,
+            progress=report,
+        )
+    console.print(
+        f"backup [bold]{manifest.id}[/bold] written to {to}: database "
+        f"({manifest.database.format}, {manifest.database.size} bytes, schema "
+        f"{manifest.schema_revision}), {len(manifest.objects)} objects; "
+        f"{manifest.copied_objects} new ({manifest.copied_bytes} bytes), the rest already held.",
+        soft_wrap=True,
+    )
+    if manifest.deleted_during_backup:
+        console.print(
+            f"{len(manifest.deleted_during_backup)} object(s) were deleted while the backup "
+            "ran; their designs are left out of it.",
+            soft_wrap=True,
+        )
+
+
+@backup_app.command("list")
+def backup_list(source: TargetFrom) -> None:
+    """The target's backups, oldest first; incomplete ones (no manifest) are marked."""
+    from stolentee.backup.catalog import list_backups
+
+    with _failing_cleanly(), _opened(source) as target:
+        listing = list_backups(target)
+    table = Table("id", "started", "objects", "bytes", "schema", "state", box=box.SIMPLE)
+    for manifest in listing.complete:
+        table.add_row(
+            manifest.id,
+            manifest.started_at,
+            str(len(manifest.objects)),
+            str(manifest.total_bytes),
+            manifest.schema_revision or "-",
+            "complete",
+        )
+    for backup_id, newest in listing.incomplete.items():
+        table.add_row(backup_id, newest.isoformat(), "-", "-", "-", "incomplete (no manifest)")
+    console.print(table)
+
+
+@backup_app.command("verify")
+def backup_verify(source: TargetFrom, backup_id: BackupId = None) -> None:
+    """Read every file of a backup back and check it against the manifest (exit 1 if not)."""
+    from stolentee.backup.catalog import latest, load_manifest, verify_backup
+
+    with _failing_cleanly(), _opened(source) as target:
+        manifest = load_manifest(target, backup_id) if backup_id else latest(target)
+        problems = verify_backup(target, manifest)
+    if problems:
+        for problem in problems:
+            err_console.print(f"[red]{problem}[/red]", soft_wrap=True)
+        err_console.print(f"backup {manifest.id}: {len(problems)} problem(s)")
+        raise typer.Exit(1)
+    console.print(
+        f"backup {manifest.id} verifies: database and {len(manifest.objects)} objects read back.",
+        soft_wrap=True,
+    )
+
+
+@backup_app.command("prune")
+def backup_prune(
+    source: TargetFrom,
+    keep_daily: Annotated[int, typer.Option(min=0, help="Newest backup of the last N days.")] = 7,
+    keep_weekly: Annotated[int, typer.Option(min=0, help="... and of the last M weeks.")] = 4,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would go.")] = False,
+) -> None:
+    """Apply retention; objects a kept backup names always stay (incremental backups hold)."""
+    from stolentee.backup.catalog import prune
+
+    with _failing_cleanly(), _opened(source) as target:
+        result = prune(target, keep_daily=keep_daily, keep_weekly=keep_weekly, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    console.print(
+        f"{verb} {len(result.removed_backups)} backup(s) {', '.join(result.removed_backups)}, "
+        f"{len(result.removed_incomplete)} incomplete one(s), {result.removed_objects} "
+        f"unreferenced object(s) ({result.removed_bytes} bytes).",
+        soft_wrap=True,
+    )
+
+
+@backup_app.command("restore")
+def backup_restore(
+    source: TargetFrom,
+    backup_id: BackupId = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a non-empty instance's data.")
+    ] = False,
+) -> None:
+    """Rebuild the configured instance from a backup (verified first; then migrated)."""
+    from stolentee.backup.catalog import latest, load_manifest
+    from stolentee.backup.restore import restore_backup
+
+    with _failing_cleanly(), _opened(source) as target:
+        manifest = load_manifest(target, backup_id) if backup_id else latest(target)
+        with _instance() as runtime, _bar() as bar:
+            task = bar.add_task(f"restoring {manifest.id}", total=len(manifest.objects))
+            result = restore_backup(
+                database=runtime.database,
+                store=runtime.storage,
+                target=target,
+                manifest=manifest,
+                force=force,
+                progress=lambda done: bar.update(task, completed=done),
+            )
+    console.print(
+        f"restored backup {result.backup_id}: database (schema {result.schema_from} -> "
+        f"{result.schema_to}) and {result.objects} objects ({result.bytes} bytes), each read "
+        f"back; {result.removed_designs} design(s) deleted during the backup left out.",
+        soft_wrap=True,
+    )
+
+
+def _bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
+    )
