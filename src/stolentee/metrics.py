@@ -27,6 +27,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import event
 
+from stolentee.backup.history import last_backup
 from stolentee.db.engine import Database
 from stolentee.db.models import Job
 from stolentee.jobs.heartbeat import Heartbeat
@@ -45,6 +46,7 @@ QUEUE_OLDEST_AGE = "stolentee_queue_oldest_age_seconds"
 DISK_FREE = "stolentee_disk_free_bytes"
 DISK_LOW = "stolentee_disk_low"
 DISK_FLOOR = "stolentee_disk_min_free_bytes"
+BACKUP_LAST_SUCCESS = "stolentee_backup_last_success_timestamp_seconds"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # Latency buckets in seconds: HTTP (the seed's p95 < 500 ms), removals and jobs (< 5 minutes).
@@ -241,6 +243,13 @@ class FiguresCollector(Collector):
             ):
                 yield _gauge(
                     f"stolentee_db_pool_{name}", f"Database pool: {name} connections.", value
+                )
+            last = last_backup(self._database)
+            if last is not None:  # absent until a first backup is recorded
+                yield _gauge(
+                    BACKUP_LAST_SUCCESS,
+                    "When the last `stolentee backup create` finished (Unix time).",
+                    last.finished_at.timestamp(),
                 )
         if self._disk is not None:
             yield from _disk_gauges(self._disk)

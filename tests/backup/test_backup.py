@@ -35,6 +35,7 @@ from stolentee.backup.targets import BackupTarget, open_target
 from stolentee.config import Settings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
+from stolentee.metrics import BACKUP_LAST_SUCCESS
 from stolentee.runtime import Runtime, build_runtime
 from stolentee.storage.base import Storage
 from stolentee.storage.factory import build_storage
@@ -366,3 +367,29 @@ def test_the_cli_creates_lists_verifies_and_restores(
     pooled[0].write_bytes(b"damaged")
     damaged = runner.invoke(backup_app, ["verify", "--from", spec])
     assert damaged.exit_code == 1 and "corrupt" in damaged.output
+
+
+def test_health_and_metrics_show_the_last_backup_and_its_age(
+    make_settings: SettingsFactory, tmp_path: Path, target: BackupTarget
+) -> None:
+    source = _settings(make_settings, tmp_path / "shop")
+    with TestClient(create_app(source)) as client:
+        assert client.get("/health/detailed").json()["backup"]["status"] == "none"
+        assert BACKUP_LAST_SUCCESS not in client.get("/metrics").text
+    manifest = _backup(source, target)
+    with TestClient(create_app(source)) as client:
+        section = client.get("/health/detailed").json()["backup"]
+        assert section["status"] == "pass" and section["id"] == manifest.id
+        assert section["target"] == target.spec and section["ageHours"] < 1
+        exposed = client.get("/metrics").text
+        finished = datetime.fromisoformat(manifest.finished_at).timestamp()
+        line = next(row for row in exposed.splitlines() if row.startswith(BACKUP_LAST_SUCCESS))
+        assert abs(float(line.split()[-1]) - finished) < 1
+        runtime = client.app.state.services.runtime  # type: ignore[attr-defined]
+        with runtime.database.engine.begin() as conn:  # as if it ran two days ago
+            conn.execute(
+                text("UPDATE backup_runs SET finished_at = :at"),
+                {"at": datetime.now(UTC) - timedelta(hours=48)},
+            )
+        stale = client.get("/health/detailed").json()["backup"]
+        assert stale["status"] == "warn" and 47.9 < stale["ageHours"] < 48.1

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from stolentee import __version__
 from stolentee.backup import database as db_dump
+from stolentee.backup.history import record_run
 from stolentee.backup.manifest import (
     OBJECTS_PREFIX,
     BackupError,
@@ -116,6 +117,7 @@ def create_backup(
     )
     report(Progress("manifest", len(saved), sum(e.size for e in entries), len(copied)))
     target.put(manifest_key(backup_id), manifest.to_json(), content_type="application/json")
+    record_run(database, manifest, target.spec)
     return manifest
 
 

@@ -197,6 +197,24 @@ class Design(Base):
     callback_job_id: Mapped[str | None] = mapped_column(String(JOB_ID_LENGTH))
 
 
+# --- backups (stolentee.backup) -----------------------------------------------------------------
+
+
+class BackupRun(Base):
+    """A finished ``stolentee backup create``: when, where to, how much (health, metrics)."""
+
+    __tablename__ = "backup_runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    target: Mapped[str] = mapped_column(String(1024))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    objects: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    copied_objects: Mapped[int] = mapped_column(Integer)
+    copied_bytes: Mapped[int] = mapped_column(BigInteger)
+
+
 # --- removal statistics (stolentee.removal.stats) ------------------------------------------------
 
 # ``stolentee.removal.base.FailureKind``, in its order (a test keeps the two equal): one counter

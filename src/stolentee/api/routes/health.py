@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from stolentee import __version__
 from stolentee.api.deps import ServicesDep
 from stolentee.api.routes.costs import storage_endpoint
+from stolentee.backup.history import last_backup
 from stolentee.costs.live import recent_live_savings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
@@ -230,6 +231,24 @@ async def _queue_section(services: ServicesDep) -> dict[str, Any]:
     return section
 
 
+def _backup_section(services: ServicesDep) -> dict[str, Any]:
+    """The last recorded ``stolentee backup create``: pass while younger than
+    ``STOLENTEE_BACKUP_MAX_AGE_H``, warn past it; ``none`` when no backup was ever recorded."""
+    last = last_backup(services.runtime.database)
+    if last is None:
+        return {"status": "none", "lastBackupAt": None, "ageHours": None}
+    age_h = last.age_s() / 3600
+    limit_h = services.settings.service.backup_max_age_h
+    return {
+        "status": "pass" if age_h <= limit_h else "warn",
+        "id": last.id,
+        "target": last.target,
+        "lastBackupAt": last.finished_at.isoformat(),
+        "ageHours": round(age_h, 2),
+        "maxAgeHours": limit_h,
+    }
+
+
 @router.get(
     "/health/detailed",
     responses={503: {"description": "Unhealthy", "content": {"application/json": {}}}},
@@ -292,6 +311,7 @@ async def health_detailed(services: ServicesDep) -> JSONResponse:
         "storage": storage,
         "queue": await _queue_section(services),
         "removal": removal,
+        "backup": await run_in_threadpool(_backup_section, services),
         "infrastructure": {
             # A self-hosted provider (engine or removal service) leads the chain and is up.
             "rembgSelfHosted": services.runtime.providers.self_hosted_first_and_healthy(),
