@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, text
 
 from stolentee.config import (
     ApiSettings,
+    BackupSettings,
     DatabaseSettings,
     EngineSettings,
     QueueSettings,
@@ -83,6 +84,7 @@ def make_settings(tmp_path: Path) -> SettingsFactory:
             removal=RemovalSettings(**sections.pop("removal", {})),
             engine=EngineSettings(**sections.pop("engine", {})),
             api=ApiSettings(**sections.pop("api", {})),
+            backup=BackupSettings(**sections.pop("backup", {})),
         )
 
     return factory

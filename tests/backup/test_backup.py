@@ -393,3 +393,43 @@ def test_health_and_metrics_show_the_last_backup_and_its_age(
             )
         stale = client.get("/health/detailed").json()["backup"]
         assert stale["status"] == "warn" and 47.9 < stale["ageHours"] < 48.1
+
+
+def test_schedule_prints_cron_kubernetes_and_railway_definitions() -> None:
+    import tomllib
+
+    import yaml
+
+    from stolentee.cli.backup import backup_app
+
+    runner = CliRunner()
+    spec = "s3:shop-backups/nightly"
+    cron = runner.invoke(backup_app, ["schedule", "--to", spec, "--keep-daily", "5"])
+    assert cron.exit_code == 0, cron.output
+    line = cron.output.splitlines()[-1]
+    assert line.startswith("17 3 * * *  stolentee backup create --to s3:shop-backups/nightly &&")
+    assert line.endswith("--keep-daily 5 --keep-weekly 4")
+
+    kube = runner.invoke(
+        backup_app, ["schedule", "--to", spec, "--format", "kubernetes", "--at", "0 */6 * * *"]
+    )
+    assert kube.exit_code == 0, kube.output
+    job = yaml.safe_load(kube.output)
+    assert job["kind"] == "CronJob" and job["spec"]["schedule"] == "0 */6 * * *"
+    assert job["spec"]["concurrencyPolicy"] == "Forbid"
+    container = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:2] == ["sh", "-c"] and "backup prune" in container["command"][2]
+    assert container["envFrom"] == [{"secretRef": {"name": "stolentee-env"}}]
+
+    railway = runner.invoke(backup_app, ["schedule", "--to", spec, "--format", "railway"])
+    deploy = tomllib.loads(railway.output)["deploy"]
+    assert deploy["cronSchedule"] == "17 3 * * *" and deploy["restartPolicyType"] == "NEVER"
+    assert "stolentee backup create --to s3:shop-backups/nightly" in deploy["startCommand"]
+
+    for args, message in [
+        (["--to", "ftp:x"], "unknown backup target"),
+        (["--to", spec, "--at", "every night"], "five fields"),
+        (["--to", spec, "--format", "xml"], "unknown format"),
+    ]:
+        refused = runner.invoke(backup_app, ["schedule", *args])
+        assert refused.exit_code != 0 and message in refused.output, refused.output

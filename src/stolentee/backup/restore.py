@@ -13,15 +13,18 @@ import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import delete, func, inspect, or_, select
 
 from stolentee.backup import database as db_dump
+from stolentee.backup import litestream
 from stolentee.backup.catalog import verify_backup
 from stolentee.backup.manifest import BackupError, BackupManifest
 from stolentee.backup.objects import restore_object
 from stolentee.backup.targets import BackupTarget
+from stolentee.config import Settings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.db.models import Design, Job
@@ -113,6 +116,66 @@ def restore_backup(
         bytes=sum(entry.size for entry in manifest.objects),
         removed_designs=removed,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PointInTimeResult:
+    at: datetime | None
+    schema_to: str | None
+    objects: int
+    designs_without_objects: int  # uploaded after the object backup used (their bytes are lost)
+
+
+def restore_point_in_time(
+    *,
+    settings: Settings,
+    database: Database,
+    store: Storage,
+    at: datetime | None,
+    target: BackupTarget | None = None,
+    manifest: BackupManifest | None = None,
+    force: bool = False,
+) -> PointInTimeResult:
+    """The SQLite database from its Litestream replica as it was at ``at`` (None: latest), and
+    the objects from ``manifest`` (a backup of ``target``) when given."""
+    contents = instance_contents(database, store)
+    if contents and not force:
+        raise BackupError(
+            f"the configured instance is not empty ({', '.join(contents)}): a restore replaces "
+            "it; pass --force to do so"
+        )
+    if manifest is not None and target is not None:
+        problems = verify_backup(target, manifest)
+        if problems:
+            raise BackupError(
+                f"backup {manifest.id} does not verify ({len(problems)} problems: "
+                f"{'; '.join(problems[:5])}); nothing was restored"
+            )
+    with tempfile.TemporaryDirectory(prefix="stolentee-restore-") as scratch:
+        dump_path = Path(scratch) / "database.sqlite3"
+        litestream.restore_point_in_time(settings, at, dump_path)
+        db_dump.restore_dump(database, dump_path, "sqlite3")
+    after = migrate.upgrade(database)
+    restored = 0
+    if manifest is not None and target is not None:
+        for entry in manifest.objects:
+            restore_object(target, entry, store)
+            restored += 1
+    return PointInTimeResult(
+        at=at,
+        schema_to=after,
+        objects=restored,
+        designs_without_objects=_designs_without_objects(database, store),
+    )
+
+
+def _designs_without_objects(database: Database, store: Storage) -> int:
+    with database.session() as session:
+        rows = session.execute(select(Design.original_key, Design.cutout_key)).all()
+    return sum(
+        1 for original, cutout in rows
+        if not store.exists(original) or (cutout is not None and not store.exists(cutout))
+    )  # fmt: skip
 
 
 def _known_revisions() -> set[str]:

@@ -69,19 +69,22 @@ def _relative(info: ObjectInfo, key: str) -> ObjectInfo:
     )
 
 
-def open_target(settings: Settings, spec: str) -> BackupTarget:
-    """The target ``spec`` names; S3 and R2 use the ``S3_*`` / ``R2_*`` connection settings."""
+def parse_target(spec: str) -> tuple[str, str, str]:
+    """``(kind, path or bucket, prefix)`` of a target spec, or a clear error."""
     kind, sep, rest = spec.partition(":")
     if not sep or not rest or kind not in ("local", "s3", "r2"):
         raise ConfigurationError(f"unknown backup target {spec!r}: use {TARGET_HELP}")
     if kind == "local":
-        return BackupTarget(spec=spec, storage=build_named_storage(settings, f"local:{rest}"))
+        return kind, rest, ""
     bucket, _, prefix = rest.partition("/")
     if not bucket:
         raise ConfigurationError(f"backup target {spec!r} names no bucket: use {TARGET_HELP}")
     prefix = prefix.strip("/")
-    if prefix:
-        prefix = validate_prefix(f"{prefix}/")
-    return BackupTarget(
-        spec=spec, storage=build_named_storage(settings, f"{kind}:{bucket}"), prefix=prefix
-    )
+    return kind, bucket, validate_prefix(f"{prefix}/") if prefix else ""
+
+
+def open_target(settings: Settings, spec: str) -> BackupTarget:
+    """The target ``spec`` names; S3 and R2 use the ``S3_*`` / ``R2_*`` connection settings."""
+    kind, location, prefix = parse_target(spec)
+    storage = build_named_storage(settings, f"{kind}:{location}")
+    return BackupTarget(spec=spec, storage=storage, prefix=prefix)

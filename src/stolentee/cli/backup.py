@@ -6,6 +6,7 @@
     stolentee backup verify --from local:/backups [--id ID]  # exit 1 and the problems
     stolentee backup prune --from local:/backups --keep-daily 7 --keep-weekly 4
     stolentee backup restore --from local:/backups [--id ID] [--force]
+    stolentee backup schedule --to s3:shop-backups --format kubernetes   # cron / CronJob / Railway
 
 See docs/disaster-recovery.md for the runbook.
 """
@@ -13,8 +14,9 @@ See docs/disaster-recovery.md for the runbook.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -195,23 +197,43 @@ def backup_prune(
 
 @backup_app.command("restore")
 def backup_restore(
-    source: TargetFrom,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from", help=f"Where the backups are: {_TARGET} (optional with --point-in-time)."
+        ),
+    ] = None,
     backup_id: BackupId = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace a non-empty instance's data.")
     ] = False,
+    point_in_time: Annotated[
+        str | None,
+        typer.Option(
+            "--point-in-time",
+            help="SQLite with Litestream: the database as it was at this UTC time "
+            "(2026-12-07T01:30:00Z) or 'latest', from STOLENTEE_LITESTREAM_REPLICA; objects "
+            "from the backup --from names, if given.",
+        ),
+    ] = None,
 ) -> None:
     """Rebuild the configured instance from a backup (verified first; then migrated)."""
+    if point_in_time is not None:
+        _restore_point_in_time(source, backup_id, force, point_in_time)
+        return
+    if source is None:
+        err_console.print("give --from TARGET (or --point-in-time with Litestream)")
+        raise typer.Exit(2)
     from stolentee.backup.catalog import latest, load_manifest
     from stolentee.backup.restore import restore_backup
 
     with _failing_cleanly(), _opened(source) as target:
         manifest = load_manifest(target, backup_id) if backup_id else latest(target)
-        with _instance() as runtime, _bar() as bar:
+        with _instance() as instance, _bar() as bar:
             task = bar.add_task(f"restoring {manifest.id}", total=len(manifest.objects))
             result = restore_backup(
-                database=runtime.database,
-                store=runtime.storage,
+                database=instance.database,
+                store=instance.storage,
                 target=target,
                 manifest=manifest,
                 force=force,
@@ -223,6 +245,86 @@ def backup_restore(
         f"back; {result.removed_designs} design(s) deleted during the backup left out.",
         soft_wrap=True,
     )
+
+
+def _restore_point_in_time(
+    source: str | None, backup_id: str | None, force: bool, when: str
+) -> None:
+    from stolentee.backup.catalog import latest, load_manifest
+    from stolentee.backup.restore import restore_point_in_time
+
+    with _failing_cleanly():
+        at = _parse_moment(when)
+        with _instance() as instance, ExitStack() as stack:
+            target = manifest = None
+            if source is not None:
+                target = stack.enter_context(_opened(source))
+                manifest = load_manifest(target, backup_id) if backup_id else latest(target)
+            result = restore_point_in_time(
+                settings=instance.settings,
+                database=instance.database,
+                store=instance.storage,
+                at=at,
+                target=target,
+                manifest=manifest,
+                force=force,
+            )
+    console.print(
+        f"restored the database as of {when} (schema {result.schema_to}) and "
+        f"{result.objects} objects; {result.designs_without_objects} design(s) have objects "
+        "newer than the object backup (lost with the disk).",
+        soft_wrap=True,
+    )
+
+
+def _parse_moment(text: str) -> datetime | None:
+    if text == "latest":
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"--point-in-time must be a UTC time like 2026-12-07T01:30:00Z or 'latest'; "
+            f"got {text!r}"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@backup_app.command("schedule")
+def backup_schedule(
+    to: TargetTo,
+    keep_daily: Annotated[int, typer.Option(min=0, help="Newest backup of the last N days.")] = 7,
+    keep_weekly: Annotated[int, typer.Option(min=0, help="... and of the last M weeks.")] = 4,
+    at: Annotated[str, typer.Option(help="When, as a cron expression (UTC).")] = "17 3 * * *",
+    output_format: Annotated[
+        str, typer.Option("--format", help="cron, kubernetes (a CronJob) or railway.")
+    ] = "cron",
+    image: Annotated[str, typer.Option(help="Kubernetes: the service's image.")] = "stolentee",
+    settings_from: Annotated[
+        str,
+        typer.Option(
+            "--env-secret", help="Kubernetes: the name of the Secret with the service's settings."
+        ),
+    ] = "stolentee-env",
+    namespace: Annotated[str, typer.Option(help="Kubernetes: the namespace.")] = "default",
+) -> None:
+    """Print the nightly backup (create, then prune) for cron, Kubernetes or Railway."""
+    from stolentee.backup import schedule
+
+    with _failing_cleanly():
+        command = schedule.backup_command(to, keep_daily=keep_daily, keep_weekly=keep_weekly)
+        if output_format == "cron":
+            text = schedule.cron_line(at, command)
+        elif output_format == "kubernetes":
+            text = schedule.kubernetes_cronjob(
+                at, command, image=image, env_secret=settings_from, namespace=namespace
+            )
+        elif output_format == "railway":
+            text = schedule.railway_service(at, command)
+        else:
+            err_console.print(f"unknown format {output_format!r}: use cron, kubernetes or railway")
+            raise typer.Exit(2)
+    typer.echo(text, nl=False)
 
 
 def _bar() -> Progress:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from stolentee.cli.common import err_console, load_settings
+
+if TYPE_CHECKING:
+    from stolentee.config import Settings
 
 
 def serve(
@@ -35,15 +38,29 @@ def serve(
     ] = None,
 ) -> None:
     """Run the HTTP API server (uvicorn), with an in-process job worker by default."""
-    import uvicorn
-
-    from stolentee.api.app import create_app
+    from stolentee.backup.litestream import replicating
     from stolentee.designs.callbacks import CallbackSender
     from stolentee.logs import configure_logging
 
     settings = load_settings()
     configure_logging(settings.service)
     CallbackSender.from_settings(settings.api)  # wrong callback settings: a clear error, now
+    with replicating(settings):  # Litestream beside the service, when STOLENTEE_LITESTREAM is on
+        _serve(settings, host, port, workers, worker, worker_concurrency)
+
+
+def _serve(
+    settings: Settings,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    worker: bool | None,
+    worker_concurrency: int | None,
+) -> None:
+    import uvicorn
+
+    from stolentee.api.app import create_app
+
     bind_host = host or settings.service.host
     bind_port = port or settings.service.port
     worker_count = workers or settings.service.http_workers

@@ -12,6 +12,7 @@ also read from a ``.env`` file in the working directory; real environment variab
 """
 
 from stolentee.config.api import ApiSettings
+from stolentee.config.backup import BackupSettings
 from stolentee.config.base import Environment, mask_url, normalise_database_url
 from stolentee.config.database import DatabaseSettings
 from stolentee.config.docs import (
@@ -32,6 +33,7 @@ __all__ = [
     "RAILWAY_API_URL",
     "SCALED_SERVICES",
     "ApiSettings",
+    "BackupSettings",
     "DatabaseSettings",
     "EngineSettings",
     "Environment",

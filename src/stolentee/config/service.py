@@ -40,13 +40,6 @@ class ServiceSettings(BaseSettings):
         "below it uploads get 507 `insufficient_storage`, `/readyz` 503 and "
         "`/health/detailed` unhealthy, so that deletes and the database keep room. 0: no floor.",
     )
-    backup_max_age_h: float = Field(
-        26,
-        gt=0,
-        validation_alias="STOLENTEE_BACKUP_MAX_AGE_H",
-        description="`/health/detailed` warns when the last `stolentee backup create` finished "
-        "longer ago than this (a nightly backup, with two hours' slack).",
-    )
     host: str = Field(
         "127.0.0.1",
         validation_alias="STOLENTEE_HOST",

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, model_validator
 
 from stolentee.config.api import ApiSettings
+from stolentee.config.backup import BackupSettings
 from stolentee.config.base import (
     normalise_database_url,
 )
@@ -29,6 +30,7 @@ class Settings(BaseModel):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
 
     @model_validator(mode="after")
     def _resolve(self) -> Settings:

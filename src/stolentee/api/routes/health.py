@@ -238,7 +238,7 @@ def _backup_section(services: ServicesDep) -> dict[str, Any]:
     if last is None:
         return {"status": "none", "lastBackupAt": None, "ageHours": None}
     age_h = last.age_s() / 3600
-    limit_h = services.settings.service.backup_max_age_h
+    limit_h = services.settings.backup.max_age_h
     return {
         "status": "pass" if age_h <= limit_h else "warn",
         "id": last.id,

@@ -1,0 +1,168 @@
+"""Disaster-recovery drill, measured: back up a shop, wipe it, restore it, compare.
+
+An embedded instance (SQLite + local files, in a temporary directory) is filled with N designs,
+each a done design with a small PNG original and cutout (2 N objects), written the way the
+service writes them (the store's put, the designs table). Then:
+
+1. ``backup create`` to a local target (full), timed;
+2. 100 new designs, and ``backup create`` again (incremental: what it copied, timed);
+3. the instance is wiped (a new, empty data directory) and ``backup restore`` rebuilds it,
+   timed: the RTO's restore part;
+4. the restored instance is compared with the original: every design row and every object's
+   sha256 (missing and differing counted).
+
+    PYTHONPATH=. .venv/bin/python benchmarks/dr_drill.py --designs 10000
+
+Not yet here (the issue's goals, measured later): the PostgreSQL + SeaweedFS shape, and a
+backup taken while 1,000 simulated users browse and upload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import platform
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from sqlalchemy import text
+
+from stolentee.backup.create import create_backup
+from stolentee.backup.restore import restore_backup
+from stolentee.backup.targets import open_target
+from stolentee.config import DatabaseSettings, ServiceSettings, Settings
+from stolentee.db import migrate
+from stolentee.db.engine import Database
+from stolentee.db.models import Design
+from stolentee.storage.factory import build_storage
+
+
+def _settings(root: Path) -> Settings:
+    return Settings(
+        service=ServiceSettings(data_dir=root),
+        database=DatabaseSettings(url=f"sqlite:///{root / 'stolentee.db'}"),
+    )
+
+
+def _png(seed: int, size: int = 24) -> bytes:
+    image = Image.new("RGB", (size, size), (seed % 251, (seed // 251) % 251, (seed * 7) % 251))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def populate(settings: Settings, count: int, *, first: int = 0) -> None:
+    database = Database(settings=settings.database, watchdog=False)
+    storage = build_storage(settings)
+    migrate.upgrade(database)
+    now = datetime.now(UTC)
+    rows: list[Design] = []
+    for n in range(first, first + count):
+        design_id = uuid.uuid4().hex
+        original = f"uploads/{design_id}/original.png"
+        cutout = f"assets/cutouts/{uuid.uuid4().hex}{uuid.uuid4().hex}.png"
+        storage.put(original, _png(2 * n), content_type="image/png")
+        storage.put(cutout, _png(2 * n + 1), content_type="image/png")
+        rows.append(
+            Design(
+                id=design_id, owner="drill", original_key=original,
+                original_content_type="image/png", original_width=24, original_height=24,
+                kind="graphic", output_format="png", job_id=None, cutout_key=cutout,
+                result={"status": "done"}, created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
+        if len(rows) >= 500:
+            with database.session() as session:
+                session.add_all(rows)
+            rows = []
+    if rows:
+        with database.session() as session:
+            session.add_all(rows)
+    storage.close()
+    database.dispose()
+
+
+def snapshot(settings: Settings) -> tuple[dict[str, Any], dict[str, str]]:
+    database = Database(settings=settings.database, watchdog=False)
+    storage = build_storage(settings)
+    with database.engine.connect() as conn:
+        rows = conn.execute(text("SELECT * FROM designs")).mappings().all()
+    designs = {row["id"]: dict(row) for row in rows}
+    objects = {info.key: info.sha256 for info in storage.iterate("")}
+    storage.close()
+    database.dispose()
+    return designs, objects
+
+
+def run(designs: int, root: Path) -> dict[str, Any]:
+    shop, restored = _settings(root / "shop"), _settings(root / "restored")
+    started = time.perf_counter()
+    populate(shop, designs)
+    fill_s = time.perf_counter() - started
+    target = open_target(shop, f"local:{root / 'backups'}")
+    figures: dict[str, Any] = {"designs": designs, "fill_s": fill_s}
+
+    def backup() -> Any:
+        database = Database(settings=shop.database, watchdog=False)
+        storage = build_storage(shop)
+        try:
+            return create_backup(settings=shop, database=database, store=storage, target=target)
+        finally:
+            storage.close()
+            database.dispose()
+
+    started = time.perf_counter()
+    full = backup()
+    figures["full_s"] = time.perf_counter() - started
+    figures["full_objects"] = len(full.objects)
+    populate(shop, 100, first=designs)
+    started = time.perf_counter()
+    incremental = backup()
+    figures["incremental_s"] = time.perf_counter() - started
+    figures["incremental_copied"] = incremental.copied_objects
+    figures["incremental_objects"] = len(incremental.objects)
+
+    database = Database(settings=restored.database, watchdog=False)
+    storage = build_storage(restored)
+    started = time.perf_counter()
+    restore_backup(database=database, store=storage, target=target, manifest=incremental)
+    figures["restore_s"] = time.perf_counter() - started
+    storage.close()
+    database.dispose()
+
+    want_designs, want_objects = snapshot(shop)
+    got_designs, got_objects = snapshot(restored)
+    figures["missing_designs"] = len(want_designs.keys() - got_designs.keys())
+    figures["differing_designs"] = sum(
+        1
+        for key in want_designs.keys() & got_designs.keys()
+        if want_designs[key] != got_designs[key]
+    )
+    figures["missing_objects"] = len(want_objects.keys() - got_objects.keys())
+    figures["differing_objects"] = sum(
+        1
+        for key in want_objects.keys() & got_objects.keys()
+        if want_objects[key] != got_objects[key]
+    )
+    target.close()
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--designs", type=int, default=10_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="stolentee-drill-") as scratch:
+        figures = run(args.designs, Path(scratch))
+    print(f"# dr_drill, {datetime.now(UTC):%Y-%m-%d}, {platform.node()}, embedded shape")
+    for key, value in figures.items():
+        print(f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()
