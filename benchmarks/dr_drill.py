@@ -13,8 +13,8 @@ service writes them (the store's put, the designs table). Then:
 
     PYTHONPATH=. .venv/bin/python benchmarks/dr_drill.py --designs 10000
 
-Not yet here (the issue's goals, measured later): the PostgreSQL + SeaweedFS shape, and a
-backup taken while 1,000 simulated users browse and upload.
+Results: benchmarks/dr_drill.md. Not yet here: the PostgreSQL + SeaweedFS shape, and a backup
+taken while 1,000 simulated users browse and upload.
 """
 
 from __future__ import annotations

@@ -327,8 +327,12 @@ def _private_database(postgres_url: str) -> Iterator[str]:
         admin.dispose()
 
 
-def test_bad_targets_get_clear_errors(make_settings: SettingsFactory) -> None:
+def test_bad_targets_get_clear_errors(make_settings: SettingsFactory, tmp_path: Path) -> None:
     settings = make_settings()
+    inside = open_target(settings, f"local:{settings.storage_dir / 'backups'}")
+    with pytest.raises(BackupError, match="is the store being backed up"):
+        _backup(settings, inside)
+    inside.close()
     for spec, message in [
         ("ftp://host/x", "unknown backup target"),
         ("local:", "unknown backup target"),

@@ -32,7 +32,7 @@ from stolentee.backup.manifest import (
     new_backup_id,
 )
 from stolentee.backup.objects import Saved, SourceGone, file_digest, read_digest, save_object
-from stolentee.backup.targets import BackupTarget
+from stolentee.backup.targets import BackupTarget, parse_target
 from stolentee.config import Settings
 from stolentee.db.engine import Database
 from stolentee.storage.base import ObjectInfo, Storage
@@ -84,6 +84,7 @@ def create_backup(
     stop: threading.Event | None = None,
 ) -> BackupManifest:
     """Back up ``database`` and ``store`` into ``target``; returns the manifest written."""
+    refuse_the_store_itself(settings, target.spec)
     backup_id = new_backup_id()
     started = datetime.now(UTC)
     report = progress or (lambda _: None)
@@ -119,6 +120,22 @@ def create_backup(
     target.put(manifest_key(backup_id), manifest.to_json(), content_type="application/json")
     record_run(database, manifest, target.spec)
     return manifest
+
+
+def refuse_the_store_itself(settings: Settings, spec: str) -> None:
+    """A backup inside the store it backs up would back itself up next time, and go with it."""
+    kind, location, _ = parse_target(spec)
+    storage = settings.storage
+    if kind == "local":
+        inside = Path(location).resolve().is_relative_to(settings.storage_dir.resolve())
+        same = storage.backend == "local" and inside
+    else:
+        bucket = storage.s3_bucket_name if kind == "s3" else storage.r2_bucket_name
+        same = storage.backend == kind and location == bucket
+    if same:
+        raise BackupError(
+            f"backup target {spec!r} is the store being backed up: use another disk or bucket"
+        )
 
 
 def _save_dump(target: BackupTarget, backup_id: str, path: Path, kind: str) -> DatabaseDump:

@@ -10,9 +10,7 @@ silent copy.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO
 
@@ -20,6 +18,7 @@ from stolentee.backup.manifest import BackupError, ObjectEntry, object_key
 from stolentee.backup.targets import BackupTarget
 from stolentee.errors import ObjectNotFoundError, StolenteeError
 from stolentee.storage.base import ObjectInfo, Storage
+from stolentee.storage.migration.objects import digest
 
 SPOOL_MEMORY_BYTES = 8 * 1024 * 1024  # per object in flight; larger ones spill to disk
 
@@ -34,26 +33,15 @@ class Saved:
     copied: bool  # False: the target already held these bytes (an earlier backup's)
 
 
-def _digest(chunks: Iterable[bytes], sink: IO[bytes] | None) -> tuple[str, int]:
-    hasher = hashlib.sha256()
-    size = 0
-    for chunk in chunks:
-        hasher.update(chunk)
-        size += len(chunk)
-        if sink is not None:
-            sink.write(chunk)
-    return hasher.hexdigest(), size
-
-
 def file_digest(handle: IO[bytes]) -> tuple[str, int]:
-    return _digest(iter(lambda: handle.read(1 << 20), b""), None)
+    return digest(iter(lambda: handle.read(1 << 20), b""), None)
 
 
 def read_digest(target: BackupTarget, key: str) -> tuple[str, int]:
     """The sha256 and size of a target file, read whole; :class:`BackupError` when missing."""
     try:
         _, chunks = target.open(key)
-        return _digest(chunks, None)
+        return digest(chunks, None)
     except ObjectNotFoundError:
         raise BackupError(f"{key} is missing from the backup target") from None
     except StolenteeError as exc:
@@ -70,7 +58,7 @@ def save_object(store: Storage, listed: ObjectInfo, target: BackupTarget, pool: 
         raise SourceGone(listed.key) from None
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES) as spool:
         try:
-            sha256, size = _digest(chunks, spool)
+            sha256, size = digest(chunks, spool)
         except ObjectNotFoundError:
             raise SourceGone(listed.key) from None
         finally:
@@ -114,7 +102,7 @@ def restore_object(target: BackupTarget, entry: ObjectEntry, store: Storage) -> 
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES) as spool:
         try:
             _, chunks = target.open(key)
-            got = _digest(chunks, spool)
+            got = digest(chunks, spool)
         except ObjectNotFoundError:
             raise BackupError(f"{entry.key}: {key} is missing from the backup") from None
         if got != (entry.sha256, entry.size):
@@ -122,5 +110,5 @@ def restore_object(target: BackupTarget, entry: ObjectEntry, store: Storage) -> 
         spool.seek(0)
         store.put(entry.key, spool, content_type=entry.content_type)  # type: ignore[arg-type]
     _, chunks = store.open_object(entry.key)
-    if _digest(chunks, None) != (entry.sha256, entry.size):
+    if digest(chunks, None) != (entry.sha256, entry.size):
         raise BackupError(f"{entry.key} read back wrong from the store after restoring it")

@@ -58,6 +58,26 @@ def instance_contents(database: Database, store: Storage) -> list[str]:
     return found
 
 
+def _refuse_unless_empty(database: Database, store: Storage, *, force: bool) -> None:
+    contents = instance_contents(database, store)
+    if contents and not force:
+        raise BackupError(
+            f"the configured instance is not empty ({', '.join(contents)}): a restore replaces "
+            "it; pass --force to do so"
+        )
+
+
+def _refuse_unless_sound(target: BackupTarget, manifest: BackupManifest) -> None:
+    """The whole backup verifies, or nothing is restored."""
+    problems = verify_backup(target, manifest)
+    if problems:
+        shown = "; ".join(problems[:5])
+        raise BackupError(
+            f"backup {manifest.id} does not verify ({len(problems)} problems: {shown}); "
+            "nothing was restored"
+        )
+
+
 def restore_backup(
     *,
     database: Database,
@@ -76,19 +96,8 @@ def restore_backup(
             f"version ({head}) does not know: restore it with the version that made it "
             f"({manifest.version}) or newer"
         )
-    contents = instance_contents(database, store)
-    if contents and not force:
-        raise BackupError(
-            f"the configured instance is not empty ({', '.join(contents)}): a restore replaces "
-            "it; pass --force to do so"
-        )
-    problems = verify_backup(target, manifest)
-    if problems:
-        shown = "; ".join(problems[:5])
-        raise BackupError(
-            f"backup {manifest.id} does not verify ({len(problems)} problems: {shown}); "
-            "nothing was restored"
-        )
+    _refuse_unless_empty(database, store, force=force)
+    _refuse_unless_sound(target, manifest)
     with tempfile.TemporaryDirectory(prefix="stolentee-restore-") as scratch:
         dump_path = Path(scratch) / "database"
         with dump_path.open("wb") as handle:
@@ -138,19 +147,9 @@ def restore_point_in_time(
 ) -> PointInTimeResult:
     """The SQLite database from its Litestream replica as it was at ``at`` (None: latest), and
     the objects from ``manifest`` (a backup of ``target``) when given."""
-    contents = instance_contents(database, store)
-    if contents and not force:
-        raise BackupError(
-            f"the configured instance is not empty ({', '.join(contents)}): a restore replaces "
-            "it; pass --force to do so"
-        )
+    _refuse_unless_empty(database, store, force=force)
     if manifest is not None and target is not None:
-        problems = verify_backup(target, manifest)
-        if problems:
-            raise BackupError(
-                f"backup {manifest.id} does not verify ({len(problems)} problems: "
-                f"{'; '.join(problems[:5])}); nothing was restored"
-            )
+        _refuse_unless_sound(target, manifest)
     with tempfile.TemporaryDirectory(prefix="stolentee-restore-") as scratch:
         dump_path = Path(scratch) / "database.sqlite3"
         litestream.restore_point_in_time(settings, at, dump_path)

@@ -103,7 +103,7 @@ def backup_create(
     from stolentee.backup.create import Progress as BackupProgress
     from stolentee.backup.create import create_backup
 
-    with _failing_cleanly(), _instance() as runtime, _opened(to) as target, _bar() as bar:
+    with _failing_cleanly(), _instance() as instance, _opened(to) as target, _bar() as bar:
         task = bar.add_task("database snapshot", total=None)
 
         def report(event: BackupProgress) -> None:
@@ -111,9 +111,9 @@ def backup_create(
             bar.update(task, description=label, completed=event.bytes_done)
 
         manifest = create_backup(
-            settings=runtime.settings,
-            database=runtime.database,
-            store=runtime.storage,
+            settings=instance.settings,
+            database=instance.database,
+            store=instance.storage,
             target=target,
             concurrency=concurrency,
             progress=report,

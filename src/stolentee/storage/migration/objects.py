@@ -57,7 +57,7 @@ def _stage(what: str, *, reading_source: bool = False) -> Iterator[None]:
         raise _CopyFailed(f"{what}: {detail}") from exc
 
 
-def _digest(chunks: Iterable[bytes], sink: IO[bytes] | None = None) -> tuple[str, int]:
+def digest(chunks: Iterable[bytes], sink: IO[bytes] | None = None) -> tuple[str, int]:
     """The sha256 and size of ``chunks``, writing them to ``sink`` when given."""
     hasher = hashlib.sha256()
     size = 0
@@ -168,7 +168,7 @@ class ObjectCopier:
             if not info.sha256:
                 _close(chunks)
                 return None
-            got = _digest(chunks)
+            got = digest(chunks)
         if got != (info.sha256, info.size):
             logger.warning(
                 "%r read back wrong after a server-side copy: %s",
@@ -200,7 +200,7 @@ class ObjectCopier:
             if claims != (info.sha256, info.size):
                 _close(chunks)
                 return "different", existing.store_etag
-            got = _digest(chunks)
+            got = digest(chunks)
         if got == (info.sha256, info.size):
             return "same", existing.store_etag
         return "corrupt", existing.store_etag
@@ -220,7 +220,7 @@ class ObjectCopier:
             try:
                 with _stage("reading the source", reading_source=True):
                     info, chunks = self.source.open_object(key)
-                    got = _digest(chunks, spool)
+                    got = digest(chunks, spool)
             except BaseException:
                 spool.close()
                 raise
@@ -252,7 +252,7 @@ class ObjectCopier:
                 )
             with _stage("reading back the destination"):
                 written, chunks = self.dest.open_object(info.key)
-                got = _digest(chunks)
+                got = digest(chunks)
             if got == (info.sha256, info.size):
                 return written.store_etag
             logger.warning("%r read back wrong: %s", info.key, _describe_mismatch(got, info))
