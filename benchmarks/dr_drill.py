@@ -12,6 +12,7 @@ service writes them (the store's put, the designs table). Then:
    sha256 (missing and differing counted).
 
     PYTHONPATH=. .venv/bin/python benchmarks/dr_drill.py --designs 10000
+    PYTHONPATH=. .venv/bin/python benchmarks/dr_drill.py --litestream-rpo   # SQLite's RPO
 
 Results: benchmarks/dr_drill.md. Not yet here: the PostgreSQL + SeaweedFS shape, and a backup
 taken while 1,000 simulated users browse and upload.
@@ -153,13 +154,60 @@ def run(designs: int, root: Path) -> dict[str, Any]:
     return figures
 
 
+def litestream_rpo(root: Path, *, seconds: float, sync_s: float) -> dict[str, Any]:
+    """Writes every 50 ms under Litestream; at a moment the disk is lost (Litestream killed
+    with SIGKILL, no last sync); the replica is restored: how much before the loss is its newest
+    row (the recovery point)?"""
+    import os
+    import signal
+    import sqlite3
+
+    from stolentee.backup.litestream import replicating, restore_point_in_time
+
+    shop = _settings(root / "lt-shop")
+    shop.backup = shop.backup.model_copy(
+        update={
+            "litestream": True,
+            "litestream_replica": f"local:{root / 'lt-replica'}",
+            "litestream_sync_interval_s": sync_s,
+        }
+    )
+    path = shop.database.resolved_url.removeprefix("sqlite:///")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=wal")
+    conn.execute("CREATE TABLE ticks (at REAL)")
+    with replicating(shop) as process:
+        assert process is not None
+        time.sleep(2)
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            conn.execute("INSERT INTO ticks VALUES (?)", (time.time(),))
+            time.sleep(0.05)
+        lost_at = time.time()
+        os.kill(process.pid, signal.SIGKILL)  # the machine dies: nothing more is shipped
+        process.wait()
+    conn.close()
+    restored = root / "lt-restored.db"
+    restore_point_in_time(shop, None, restored)
+    newest = sqlite3.connect(restored).execute("SELECT max(at) FROM ticks").fetchone()[0]
+    return {"sync_interval_s": sync_s, "written_s": seconds, "rpo_s": lost_at - newest}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--designs", type=int, default=10_000)
+    parser.add_argument(
+        "--litestream-rpo", action="store_true", help="Measure Litestream's recovery point only."
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="stolentee-drill-") as scratch:
-        figures = run(args.designs, Path(scratch))
-    print(f"# dr_drill, {datetime.now(UTC):%Y-%m-%d}, {platform.node()}, embedded shape")
+        if args.litestream_rpo:
+            figures = litestream_rpo(Path(scratch), seconds=20, sync_s=1.0)
+        else:
+            figures = run(args.designs, Path(scratch))
+    shape = "litestream RPO" if args.litestream_rpo else "embedded shape"
+    print(f"# dr_drill, {datetime.now(UTC):%Y-%m-%d}, {platform.node()}, {shape}")
     for key, value in figures.items():
         print(f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")
 
