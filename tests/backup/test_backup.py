@@ -366,6 +366,13 @@ def test_the_cli_creates_lists_verifies_and_restores(
     restored = runner.invoke(backup_app, ["restore", "--from", spec])
     assert restored.exit_code == 0, restored.output
     assert "2 objects" in restored.output
+    originals = list((tmp_path / "restored" / "storage").rglob("original.png"))
+    assert len(originals) == 1
+    originals[0].unlink()  # one object lost; the database is fine
+    objects_only = runner.invoke(backup_app, ["restore", "--from", spec, "--objects-only"])
+    assert objects_only.exit_code == 0, objects_only.output
+    assert "restored 1 object(s)" in objects_only.output and "1 already" in objects_only.output
+    assert originals[0].exists()
     pool = tmp_path / "cli-backups" / "objects" / "objects"
     pooled = [path for path in pool.rglob("*") if path.is_file()]
     pooled[0].write_bytes(b"damaged")

@@ -28,6 +28,7 @@ from stolentee.config import Settings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.db.models import Design, Job
+from stolentee.errors import ObjectNotFoundError
 from stolentee.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -106,16 +107,7 @@ def restore_backup(
                 handle.write(chunk)
         db_dump.restore_dump(database, dump_path, manifest.database.format)
     after = migrate.upgrade(database)
-    done = 0
-
-    def one(index: int) -> None:
-        restore_object(target, manifest.objects[index], store)
-
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="restore") as pool:
-        for _ in pool.map(one, range(len(manifest.objects))):
-            done += 1
-            if progress is not None:
-                progress(done)
+    restore_objects(target, manifest, store, concurrency=concurrency, progress=progress)
     removed = _remove_deleted_designs(database, manifest.deleted_during_backup)
     return RestoreResult(
         backup_id=manifest.id,
@@ -157,9 +149,7 @@ def restore_point_in_time(
     after = migrate.upgrade(database)
     restored = 0
     if manifest is not None and target is not None:
-        for entry in manifest.objects:
-            restore_object(target, entry, store)
-            restored += 1
+        restored = restore_objects(target, manifest, store)
     return PointInTimeResult(
         at=at,
         schema_to=after,
@@ -175,6 +165,39 @@ def _designs_without_objects(database: Database, store: Storage) -> int:
         1 for original, cutout in rows
         if not store.exists(original) or (cutout is not None and not store.exists(cutout))
     )  # fmt: skip
+
+
+def restore_objects(
+    target: BackupTarget,
+    manifest: BackupManifest,
+    store: Storage,
+    *,
+    concurrency: int = 8,
+    progress: Callable[[int], None] | None = None,
+    skip_present: bool = False,
+) -> int:
+    """Write the backup's objects into the store, each read back; returns how many were written.
+    ``skip_present``: leave objects the store already holds with the same sha256."""
+    done = written = 0
+
+    def one(index: int) -> bool:
+        entry = manifest.objects[index]
+        if skip_present:
+            try:
+                if store.head(entry.key).sha256 == entry.sha256:
+                    return False
+            except ObjectNotFoundError:
+                pass
+        restore_object(target, entry, store)
+        return True
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="restore") as pool:
+        for wrote in pool.map(one, range(len(manifest.objects))):
+            done += 1
+            written += wrote
+            if progress is not None:
+                progress(done)
+    return written
 
 
 def _known_revisions() -> set[str]:

@@ -216,8 +216,19 @@ def backup_restore(
             "from the backup --from names, if given.",
         ),
     ] = None,
+    objects_only: Annotated[
+        bool,
+        typer.Option(
+            "--objects-only",
+            help="Only the stored objects (the database recovered another way: PostgreSQL's "
+            "PITR); objects the store holds with the same sha256 stay.",
+        ),
+    ] = False,
 ) -> None:
     """Rebuild the configured instance from a backup (verified first; then migrated)."""
+    if objects_only:
+        _restore_objects(source, backup_id)
+        return
     if point_in_time is not None:
         _restore_point_in_time(source, backup_id, force, point_in_time)
         return
@@ -243,6 +254,35 @@ def backup_restore(
         f"restored backup {result.backup_id}: database (schema {result.schema_from} -> "
         f"{result.schema_to}) and {result.objects} objects ({result.bytes} bytes), each read "
         f"back; {result.removed_designs} design(s) deleted during the backup left out.",
+        soft_wrap=True,
+    )
+
+
+def _restore_objects(source: str | None, backup_id: str | None) -> None:
+    from stolentee.backup.catalog import latest, load_manifest, verify_backup
+    from stolentee.backup.manifest import BackupError
+    from stolentee.backup.restore import restore_objects
+
+    if source is None:
+        err_console.print("--objects-only needs --from TARGET")
+        raise typer.Exit(2)
+    with _failing_cleanly(), _opened(source) as target:
+        manifest = load_manifest(target, backup_id) if backup_id else latest(target)
+        problems = verify_backup(target, manifest)
+        if problems:
+            raise BackupError(f"backup {manifest.id} does not verify: {'; '.join(problems[:5])}")
+        with _instance() as instance, _bar() as bar:
+            task = bar.add_task(f"objects of {manifest.id}", total=len(manifest.objects))
+            written = restore_objects(
+                target,
+                manifest,
+                instance.storage,
+                skip_present=True,
+                progress=lambda done: bar.update(task, completed=done),
+            )
+    console.print(
+        f"restored {written} object(s) of backup {manifest.id} "
+        f"({len(manifest.objects) - written} already in the store); the database is untouched.",
         soft_wrap=True,
     )
 
