@@ -13,9 +13,12 @@ service writes them (the store's put, the designs table). Then:
 
     PYTHONPATH=. .venv/bin/python benchmarks/dr_drill.py --designs 10000
     PYTHONPATH=. .venv/bin/python benchmarks/dr_drill.py --litestream-rpo   # SQLite's RPO
+    PYTHONPATH=. .venv/bin/python benchmarks/dr_drill.py --designs 10000 \
+        --postgres postgresql+psycopg://root@127.0.0.1:5432/postgres         # PostgreSQL + S3
 
-Results: benchmarks/dr_drill.md. Not yet here: the PostgreSQL + SeaweedFS shape, and a backup
-taken while 1,000 simulated users browse and upload.
+With ``--postgres URL`` the same runs on a PostgreSQL database of its own and SeaweedFS buckets
+(store, target, restored store). Results: benchmarks/dr_drill.md. Not yet here: a backup taken
+while 1,000 simulated users browse and upload.
 """
 
 from __future__ import annotations
@@ -26,28 +29,78 @@ import platform
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from stolentee.backup.create import create_backup
 from stolentee.backup.restore import restore_backup
 from stolentee.backup.targets import open_target
-from stolentee.config import DatabaseSettings, ServiceSettings, Settings
+from stolentee.config import DatabaseSettings, ServiceSettings, Settings, StorageSettings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.db.models import Design
 from stolentee.storage.factory import build_storage
 
 
+@dataclass
+class Shape:
+    """Where an instance keeps its data: embedded (SQLite + local files under its root), or a
+    PostgreSQL database and an S3 bucket (``database_url`` and ``s3`` set)."""
+
+    database_url: str | None = None
+    s3: dict[str, Any] | None = None
+    names: list[str] = field(default_factory=list)
+
+    def settings(self, root: Path) -> Settings:
+        url = f"sqlite:///{root / 'stolentee.db'}"
+        storage = StorageSettings()
+        if self.database_url is not None and self.s3 is not None:
+            name = f"drill_{uuid.uuid4().hex[:8]}"
+            self.names.append(name)
+            url = self._create_database(name)
+            self.s3["client"].create_bucket(Bucket=name.replace("_", "-"))
+            storage = StorageSettings(
+                backend="s3",
+                s3_endpoint=self.s3["endpoint"],
+                s3_access_key_id=self.s3["access_key_id"],
+                s3_secret_access_key=self.s3["secret_access_key"],
+                s3_bucket_name=name.replace("_", "-"),
+            )
+        return Settings(
+            service=ServiceSettings(data_dir=root),
+            database=DatabaseSettings(url=url),
+            storage=storage,
+        )
+
+    def _create_database(self, name: str) -> str:
+        assert self.database_url is not None
+        admin = create_engine(self.database_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        return self.database_url.rsplit("/", 1)[0] + f"/{name}"
+
+    def drop(self) -> None:
+        if self.database_url is None:
+            return
+        admin = create_engine(self.database_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            for name in self.names:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+_SHAPE = Shape()
+
+
 def _settings(root: Path) -> Settings:
-    return Settings(
-        service=ServiceSettings(data_dir=root),
-        database=DatabaseSettings(url=f"sqlite:///{root / 'stolentee.db'}"),
-    )
+    return _SHAPE.settings(root)
 
 
 def _png(seed: int, size: int = 24) -> bytes:
@@ -105,7 +158,11 @@ def run(designs: int, root: Path) -> dict[str, Any]:
     started = time.perf_counter()
     populate(shop, designs)
     fill_s = time.perf_counter() - started
-    target = open_target(shop, f"local:{root / 'backups'}")
+    target_spec = f"local:{root / 'backups'}"
+    if _SHAPE.s3 is not None:
+        _SHAPE.s3["client"].create_bucket(Bucket="drill-backups")
+        target_spec = "s3:drill-backups/nightly"
+    target = open_target(shop, target_spec)
     figures: dict[str, Any] = {"designs": designs, "fill_s": fill_s}
 
     def backup() -> Any:
@@ -200,13 +257,32 @@ def main() -> None:
     parser.add_argument(
         "--litestream-rpo", action="store_true", help="Measure Litestream's recovery point only."
     )
+    parser.add_argument(
+        "--postgres",
+        help="PostgreSQL + SeaweedFS shape: a server URL (a database of its own is created)",
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="stolentee-drill-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="stolentee-drill-") as scratch, ExitStack() as stack:
+        if args.postgres:
+            from tests.fakes.seaweedfs import SeaweedFS
+
+            (Path(scratch) / "weed").mkdir()
+            weed = stack.enter_context(SeaweedFS(Path(scratch) / "weed"))
+            _SHAPE.database_url = args.postgres
+            _SHAPE.s3 = {
+                "endpoint": weed.endpoint,
+                "access_key_id": weed.access_key_id,
+                "secret_access_key": weed.secret_access_key,
+                "client": weed.client(),
+            }
+            stack.callback(_SHAPE.drop)
         if args.litestream_rpo:
             figures = litestream_rpo(Path(scratch), seconds=20, sync_s=1.0)
         else:
             figures = run(args.designs, Path(scratch))
     shape = "litestream RPO" if args.litestream_rpo else "embedded shape"
+    if args.postgres:
+        shape = "PostgreSQL + SeaweedFS shape"
     print(f"# dr_drill, {datetime.now(UTC):%Y-%m-%d}, {platform.node()}, {shape}")
     for key, value in figures.items():
         print(f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")

@@ -444,3 +444,27 @@ def test_schedule_prints_cron_kubernetes_and_railway_definitions() -> None:
     ]:
         refused = runner.invoke(backup_app, ["schedule", *args])
         assert refused.exit_code != 0 and message in refused.output, refused.output
+
+
+def test_a_target_with_wrong_credentials_is_a_clear_error(
+    make_settings: SettingsFactory,
+    tmp_path: Path,
+    s3_buckets: Callable[[], str],
+    s3_storage_settings: Callable[..., dict[str, Any]],
+) -> None:
+    from stolentee.errors import StorageError
+
+    source = _settings(make_settings, tmp_path / "shop")
+    _populate(source, 1)
+    bucket = s3_buckets()
+    wrong = make_settings(
+        storage=s3_storage_settings(bucket, s3_secret_access_key="not-the-secret")
+    )
+    target = open_target(wrong, f"s3:{bucket}")
+    with pytest.raises(StorageError, match=r"(?i)credential|denied|signature") as refused:
+        _backup(source, target)
+    target.close()
+    assert "not-the-secret" not in str(refused.value)
+    assert (
+        catalog.list_backups(open_target(make_settings(), f"local:{tmp_path}/none")).complete == []
+    )
