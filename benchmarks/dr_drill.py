@@ -13,6 +13,7 @@ service writes them (the store's put, the designs table). Then:
 
     PYTHONPATH=. .venv/bin/python benchmarks/dr_drill.py --designs 10000
     PYTHONPATH=. .venv/bin/python benchmarks/dr_drill.py --litestream-rpo   # SQLite's RPO
+    PYTHONPATH=. .venv/bin/python benchmarks/dr_drill.py --designs 10000 --under-load 1000
     PYTHONPATH=. .venv/bin/python benchmarks/dr_drill.py --designs 10000 \
         --postgres postgresql+psycopg://root@127.0.0.1:5432/postgres         # PostgreSQL + S3
 
@@ -25,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import platform
+import sys
 import tempfile
 import time
 import uuid
@@ -110,7 +113,7 @@ def _png(seed: int, size: int = 24) -> bytes:
     return buffer.getvalue()
 
 
-def populate(settings: Settings, count: int, *, first: int = 0) -> None:
+def populate(settings: Settings, count: int, *, first: int = 0, owner: str = "drill") -> None:
     database = Database(settings=settings.database, watchdog=False)
     storage = build_storage(settings)
     migrate.upgrade(database)
@@ -124,7 +127,7 @@ def populate(settings: Settings, count: int, *, first: int = 0) -> None:
         storage.put(cutout, _png(2 * n + 1), content_type="image/png")
         rows.append(
             Design(
-                id=design_id, owner="drill", original_key=original,
+                id=design_id, owner=owner, original_key=original,
                 original_content_type="image/png", original_width=24, original_height=24,
                 kind="graphic", output_format="png", job_id=None, cutout_key=cutout,
                 result={"status": "done"}, created_at=now, updated_at=now,
@@ -211,6 +214,120 @@ def run(designs: int, root: Path) -> dict[str, Any]:
     return figures
 
 
+LOAD_KEY = "st_drill_load_key"
+# The load test's user model (benchmarks/load_1000_users.py): think 5-15 s between actions, the
+# same mix of actions; uploads are 0.4 % of actions.
+ACTIONS = (
+    ("cutout", 0.30), ("status", 0.20), ("list", 0.15), ("health", 0.15), ("original", 0.12),
+    ("health_detailed", 0.01), ("upload", 0.004),
+)  # fmt: skip
+
+
+def under_load(designs: int, root: Path, *, users: int) -> dict[str, Any]:
+    """A backup of a shop serving ``users`` simulated users: p95 per action before and during."""
+    import asyncio
+    import random
+    import statistics
+
+    import httpx
+    from tests.fakes.processes import StolenteeProcess
+
+    from stolentee.keys.principals import env_label
+
+    shop = _settings(root / "shop")
+    populate(shop, designs, owner=env_label(LOAD_KEY))
+    _, objects = snapshot(shop)
+    ids = [key.split("/")[1] for key in objects if key.startswith("uploads/")]
+    cutouts = [key for key in objects if key.startswith("assets/")]
+    env = {
+        "STOLENTEE_DATA_DIR": str(root / "shop"),
+        "STOLENTEE_API_KEYS": LOAD_KEY,
+        "STOLENTEE_ENV": "production",
+        "STOLENTEE_RATE_LIMIT_MP_PER_MIN": "1000000",
+        "STOLENTEE_LOG_LEVEL": "warning",
+    }
+    server = StolenteeProcess(args=["serve"], env=env, log_path=root / "serve.log").start()
+    records: list[tuple[float, str, float, bool]] = []
+    windows: dict[str, tuple[float, float]] = {}
+    rng = random.Random(20261207)  # noqa: S311 - a reproducible user model, not secrets
+    logo = _png(99, size=64)
+
+    async def user(client: httpx.AsyncClient, stop: asyncio.Event, delay: float) -> None:
+        await asyncio.sleep(delay)
+        while not stop.is_set():
+            await asyncio.sleep(rng.uniform(5, 15))
+            action = rng.choices([a for a, _ in ACTIONS], [w for _, w in ACTIONS])[0]
+            started = time.monotonic()
+            try:
+                if action == "cutout":
+                    response = await client.get(f"/{rng.choice(cutouts)}")
+                elif action == "original":
+                    response = await client.get(f"/uploads/{rng.choice(ids)}/original.png")
+                elif action == "status":
+                    response = await client.get(f"/v1/designs/{rng.choice(ids)}")
+                elif action == "list":
+                    response = await client.get("/v1/designs?limit=20")
+                elif action == "health":
+                    response = await client.get("/health")
+                elif action == "health_detailed":
+                    response = await client.get("/health/detailed")
+                else:
+                    files = {"file": ("logo.png", logo, "image/png")}
+                    response = await client.post("/v1/designs", files=files)
+                ok = response.status_code < 400
+            except httpx.HTTPError:
+                ok = False
+            records.append((started, action, time.monotonic() - started, ok))
+
+    async def drive() -> None:
+        stop = asyncio.Event()
+        limits = httpx.Limits(max_connections=users, max_keepalive_connections=users)
+        async with httpx.AsyncClient(
+            base_url=server.url, headers={"X-Api-Key": LOAD_KEY}, limits=limits, timeout=30
+        ) as client:
+            tasks = [asyncio.create_task(user(client, stop, 15 * n / users)) for n in range(users)]
+            await asyncio.sleep(15 + 45)  # ramp, then a baseline minute (less the ramp)
+            windows["baseline"] = (time.monotonic() - 45, time.monotonic())
+            backup = await asyncio.create_subprocess_exec(
+                str(Path(sys.executable).with_name("stolentee")), "backup", "create",
+                "--to", f"local:{root / 'backups'}",
+                env={**os.environ, **env}, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            began = time.monotonic()
+            _, error = await backup.communicate()
+            windows["backup"] = (began, time.monotonic())
+            if backup.returncode != 0:
+                raise RuntimeError(f"backup failed: {error.decode()[-2000:]}")
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        asyncio.run(drive())
+    finally:
+        server.stop()
+    figures: dict[str, Any] = {"designs": designs, "users": users}
+    low, high = windows["baseline"][0], windows["backup"][1]
+    for second in range(int(low), int(high) + 1, 5):  # the p95 of every 5 s, through the run
+        times = sorted(r[2] for r in records if second <= r[0] < second + 5)
+        if len(times) >= 20:
+            when = second - windows["backup"][0]
+            figures[f"t{when:+06.0f}s_p95_ms"] = round(statistics.quantiles(times, n=20)[-1] * 1000)
+    for window, (low, high) in windows.items():
+        inside = [r for r in records if low <= r[0] < high]
+        figures[f"{window}_s"] = high - low
+        figures[f"{window}_requests"] = len(inside)
+        figures[f"{window}_errors"] = sum(1 for r in inside if not r[3])
+        for action, _ in ACTIONS:
+            times = sorted(r[2] for r in inside if r[1] == action)
+            if len(times) >= 20:
+                p95 = statistics.quantiles(times, n=20)[-1]
+                figures[f"{window}_p95_ms_{action}"] = round(p95 * 1000, 1)
+    return figures
+
+
 def litestream_rpo(root: Path, *, seconds: float, sync_s: float) -> dict[str, Any]:
     """Writes every 50 ms under Litestream; at a moment the disk is lost (Litestream killed
     with SIGKILL, no last sync); the replica is restored: how much before the loss is its newest
@@ -258,6 +375,9 @@ def main() -> None:
         "--litestream-rpo", action="store_true", help="Measure Litestream's recovery point only."
     )
     parser.add_argument(
+        "--under-load", type=int, metavar="USERS", help="Back up while USERS users use the shop."
+    )
+    parser.add_argument(
         "--postgres",
         help="PostgreSQL + SeaweedFS shape: a server URL (a database of its own is created)",
     )
@@ -278,9 +398,13 @@ def main() -> None:
             stack.callback(_SHAPE.drop)
         if args.litestream_rpo:
             figures = litestream_rpo(Path(scratch), seconds=20, sync_s=1.0)
+        elif args.under_load:
+            figures = under_load(args.designs, Path(scratch), users=args.under_load)
         else:
             figures = run(args.designs, Path(scratch))
     shape = "litestream RPO" if args.litestream_rpo else "embedded shape"
+    if args.under_load:
+        shape = f"embedded shape, backup under {args.under_load} users"
     if args.postgres:
         shape = "PostgreSQL + SeaweedFS shape"
     print(f"# dr_drill, {datetime.now(UTC):%Y-%m-%d}, {platform.node()}, {shape}")

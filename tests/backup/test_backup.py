@@ -353,12 +353,12 @@ def test_the_cli_creates_lists_verifies_and_restores(
     spec = f"local:{tmp_path / 'cli-backups'}"
     runner = CliRunner()
     monkeypatch.setenv("STOLENTEE_DATA_DIR", str(tmp_path / "shop"))
-    created = runner.invoke(backup_app, ["create", "--to", spec])
+    created = runner.invoke(backup_app, ["create", "--to", spec, "--no-nice"])  # not pytest
     assert created.exit_code == 0, created.output
     assert "2 objects; 2 new" in created.output
     listed = runner.invoke(backup_app, ["list", "--from", spec])
     assert listed.exit_code == 0 and "complete" in listed.output
-    assert runner.invoke(backup_app, ["verify", "--from", spec]).exit_code == 0
+    assert runner.invoke(backup_app, ["verify", "--from", spec, "--no-nice"]).exit_code == 0
     refused = runner.invoke(backup_app, ["restore", "--from", spec])
     assert refused.exit_code == 1 and "not empty" in refused.output
 
@@ -376,7 +376,7 @@ def test_the_cli_creates_lists_verifies_and_restores(
     pool = tmp_path / "cli-backups" / "objects" / "objects"
     pooled = [path for path in pool.rglob("*") if path.is_file()]
     pooled[0].write_bytes(b"damaged")
-    damaged = runner.invoke(backup_app, ["verify", "--from", spec])
+    damaged = runner.invoke(backup_app, ["verify", "--from", spec, "--no-nice"])
     assert damaged.exit_code == 1 and "corrupt" in damaged.output
 
 

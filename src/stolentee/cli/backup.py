@@ -13,8 +13,9 @@ See docs/disaster-recovery.md for the runbook.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
@@ -38,6 +39,9 @@ backup_app = typer.Typer(no_args_is_help=True)
 _TARGET = "local:PATH, s3:BUCKET[/PREFIX] or r2:BUCKET[/PREFIX]"
 TargetTo = Annotated[str, typer.Option("--to", help=f"Where to write the backup: {_TARGET}.")]
 TargetFrom = Annotated[str, typer.Option("--from", help=f"Where the backups are: {_TARGET}.")]
+Nice = Annotated[
+    bool, typer.Option("--nice/--no-nice", help="Run at a lower CPU priority than the service.")
+]
 BackupId = Annotated[
     str | None, typer.Option("--id", help="The backup (default: the newest complete one).")
 ]
@@ -46,6 +50,17 @@ BackupId = Annotated[
 @backup_app.callback()
 def backup_main() -> None:
     """Backups of the database and every stored object: create, list, verify, prune, restore."""
+
+
+BACKUP_NICENESS = 10  # the service gets the CPU first; a backup takes what is left
+
+
+def _yield_the_cpu(nice: bool) -> None:
+    """A backup runs beside the service on the same cores: lower its priority so that requests
+    come first (benchmarks/dr_drill.md: a backup beside 1,000 users on 2 cores)."""
+    if nice:
+        with suppress(OSError):
+            os.nice(BACKUP_NICENESS)
 
 
 @contextmanager
@@ -98,11 +113,13 @@ def _instance() -> Iterator[_Instance]:
 def backup_create(
     to: TargetTo,
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Objects at a time.")] = 8,
+    nice: Nice = True,
 ) -> None:
     """Back up the running instance (no downtime): a database snapshot, then every object."""
     from stolentee.backup.create import Progress as BackupProgress
     from stolentee.backup.create import create_backup
 
+    _yield_the_cpu(nice)
     with _failing_cleanly(), _instance() as instance, _opened(to) as target, _bar() as bar:
         task = bar.add_task("database snapshot", total=None)
 
@@ -156,10 +173,11 @@ def backup_list(source: TargetFrom) -> None:
 
 
 @backup_app.command("verify")
-def backup_verify(source: TargetFrom, backup_id: BackupId = None) -> None:
+def backup_verify(source: TargetFrom, backup_id: BackupId = None, nice: Nice = True) -> None:
     """Read every file of a backup back and check it against the manifest (exit 1 if not)."""
     from stolentee.backup.catalog import latest, load_manifest, verify_backup
 
+    _yield_the_cpu(nice)  # it reads every file back: the service comes first
     with _failing_cleanly(), _opened(source) as target:
         manifest = load_manifest(target, backup_id) if backup_id else latest(target)
         problems = verify_backup(target, manifest)
