@@ -30,6 +30,7 @@ from stolentee.db.engine import Database
 from stolentee.db.models import Design, Job
 from stolentee.errors import ObjectNotFoundError
 from stolentee.storage.base import Storage
+from stolentee.storage.migration.objects import digest
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +104,9 @@ def restore_backup(
         dump_path = Path(scratch) / "database"
         with dump_path.open("wb") as handle:
             _, chunks = target.open(manifest.database.key)
-            for chunk in chunks:
-                handle.write(chunk)
+            got = digest(chunks, handle)  # checked again: the copy restored is the one verified
+        if got != (manifest.database.sha256, manifest.database.size):
+            raise BackupError(f"{manifest.database.key} changed while it was read; try again")
         db_dump.restore_dump(database, dump_path, manifest.database.format)
     after = migrate.upgrade(database)
     restore_objects(target, manifest, store, concurrency=concurrency, progress=progress)
