@@ -300,6 +300,9 @@ def test_postgres_and_seaweedfs_backup_restore_into_another_database(
         assert target.exists(manifest_key(manifest.id))
         assert target.storage.exists(f"nightly/{manifest_key(manifest.id)}")
         assert catalog.verify_backup(target, manifest) == []
+        assert all(entry.store_etag for entry in manifest.objects)
+        again = _unread_backup(source, target)  # nothing changed: no object is read again
+        assert again.copied_objects == 0 and len(again.objects) == 4
 
         fresh = _settings(
             make_settings,
@@ -310,6 +313,18 @@ def test_postgres_and_seaweedfs_backup_restore_into_another_database(
         assert _restore(fresh, target, manifest).objects == 4
         _same_instance(source, fresh)
         target.close()
+
+
+def _unread_backup(settings: Settings, target: BackupTarget) -> BackupManifest:
+    """A backup during which any HEAD or GET of a stored object fails the test."""
+    with _instance(settings) as (database, store):
+
+        def refuse(key: str, *args: Any, **kwargs: Any) -> Any:
+            raise AssertionError(f"{key} was read although its listing had not changed")
+
+        store.head = refuse  # type: ignore[method-assign]
+        store.open_object = refuse  # type: ignore[method-assign]
+        return create_backup(settings=settings, database=database, store=store, target=target)
 
 
 @contextmanager

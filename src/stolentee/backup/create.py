@@ -15,18 +15,20 @@ import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from stolentee import __version__
 from stolentee.backup import database as db_dump
+from stolentee.backup.catalog import list_backups
 from stolentee.backup.history import record_run
 from stolentee.backup.manifest import (
     OBJECTS_PREFIX,
     BackupError,
     BackupManifest,
     DatabaseDump,
+    ObjectEntry,
     backup_dir,
     manifest_key,
     new_backup_id,
@@ -35,7 +37,8 @@ from stolentee.backup.objects import Saved, SourceGone, file_digest, read_digest
 from stolentee.backup.targets import BackupTarget, parse_target
 from stolentee.config import Settings
 from stolentee.db.engine import Database
-from stolentee.storage.base import ObjectInfo, Storage
+from stolentee.errors import ObjectNotFoundError
+from stolentee.storage.base import KeyEntry, Storage
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +97,8 @@ def create_backup(
         snapshot = db_dump.take_snapshot(database, dump_path)
         dump = _save_dump(target, backup_id, dump_path, snapshot.format)
     pool = pool_contents(target)
-    saved = _save_objects(store, target, pool, concurrency, report, stop)
+    earlier = _earlier_entries(target)
+    saved = _save_objects(store, target, pool, concurrency, report, stop, earlier)
     if stop is not None and stop.is_set():
         raise BackupError(f"backup {backup_id} was interrupted; it has no manifest")
     held = {entry.entry.key for entry in saved}
@@ -149,6 +153,12 @@ def _save_dump(target: BackupTarget, backup_id: str, path: Path, kind: str) -> D
     return DatabaseDump(key=key, format=kind, size=size, sha256=sha256)
 
 
+def _earlier_entries(target: BackupTarget) -> dict[str, ObjectEntry]:
+    """The newest complete backup's objects by key (empty for a target's first backup)."""
+    complete = list_backups(target).complete
+    return {entry.key: entry for entry in complete[-1].objects} if complete else {}
+
+
 def _save_objects(
     store: Storage,
     target: BackupTarget,
@@ -156,18 +166,37 @@ def _save_objects(
     concurrency: int,
     report: ProgressCallback,
     stop: threading.Event | None,
+    earlier: dict[str, ObjectEntry],
 ) -> list[Saved]:
-    """Every object of the store into the target, ``concurrency`` at a time (bounded queue)."""
+    """Every object of the store into the target, ``concurrency`` at a time (bounded queue).
+
+    The cheap listing (keys, sizes, store ETags) comes first. An object the newest earlier
+    backup holds with the same ETag and size, whose bytes the pool still has, is taken over
+    from it with no request of its own (S3 changes an object's ETag whenever it is rewritten);
+    any other object is read through its HEAD (the sha256 the store records) and copied if the
+    pool lacks those bytes.
+    """
     saved: list[Saved] = []
     done_bytes = 0
 
-    def one(listed: ObjectInfo) -> Saved | None:
+    def one(listed: KeyEntry) -> Saved | None:
+        known = earlier.get(listed.key)
+        if (
+            known is not None
+            and listed.store_etag
+            and (known.store_etag, known.size) == (listed.store_etag, listed.size)
+            and known.sha256 in pool
+        ):
+            return Saved(known, copied=False)
         # ``pool`` is shared: two threads meeting the same new bytes both copy them (the same
         # content to the same key), which is cheaper than a lock around every copy.
         try:
-            return save_object(store, listed, target, pool)
-        except SourceGone:
+            info = store.head(listed.key)
+            result = save_object(store, info, target, pool)
+        except (SourceGone, ObjectNotFoundError):
             return None
+        etag = info.store_etag or listed.store_etag
+        return Saved(replace(result.entry, store_etag=etag), copied=result.copied)
 
     def collect(futures: set[Future[Saved | None]]) -> set[Future[Saved | None]]:
         nonlocal done_bytes
@@ -183,7 +212,7 @@ def _save_objects(
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="backup") as executor:
         in_flight: set[Future[Saved | None]] = set()
-        for listed in store.iterate(""):
+        for listed in store.iterate_keys(""):
             if stop is not None and stop.is_set():
                 break
             in_flight.add(executor.submit(one, listed))

@@ -50,6 +50,9 @@ class ObjectEntry:
     size: int
     sha256: str
     content_type: str
+    # The store's own entity tag when listed (S3's ETag; "" where the store has none): the next
+    # backup trusts an object whose listing shows the same tag and size without reading it.
+    store_etag: str = ""
 
 
 @dataclass(frozen=True, slots=True)
