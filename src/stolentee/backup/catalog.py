@@ -69,11 +69,21 @@ def load_manifest(target: BackupTarget, backup_id: str) -> BackupManifest:
     return BackupManifest.from_json(data, where=f"{target.spec} {key}")
 
 
+def newest(target: BackupTarget) -> BackupManifest | None:
+    """The newest complete backup, reading only its manifest (ids sort by start time)."""
+    with_manifest = [
+        info.key[len(BACKUPS_PREFIX) :].partition("/")[0]
+        for info in target.iterate(BACKUPS_PREFIX)
+        if info.key.endswith("/manifest.json")
+    ]
+    return load_manifest(target, max(with_manifest)) if with_manifest else None
+
+
 def latest(target: BackupTarget) -> BackupManifest:
-    complete = list_backups(target).complete
-    if not complete:
+    found = newest(target)
+    if found is None:
         raise BackupError(f"{target.spec} holds no complete backup")
-    return complete[-1]
+    return found
 
 
 def verify_backup(target: BackupTarget, manifest: BackupManifest) -> list[str]:

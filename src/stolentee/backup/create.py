@@ -21,7 +21,7 @@ from pathlib import Path
 
 from stolentee import __version__
 from stolentee.backup import database as db_dump
-from stolentee.backup.catalog import list_backups
+from stolentee.backup.catalog import newest
 from stolentee.backup.history import record_run
 from stolentee.backup.manifest import (
     OBJECTS_PREFIX,
@@ -155,8 +155,8 @@ def _save_dump(target: BackupTarget, backup_id: str, path: Path, kind: str) -> D
 
 def _earlier_entries(target: BackupTarget) -> dict[str, ObjectEntry]:
     """The newest complete backup's objects by key (empty for a target's first backup)."""
-    complete = list_backups(target).complete
-    return {entry.key: entry for entry in complete[-1].objects} if complete else {}
+    found = newest(target)
+    return {entry.key: entry for entry in found.objects} if found is not None else {}
 
 
 def _save_objects(
