@@ -34,6 +34,8 @@ from stolentee.jobs.heartbeat import Heartbeat
 from stolentee.jobs.queue import JobQueue
 from stolentee.jobs.runs import Handler, JobResult
 from stolentee.removal.base import RemovalEvent, StatsSink
+from stolentee.removal.providers.breaker import BreakerState
+from stolentee.removal.providers.chain import ProviderChain
 from stolentee.storage.diskspace import DiskSpace
 
 if TYPE_CHECKING:
@@ -43,6 +45,9 @@ QUEUE_DEPTH = "stolentee_queue_depth"
 QUEUE_READY = "stolentee_queue_ready"
 JOBS_IN_FLIGHT = "stolentee_jobs_in_flight"
 QUEUE_OLDEST_AGE = "stolentee_queue_oldest_age_seconds"
+JOBS_FAILED = "stolentee_jobs_failed"
+BREAKER_OPEN = "stolentee_removal_breaker_open"
+BREAKER_FORCED = "stolentee_removal_breaker_forced"
 DISK_FREE = "stolentee_disk_free_bytes"
 DISK_LOW = "stolentee_disk_low"
 DISK_FLOOR = "stolentee_disk_min_free_bytes"
@@ -140,9 +145,11 @@ class Metrics:
         queue: JobQueue | None = None,
         database: Database | None = None,
         disk: DiskSpace | None = None,
+        providers: ProviderChain | None = None,
     ) -> None:
-        """Report the queue's, the pool's and the disks' figures at every scrape."""
-        collector = FiguresCollector(queue=queue, database=database, disk=disk)
+        """Report the queue's, the pool's, the disks' and the removal breakers' figures at every
+        scrape."""
+        collector = FiguresCollector(queue=queue, database=database, disk=disk, providers=providers)
         self.registry.register(collector)
         self._scrape_time.append(collector)
 
@@ -206,14 +213,21 @@ class _MetricsSink:
 
 
 class FiguresCollector(Collector):
-    """Queue depth, in flight, oldest job age and the database pool, read at scrape time."""
+    """Queue depth, in flight, oldest job age, the database pool, free disk and the removal
+    providers' breakers, read at scrape time."""
 
     def __init__(
-        self, *, queue: JobQueue | None, database: Database | None, disk: DiskSpace | None = None
+        self,
+        *,
+        queue: JobQueue | None,
+        database: Database | None,
+        disk: DiskSpace | None = None,
+        providers: ProviderChain | None = None,
     ) -> None:
         self._queue = queue
         self._database = database
         self._disk = disk
+        self._providers = providers
 
     def collect(self) -> Iterator[Metric]:
         if self._queue is not None:
@@ -231,6 +245,12 @@ class FiguresCollector(Collector):
                     QUEUE_OLDEST_AGE,
                     "Age of the longest-waiting ready job.",
                     figures.oldest_queued_age_s,
+                )
+                yield _gauge(
+                    JOBS_FAILED,
+                    "Jobs that failed for good (attempts used up or a permanent error), "
+                    "in the table now.",
+                    figures.failed_total,
                 )
         if self._database is not None:
             pool = self._database.figures()
@@ -253,6 +273,29 @@ class FiguresCollector(Collector):
                 )
         if self._disk is not None:
             yield from _disk_gauges(self._disk)
+        if self._providers is not None:
+            yield from _breaker_gauges(self._providers)
+
+
+def _breaker_gauges(chain: ProviderChain) -> Iterator[Metric]:
+    """Per provider: is its breaker open (or half-open: a trial decides), and was it forced
+    open (Remove.bg's 402 or a refused key: it will not recover by itself soon)?"""
+    opened = GaugeMetricFamily(
+        BREAKER_OPEN,
+        "1 while a removal provider's circuit breaker is not closed (this process's view).",
+        labels=["provider"],
+    )
+    forced = GaugeMetricFamily(
+        BREAKER_FORCED,
+        "1 while a provider's breaker is held open for a reason it will not recover from by "
+        "itself (out of credits, key refused).",
+        labels=["provider"],
+    )
+    for name in chain.provider_names:
+        breaker = chain.breaker(name).snapshot()
+        opened.add_metric([name], 0 if breaker.state is BreakerState.CLOSED else 1)
+        forced.add_metric([name], 1 if breaker.forced else 0)
+    yield from (opened, forced)
 
 
 def _disk_gauges(disk: DiskSpace) -> Iterator[Metric]:

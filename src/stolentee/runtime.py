@@ -252,7 +252,8 @@ def _build(
     runtime._metrics = metrics
     _build_removal(runtime, metrics)
     if not wants_jobs:
-        metrics.watch(database=database)  # pool figures; this role has no queue to watch
+        # Pool figures and breakers; this role has no queue to watch.
+        metrics.watch(database=database, providers=runtime.providers)
         return
 
     if storage is None:
@@ -273,7 +274,7 @@ def _build(
         database=database, transport=transport, settings=settings.queue, callbacks=callbacks
     )
     runtime._queue = queue
-    metrics.watch(queue=queue, database=database, disk=disk)
+    metrics.watch(queue=queue, database=database, disk=disk, providers=runtime.providers)
 
     worker_wanted = role == "worker" or (
         settings.queue.run_worker if run_worker is None else run_worker

@@ -148,3 +148,26 @@ def test_the_removal_service_reports_its_pool_and_no_queue(make_settings: Settin
     names = {family.name for family in text_string_to_metric_families(text)}
     assert {"stolentee_db_pool_max", "stolentee_db_pool_in_use"} <= names
     assert "stolentee_queue_depth" not in names
+
+
+def test_each_removal_providers_breaker_is_a_gauge(client: TestClient) -> None:
+    chain = client.app.state.services.runtime.providers  # type: ignore[attr-defined]
+    (first, *_) = chain.provider_names
+    closed = scrape(client)
+    assert ("stolentee_removal_breaker_open", (("provider", first),)) in closed
+    assert value(closed, "stolentee_removal_breaker_open", provider=first) == 0
+    assert value(closed, "stolentee_removal_breaker_forced", provider=first) == 0
+
+    for _ in range(20):  # more than any failure threshold
+        chain.breaker(first).record_failure("down")
+    opened = scrape(client)
+    assert value(opened, "stolentee_removal_breaker_open", provider=first) == 1
+    assert value(opened, "stolentee_removal_breaker_forced", provider=first) == 0
+
+    chain.breaker(first).force_open("out of credits")
+    forced = scrape(client)
+    assert value(forced, "stolentee_removal_breaker_forced", provider=first) == 1
+
+
+def test_jobs_failed_for_good_are_a_gauge(client: TestClient) -> None:
+    assert ("stolentee_jobs_failed", ()) in scrape(client)
