@@ -14,6 +14,7 @@ import redis
 from sqlalchemy import create_engine, text
 
 from stolentee.config import (
+    AlertSettings,
     ApiSettings,
     BackupSettings,
     DatabaseSettings,
@@ -85,6 +86,7 @@ def make_settings(tmp_path: Path) -> SettingsFactory:
             engine=EngineSettings(**sections.pop("engine", {})),
             api=ApiSettings(**sections.pop("api", {})),
             backup=BackupSettings(**sections.pop("backup", {})),
+            alerts=AlertSettings(**sections.pop("alerts", {})),
         )
 
     return factory

@@ -33,6 +33,7 @@ from typing import Literal, TypeVar
 
 import httpx
 
+from stolentee.alerts.watch import HealthWatch, build_health_watch
 from stolentee.config import QueueSettings, Settings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
@@ -88,6 +89,7 @@ class Runtime:
         self._disk: DiskSpace | None = None
         self._rate_limiter: RateLimiter | None = None
         self.worker: Worker | None = None  # None: this process runs no worker
+        self.health_watch: HealthWatch | None = None  # health notices (STOLENTEE_ALERT_*)
 
     def _need(self, part: _T | None, name: str) -> _T:
         if part is None:
@@ -162,6 +164,8 @@ class Runtime:
             self._providers.start_probes()
         if self.worker is not None and self.role != "worker":
             self.worker.start()
+        if self.health_watch is not None:
+            self.health_watch.start()
 
     def close(self) -> None:
         """Stop and release everything this runtime built, last built first."""
@@ -264,7 +268,7 @@ def _build(
     if isinstance(storage, S3Storage):
         metrics.instrument_s3(storage)
     runtime._storage = storage
-    runtime._disk = disk = build_disk_space(settings)
+    runtime._disk = disk = DiskSpace.from_settings(settings)
     disk.keep_reserve()
     runtime._designs = DesignStore(database=database)
     transport = build_transport(settings)
@@ -275,6 +279,12 @@ def _build(
     )
     runtime._queue = queue
     metrics.watch(queue=queue, database=database, disk=disk, providers=runtime.providers)
+    if role == "api" and settings.alerts.enabled:
+        runtime.health_watch = watch = build_health_watch(
+            settings, database=database, storage=storage, disk=disk, queue=queue,
+            providers=runtime.providers,
+        )  # fmt: skip
+        stack.callback(watch.stop)
 
     worker_wanted = role == "worker" or (
         settings.queue.run_worker if run_worker is None else run_worker
@@ -316,19 +326,6 @@ def _build_maintenance(runtime: Runtime, storage: Storage | None) -> None:
         transport=transport,
         settings=settings.queue,
         callbacks=runtime.callbacks,
-    )
-
-
-def build_disk_space(settings: Settings) -> DiskSpace:
-    """The free-space watch of the filesystems this process writes to: the data directory
-    (SQLite database, queue file, the disk reserve) and local storage when that is the backend."""
-    paths = {"data": settings.service.data_dir}
-    if settings.storage.backend == "local":
-        paths["storage"] = settings.storage_dir
-    return DiskSpace(
-        paths,
-        min_free_bytes=settings.service.min_free_disk_mb * 2**20,
-        reserve_dir=settings.service.data_dir,
     )
 
 

@@ -11,6 +11,7 @@ The seed report's variable names are kept (``DATABASE_URL``, ``REDIS_URL``, ``RE
 also read from a ``.env`` file in the working directory; real environment variables win.
 """
 
+from stolentee.config.alerts import AlertSettings, WebhookFormat
 from stolentee.config.api import ApiSettings
 from stolentee.config.backup import BackupSettings
 from stolentee.config.base import Environment, mask_url, normalise_database_url
@@ -32,6 +33,7 @@ __all__ = [
     "PROVIDER_NAMES",
     "RAILWAY_API_URL",
     "SCALED_SERVICES",
+    "AlertSettings",
     "ApiSettings",
     "BackupSettings",
     "DatabaseSettings",
@@ -45,6 +47,7 @@ __all__ = [
     "SettingDoc",
     "Settings",
     "StorageSettings",
+    "WebhookFormat",
     "configuration_markdown",
     "effective_settings",
     "iter_setting_docs",

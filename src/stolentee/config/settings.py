@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, model_validator
 
+from stolentee.config.alerts import AlertSettings
 from stolentee.config.api import ApiSettings
 from stolentee.config.backup import BackupSettings
 from stolentee.config.base import (
@@ -31,6 +32,7 @@ class Settings(BaseModel):
     api: ApiSettings = Field(default_factory=ApiSettings)
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @model_validator(mode="after")
     def _resolve(self) -> Settings:

@@ -215,6 +215,51 @@ class BackupRun(Base):
     copied_bytes: Mapped[int] = mapped_column(BigInteger)
 
 
+# --- health notifications (stolentee.alerts) -----------------------------------------------------
+
+
+class Lease(Base):
+    """A named lease one process holds until ``expires_at`` (renewed while it lives): the
+    replica that sends health notices is the one holding ``alerts``."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AlertComponent(Base):
+    """What the watcher last saw of one component, and what it last announced."""
+
+    __tablename__ = "alert_components"
+
+    component: Mapped[str] = mapped_column(String(128), primary_key=True)
+    observed_status: Mapped[str] = mapped_column(String(8))
+    observed_since: Mapped[datetime] = mapped_column(UtcDateTime)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    announced_status: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    announced_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class AlertNotice(Base):
+    """One announced change of a component, delivered (retried) to the webhook."""
+
+    __tablename__ = "alert_notices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    component: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(8))
+    previous: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    given_up: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
 # --- removal statistics (stolentee.removal.stats) ------------------------------------------------
 
 # ``stolentee.removal.base.FailureKind``, in its order (a test keeps the two equal): one counter

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from stolentee.config import Settings
 from stolentee.errors import InsufficientStorageError
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,19 @@ class VolumeFigures:
 
 class DiskSpace:
     """Watches free space on the filesystems of ``paths`` (label -> path); thread-safe."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DiskSpace:
+        """The watch of the filesystems a process writes to: the data directory (SQLite
+        database, queue file, the disk reserve) and local storage when that is the backend."""
+        paths = {"data": settings.service.data_dir}
+        if settings.storage.backend == "local":
+            paths["storage"] = settings.storage_dir
+        return cls(
+            paths,
+            min_free_bytes=settings.service.min_free_disk_mb * 2**20,
+            reserve_dir=settings.service.data_dir,
+        )
 
     def __init__(
         self,

@@ -384,6 +384,8 @@ class ProviderChain:
                     "retry_in_s": retry_in_s,
                     "last_error": breaker.last_error,
                     "reason": breaker.reason,
+                    "out_of_credits": provider.out_of_credits,
+                    "credits": None if probe is None else probe.result.credits,
                     "last_probe": None
                     if probe is None
                     else {
