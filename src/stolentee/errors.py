@@ -89,6 +89,14 @@ class AuthenticationError(ClientError):
     title = "Authentication failed"
 
 
+class ApiKeyRequiredError(AuthenticationError):
+    """A route that names the missing key apart from a wrong one (401, not Remove.bg's 403)."""
+
+    status_code = 401
+    code = "auth_required"
+    title = "API key required"
+
+
 class RateLimitedError(ClientError):
     status_code = 429
     code = "rate_limit_exceeded"

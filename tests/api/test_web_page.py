@@ -22,6 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from stolentee.api.app import create_app
+from tests.fakes.browser import chromium_page, require_chromium
 
 from ..conftest import SettingsFactory
 from ..removal.conftest import composite, draw_logo
@@ -29,18 +30,6 @@ from ..removal.conftest import composite, draw_logo
 if TYPE_CHECKING:
     from playwright.sync_api import ConsoleMessage, Page
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Without the background-networking flags Chromium keeps calling Google's hosts, which this
-# closed network refuses (see .library/env/machines/python-svc.md).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ASSET_TYPES = {"/web/app.js": "text/javascript", "/web/style.css": "text/css"}
 
 
@@ -145,22 +134,10 @@ def server(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def page(request: pytest.FixtureRequest) -> Iterator[Page]:
     """A Chromium page whose relative URLs go to a fresh server (started after the skip checks)."""
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="the playwright package is not installed (dev extra)"
-    )
-    if not CHROMIUM.exists():
-        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    require_chromium()
     server: str = request.getfixturevalue("server")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            context = browser.new_context(base_url=server)
-            yield context.new_page()
-            context.close()
-        finally:
-            browser.close()
+    with chromium_page(server) as page:
+        yield page
 
 
 def test_upload_in_a_browser_shows_the_cutout_on_a_shirt(page: Page, tmp_path: Path) -> None:

@@ -21,14 +21,17 @@ from stolentee import __version__
 from stolentee.api.admission import RemovalGate
 from stolentee.api.deps import Services
 from stolentee.api.errors import install_error_handlers
+from stolentee.api.latency import RouteLatency
 from stolentee.api.limits import BodyLimitMiddleware
 from stolentee.api.openapi import install_openapi
+from stolentee.api.ops_summary import cost_projection
 from stolentee.api.removal_service import RemovalService
 from stolentee.api.routes import (
     costs,
     designs,
     files,
     health,
+    ops,
     rembg,
     removebg,
     stats,
@@ -61,6 +64,7 @@ def _api_services(runtime: Runtime) -> Services:
         wait_s=settings.api.queue_wait_s,
         deadline_s=settings.api.request_deadline_s,
     )
+    pricebook = load_pricebook()
     return Services(
         runtime=runtime,
         removal=RemovalService(
@@ -70,9 +74,11 @@ def _api_services(runtime: Runtime) -> Services:
             limiter=runtime.rate_limiter,
             gate=gate,
         ),
-        pricebook=load_pricebook(),
+        pricebook=pricebook,
         url_policy=UrlPolicy.from_settings(settings.api),
         started_at=time.monotonic(),
+        latency=RouteLatency(),
+        cost_projection=cost_projection(pricebook),
     )
 
 
@@ -177,6 +183,7 @@ def create_app(
         app.include_router(uploads.router)
         app.include_router(stats.router)
         app.include_router(costs.router)
+        app.include_router(ops.router)
         app.include_router(web.router)
     install_openapi(app, settings)
     return app

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from stolentee.api.latency import RouteLatency
 from stolentee.api.removal_service import RemovalService
 from stolentee.config import Settings
 from stolentee.costs.pricebook import Pricebook
@@ -25,6 +26,8 @@ class Services:
     pricebook: Pricebook  # prices with sources: live savings in health and /v1/costs
     url_policy: UrlPolicy  # vets callback URLs at upload
     started_at: float  # time.monotonic() at start-up
+    latency: RouteLatency  # per-route latency over the last hour (the ops dashboard)
+    cost_projection: dict[str, Any]  # the cost model at 100..5,000 users (the ops dashboard)
 
     @property
     def settings(self) -> Settings:

@@ -50,7 +50,7 @@ def install_http_metrics(app: FastAPI) -> None:
                 route = request.scope.get("route")
                 template = getattr(route, "path", None) or "unmatched"
                 method = request.method
+                elapsed = time.perf_counter() - started
                 services.runtime.metrics.http_requests.labels(method, template, str(status)).inc()
-                services.runtime.metrics.http_duration.labels(method, template).observe(
-                    time.perf_counter() - started
-                )
+                services.runtime.metrics.http_duration.labels(method, template).observe(elapsed)
+                services.latency.observe(method, template, elapsed)

@@ -1,4 +1,5 @@
-"""``/`` and ``/web/{name}``: the upload page, a static page that uses only the public API.
+"""``/``, ``/ops`` and ``/web/{name}``: the upload page and the ops dashboard, static pages that
+use only the public API (``/ops`` reads ``GET /v1/ops/summary`` with the key it asks for).
 
 The files live in ``stolentee/api/web/`` and are read once per process. They are sent with
 ``nosniff``, a Content-Security-Policy that allows scripts, styles and connections to this origin
@@ -28,8 +29,11 @@ _CONTENT_TYPES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
+    "ops.html": "text/html; charset=utf-8",
+    "ops.js": "text/javascript; charset=utf-8",
+    "ops.css": "text/css; charset=utf-8",
 }
-ASSETS = tuple(name for name in _CONTENT_TYPES if name != "index.html")
+ASSETS = tuple(name for name in _CONTENT_TYPES if not name.endswith(".html"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,13 @@ def _serve(request: Request, settings: Settings, name: str) -> Response:
 async def index(request: Request, settings: SettingsDep) -> Response:
     """The upload page."""
     return _serve(request, settings, "index.html")
+
+
+@router.get("/ops")
+@router.head("/ops")
+async def ops(request: Request, settings: SettingsDep) -> Response:
+    """The ops dashboard (no figures in the page itself: it asks for a key and fetches them)."""
+    return _serve(request, settings, "ops.html")
 
 
 @router.get("/web/{name}")
