@@ -98,8 +98,7 @@ def _providers(services: Services, report: StatsReport) -> dict[str, Any]:
         {
             "day": day.day.isoformat(),
             "providers": {
-                p.provider: {"requests": p.requests, "failures": p.failures}
-                for p in day.providers
+                p.provider: {"requests": p.requests, "failures": p.failures} for p in day.providers
             },
         }
         for day in report.days
@@ -153,6 +152,7 @@ def _savings(services: Services, report: StatsReport) -> dict[str, Any]:
             services.settings.storage.backend, storage_endpoint(services)
         ),
     )
+    share = live.self_hosted_share
     by_day = {day.day: day.totals for day in report.days}
     days = []
     for offset in range(DAYS):
@@ -171,7 +171,9 @@ def _savings(services: Services, report: StatsReport) -> dict[str, Any]:
         "actualMonthlyUsd": float(live.actual_monthly_usd),
         "counterfactualMonthlyUsd": float(live.counterfactual_monthly_usd),
         "estimatedMonthlySavingsUsd": float(live.estimated_monthly_savings_usd),
-        "selfHostedShare": None if live.self_hosted_share is None else float(live.self_hosted_share),
+        "selfHostedShare": None
+        if live.self_hosted_share is None
+        else float(live.self_hosted_share),
         "costOptimized": live.cost_optimized,
         "savedUsd": round(report.totals.usd_avoided, 2),
         "creditsAvoided": round(report.totals.credits_avoided, 2),
