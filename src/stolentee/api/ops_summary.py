@@ -171,9 +171,7 @@ def _savings(services: Services, report: StatsReport) -> dict[str, Any]:
         "actualMonthlyUsd": float(live.actual_monthly_usd),
         "counterfactualMonthlyUsd": float(live.counterfactual_monthly_usd),
         "estimatedMonthlySavingsUsd": float(live.estimated_monthly_savings_usd),
-        "selfHostedShare": None
-        if live.self_hosted_share is None
-        else float(live.self_hosted_share),
+        "selfHostedShare": None if share is None else float(share),
         "costOptimized": live.cost_optimized,
         "savedUsd": round(report.totals.usd_avoided, 2),
         "creditsAvoided": round(report.totals.credits_avoided, 2),
