@@ -16,6 +16,7 @@ from stolentee.config import AlertSettings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
 from stolentee.errors import StolenteeError
+from stolentee.jobs.figures import QueueFigures
 from stolentee.jobs.queue import JobQueue
 from stolentee.removal.providers.chain import ProviderChain
 from stolentee.storage.base import Storage
@@ -87,16 +88,21 @@ class Components:
 
     def _queue(self) -> tuple[Status, str]:
         assert self.queue is not None
-        figures = self.queue.figures()
-        summary = (
-            f"{figures.depth} queued, {figures.in_flight} in flight, oldest ready job "
-            f"{figures.oldest_queued_age_s:.0f} s"
-        )
-        if figures.oldest_queued_age_s > self.settings.queue_max_wait_s:
-            return "fail", summary
-        if figures.depth > self.settings.queue_backlog:
-            return "warn", summary
-        return "pass", summary
+        health = queue_component(self.queue.figures(), self.settings)
+        return health.status, health.detail
+
+
+def queue_component(figures: QueueFigures, settings: AlertSettings) -> ComponentHealth:
+    """``queue`` from figures already read: warn on a backlog, fail on a job waiting too long."""
+    summary = (
+        f"{figures.depth} queued, {figures.in_flight} in flight, oldest ready job "
+        f"{figures.oldest_queued_age_s:.0f} s"
+    )
+    if figures.oldest_queued_age_s > settings.queue_max_wait_s:
+        return ComponentHealth("queue", "fail", summary)
+    if figures.depth > settings.queue_backlog:
+        return ComponentHealth("queue", "warn", summary)
+    return ComponentHealth("queue", "pass", summary)
 
 
 def provider_components(chain: ProviderChain) -> list[ComponentHealth]:

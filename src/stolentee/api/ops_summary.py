@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stolentee.alerts.changes import recent_notices
-from stolentee.alerts.components import Components, provider_components
+from stolentee.alerts.components import Components, provider_components, queue_component
 from stolentee.api.deps import Services
 from stolentee.api.routes.costs import storage_endpoint
 from stolentee.costs.items import get_policy
@@ -23,6 +23,7 @@ from stolentee.costs.live import live_savings, storage_provider_for
 from stolentee.costs.pricebook import Pricebook
 from stolentee.costs.profile_files import default_profiles
 from stolentee.costs.scale import scale_costs
+from stolentee.jobs.figures import QueueFigures
 from stolentee.removal.stats.report import StatsReport
 
 DAYS = 30
@@ -37,10 +38,11 @@ def summary(services: Services) -> dict[str, Any]:
     stats = runtime.removal_stats
     end = stats.today()
     report = stats.report(start=end - timedelta(days=DAYS - 1), end=end)
+    queue = runtime.queue.figures() if runtime.has_queue else None  # read once, shown twice
     return {
         "generatedAt": _iso(datetime.now(UTC)),
-        "health": _health(services),
-        "queue": _queue(services),
+        "health": _health(services, queue),
+        "queue": _queue(services, queue),
         "providers": _providers(services, report),
         "removals": _removals(report),
         "savings": _savings(services, report),
@@ -53,15 +55,16 @@ def summary(services: Services) -> dict[str, Any]:
     }
 
 
-def _health(services: Services) -> dict[str, Any]:
-    runtime = services.runtime
+def _health(services: Services, queue: QueueFigures | None) -> dict[str, Any]:
+    runtime, settings = services.runtime, services.settings.alerts
     components = Components(
         database=runtime.database,
-        settings=services.settings.alerts,
+        settings=settings,
         storage=runtime.storage if runtime.has_storage else None,
         disk=runtime.disk if runtime.has_storage else None,
-        queue=runtime.queue if runtime.has_queue else None,
     ).check()
+    if queue is not None:
+        components.append(queue_component(queue, settings))
     components += provider_components(runtime.providers)
     worst = max((health.status for health in components), key=_WORST.__getitem__)
     return {
@@ -72,11 +75,10 @@ def _health(services: Services) -> dict[str, Any]:
     }
 
 
-def _queue(services: Services) -> dict[str, Any]:
-    runtime = services.runtime
-    if not runtime.has_queue:
+def _queue(services: Services, figures: QueueFigures | None) -> dict[str, Any]:
+    if figures is None:
         return {"backend": None}
-    return {"backend": runtime.queue.transport.backend, **runtime.queue.figures().as_dict()}
+    return {"backend": services.runtime.queue.transport.backend, **figures.as_dict()}
 
 
 def _providers(services: Services, report: StatsReport) -> dict[str, Any]:

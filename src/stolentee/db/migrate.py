@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +31,11 @@ def alembic_config() -> Config:
     return config
 
 
+@functools.cache
 def head_revision() -> str | None:
+    """The newest revision this version ships. Read once per process: the scripts are part of
+    the installed version (a deploy starts new processes), and reading them takes milliseconds,
+    which ``/readyz`` and the health checks would otherwise pay on every call."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from stolentee.api.deps import ServicesDep
@@ -22,11 +23,12 @@ router = APIRouter(prefix="/v1/ops", tags=["ops"])
 _ERROR: dict[str, Any] = {"description": 'JSON error: `{"errors": [{"title", "code", "detail"}]}`'}
 
 
-@router.get("/summary", responses={401: _ERROR, 403: _ERROR})
-async def ops_summary(request: Request, services: ServicesDep) -> dict[str, Any]:
+@router.get("/summary", response_class=JSONResponse, responses={401: _ERROR, 403: _ERROR})
+async def ops_summary(request: Request, services: ServicesDep) -> JSONResponse:
     """Health, queue, providers, removals, savings, latency and costs, measured now."""
     keys = services.runtime.keys
     if not request.headers.get(API_KEY_HEADER) and await run_in_threadpool(keys.keys_configured):
         raise ApiKeyRequiredError(f"send an API key in the {API_KEY_HEADER} header")
     await authenticate(request, keys)
-    return await run_in_threadpool(summary, services)
+    # Plain JSON already: a JSONResponse skips FastAPI's per-field encoding of the document.
+    return JSONResponse(await run_in_threadpool(summary, services))

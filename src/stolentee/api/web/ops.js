@@ -8,7 +8,7 @@
   const SVG = "http://www.w3.org/2000/svg";
   const $ = (id) => document.getElementById(id);
   let timer = null;
-  let started = performance.now();
+  let started = 0; // the first render is timed from the navigation's start (performance.now()'s origin)
 
   function load(name) {
     try { return window.localStorage.getItem(name) || ""; } catch (_err) { return ""; }
