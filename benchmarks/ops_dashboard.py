@@ -31,6 +31,8 @@ from pathlib import Path
 
 import httpx
 from sqlalchemy import insert
+from tests.fakes.browser import chromium_page, require_chromium
+from tests.fakes.processes import StolenteeProcess
 
 from stolentee.config import ServiceSettings, Settings
 from stolentee.db import migrate
@@ -38,8 +40,6 @@ from stolentee.db.engine import Database
 from stolentee.db.models import AlertNotice, Job
 from stolentee.removal.base import RemovalEvent
 from stolentee.removal.stats.store import RemovalStatsStore
-from tests.fakes.browser import chromium_page, require_chromium
-from tests.fakes.processes import StolenteeProcess
 
 KEY = "st_ops_benchmark_key"
 DAYS = 30
