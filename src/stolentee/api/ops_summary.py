@@ -17,7 +17,6 @@ from typing import Any
 from stolentee.alerts.changes import recent_notices
 from stolentee.alerts.components import Components, provider_components, queue_component
 from stolentee.api.deps import Services
-from stolentee.api.routes.costs import storage_endpoint
 from stolentee.costs.items import get_policy
 from stolentee.costs.live import live_savings, storage_provider_for
 from stolentee.costs.pricebook import Pricebook
@@ -151,7 +150,7 @@ def _savings(services: Services, report: StatsReport) -> dict[str, Any]:
         report,
         period_days=DAYS,
         storage_provider=storage_provider_for(
-            services.settings.storage.backend, storage_endpoint(services)
+            services.settings.storage.backend, services.settings.storage.active_endpoint
         ),
     )
     share = live.self_hosted_share

@@ -206,6 +206,13 @@ class StorageSettings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL such as https://s3.example.com")
         return value
 
+    @property
+    def active_endpoint(self) -> str:
+        """The endpoint of the bucket in use (R2's or the S3 one); empty on local storage."""
+        if self.backend == "r2":
+            return self.r2_endpoint
+        return self.s3_endpoint if self.backend == "s3" else ""
+
     def s3_profile(self, name: Literal["s3", "r2"]) -> S3Profile:
         """The connection settings of one S3 profile (``r2``: ``R2_*``, ``s3``: ``S3_*``)."""
         doc = PROFILES[name]

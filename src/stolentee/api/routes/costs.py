@@ -28,13 +28,6 @@ router = APIRouter(prefix="/v1/costs", tags=["costs"])
 _ERROR: dict[str, Any] = {"description": 'JSON error: `{"errors": [{"title", "code", "detail"}]}`'}
 
 
-def storage_endpoint(services: ServicesDep) -> str:
-    storage = services.settings.storage
-    if storage.backend == "r2":
-        return storage.r2_endpoint
-    return storage.s3_endpoint if storage.backend == "s3" else ""
-
-
 @router.get("/report", responses={400: _ERROR, 403: _ERROR})
 async def costs_report(
     request: Request,
@@ -60,7 +53,7 @@ async def costs_report(
             services.pricebook,
             services.runtime.removal_stats,
             storage_backend=services.settings.storage.backend,
-            storage_endpoint=storage_endpoint(services),
+            storage_endpoint=services.settings.storage.active_endpoint,
             days=days,
         )
         scenarios = build_report(services.pricebook, default_profiles(), policy=chosen)

@@ -22,7 +22,6 @@ from starlette.concurrency import run_in_threadpool
 
 from stolentee import __version__
 from stolentee.api.deps import ServicesDep
-from stolentee.api.routes.costs import storage_endpoint
 from stolentee.backup.history import last_backup
 from stolentee.costs.live import recent_live_savings
 from stolentee.db import migrate
@@ -202,7 +201,7 @@ async def _savings(services: ServicesDep) -> dict[str, Any]:
                 services.pricebook,
                 services.runtime.removal_stats,
                 storage_backend=services.settings.storage.backend,
-                storage_endpoint=storage_endpoint(services),
+                storage_endpoint=services.settings.storage.active_endpoint,
             )
         )
     except StolenteeError as exc:
