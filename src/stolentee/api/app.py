@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Literal
 
 from fastapi import FastAPI
@@ -20,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from stolentee import __version__
 from stolentee.api.admission import RemovalGate
 from stolentee.api.deps import Services
+from stolentee.api.drain import ConnectionCloseWhileDraining, Drain
 from stolentee.api.errors import install_error_handlers
 from stolentee.api.latency import RouteLatency
 from stolentee.api.limits import BodyLimitMiddleware
@@ -55,7 +57,7 @@ log = logging.getLogger(__name__)
 AppRole = Literal["api", "removal"]  # the full service, or the removal service only
 
 
-def _api_services(runtime: Runtime) -> Services:
+def _api_services(runtime: Runtime, drain: Drain) -> Services:
     """The runtime, and what only the HTTP layer needs: admission, rate limits, prices."""
     settings = runtime.settings
     gate = RemovalGate(
@@ -79,6 +81,7 @@ def _api_services(runtime: Runtime) -> Services:
         started_at=time.monotonic(),
         latency=RouteLatency(),
         cost_projection=cost_projection(pricebook),
+        drain=drain,
     )
 
 
@@ -132,6 +135,11 @@ def create_app(
     seed's rembg worker): only the removal API and health, the engine loaded once, no storage,
     queue or worker. ``storage`` and ``database`` let a test hand in its own.
     """
+    service = settings.service
+    drain = Drain(
+        drain_s=service.shutdown_drain_s,
+        marker=Path(service.drain_marker) if service.drain_marker else None,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -146,13 +154,15 @@ def create_app(
             )
         )
         try:
-            services = _api_services(runtime)
+            services = _api_services(runtime, drain)
             app.state.services = services
             try:
                 await _announce(services)
                 runtime.start()
+                drain.install()  # SIGTERM drains first (under uvicorn: the main thread)
                 yield
             finally:
+                drain.uninstall()
                 services.removal.gate.close()
         finally:
             await run_in_threadpool(runtime.close)
@@ -169,6 +179,7 @@ def create_app(
         body_read_timeout_s=settings.api.body_read_timeout_s,
         max_incomplete_uploads_per_client=settings.api.max_incomplete_uploads_per_client,
     )
+    app.add_middleware(ConnectionCloseWhileDraining, drain=drain)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics_routes.router)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from stolentee.api.drain import Drain
 from stolentee.api.latency import RouteLatency
 from stolentee.api.removal_service import RemovalService
 from stolentee.config import Settings
@@ -28,6 +29,7 @@ class Services:
     started_at: float  # time.monotonic() at start-up
     latency: RouteLatency  # per-route latency over the last hour (the ops dashboard)
     cost_projection: dict[str, Any]  # the cost model at 100..5,000 users (the ops dashboard)
+    drain: Drain  # SIGTERM: /readyz 503 and Connection: close before the server stops
 
     @property
     def settings(self) -> Settings:

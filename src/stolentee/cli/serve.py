@@ -6,10 +6,7 @@ the API's lifespan for the HTTP roles).
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -57,45 +54,26 @@ def _serve(
     worker: bool | None,
     worker_concurrency: int | None,
 ) -> None:
-    import uvicorn
-
+    from stolentee.api import serving
     from stolentee.api.app import create_app
 
     bind_host = host or settings.service.host
     bind_port = port or settings.service.port
     worker_count = workers or settings.service.http_workers
-    common: dict[str, Any] = {
-        "host": bind_host,
-        "port": bind_port,
-        "log_config": None,
-        "proxy_headers": True,
-        "timeout_graceful_shutdown": 30,
-        "timeout_keep_alive": settings.service.keepalive_s,
-    }
     if worker_count > 1:
         if worker is not None or worker_concurrency is not None:
             raise typer.BadParameter(
                 "with several HTTP workers, set STOLENTEE_RUN_WORKER and "
                 "STOLENTEE_WORKER_CONCURRENCY in the environment instead"
             )
-        # Each worker process builds its own settings and pool from the same environment; their
-        # metrics meet in a fresh multiprocess directory (stale files would be summed in).
-        metrics_root = settings.service.data_dir / "metrics"
-        metrics_root.mkdir(parents=True, exist_ok=True)
-        metrics_dir = tempfile.mkdtemp(prefix="http-workers-", dir=metrics_root)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by the workers' settings
-        try:
-            uvicorn.run(
-                "stolentee.api.app:app_from_env", factory=True, workers=worker_count, **common
-            )
-        finally:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+        serving.run_workers(settings, host=bind_host, port=bind_port, workers=worker_count)
         return
     if worker_concurrency is not None:
         settings.queue = settings.queue.model_copy(
             update={"worker_concurrency": worker_concurrency}
         )
-    uvicorn.run(create_app(settings, run_worker=worker), **common)
+    app = create_app(settings, run_worker=worker)
+    serving.run_one(app, settings, host=bind_host, port=bind_port)
 
 
 def removal_service(
@@ -108,21 +86,17 @@ def removal_service(
     default u2netp model) and point the main service's REMBG_ENDPOINT at it. The engine is loaded
     once; concurrency is STOLENTEE_ENGINE_MAX_IN_FLIGHT.
     """
-    import uvicorn
-
+    from stolentee.api import serving
     from stolentee.api.app import create_app
     from stolentee.logs import configure_logging
 
     settings = load_settings()
     configure_logging(settings.service)
-    uvicorn.run(
+    serving.run_one(
         create_app(settings, role="removal"),
+        settings,
         host=host or settings.service.host,
         port=port or settings.service.port,
-        log_config=None,
-        proxy_headers=True,
-        timeout_graceful_shutdown=30,
-        timeout_keep_alive=settings.service.keepalive_s,
     )
 
 
@@ -132,8 +106,13 @@ def worker_command(
         typer.Option(min=1, max=64, help="Jobs at once (default STOLENTEE_WORKER_CONCURRENCY)."),
     ] = None,
     graceful_timeout_s: Annotated[
-        float, typer.Option(help="On SIGTERM, time to finish running jobs before handing back.")
-    ] = 30.0,
+        float | None,
+        typer.Option(
+            help="On SIGTERM, time to finish running jobs before handing the rest back "
+            "(default STOLENTEE_SHUTDOWN_TIMEOUT_S).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Process design jobs from the queue until SIGTERM (scale out: one or many processes)."""
     from prometheus_client import start_http_server
@@ -159,4 +138,6 @@ def worker_command(
             f"removal {' -> '.join(runtime.providers.order())}"
         )
         runtime.start()
-        job_worker.run_forever(graceful_timeout_s=graceful_timeout_s)
+        # A worker takes no traffic from a load balancer: on SIGTERM it stops leasing at once.
+        timeout_s = graceful_timeout_s or settings.service.shutdown_timeout_s
+        job_worker.run_forever(graceful_timeout_s=timeout_s)

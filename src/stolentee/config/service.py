@@ -88,6 +88,33 @@ class ServiceSettings(BaseSettings):
         validation_alias="STOLENTEE_HTTP_WORKERS",
         description="Number of uvicorn worker processes for `stolentee serve`.",
     )
+    shutdown_drain_s: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        validation_alias="STOLENTEE_SHUTDOWN_DRAIN_S",
+        description="On SIGTERM, `/readyz` answers 503 at once and the server keeps accepting "
+        "and serving this long (responses carry `Connection: close`), so that the load balancer "
+        "notices and moves traffic away first: HAProxy's default check (2 s x 3) needs 6 s, "
+        "Kubernetes endpoints a few seconds. Then it stops accepting and finishes what is in "
+        "flight. 0: stop at once.",
+    )
+    shutdown_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        le=600,
+        validation_alias="STOLENTEE_SHUTDOWN_TIMEOUT_S",
+        description="After the drain, how long requests still in flight may take to finish "
+        "before they are cancelled. Drain + this + ~10 s must fit the platform's stop timeout "
+        "(Kubernetes `terminationGracePeriodSeconds`, Railway's draining seconds, `docker stop "
+        "-t`).",
+    )
+    drain_marker: str = Field(
+        "",
+        validation_alias="STOLENTEE_DRAIN_MARKER",
+        description="Set by `stolentee serve` for its HTTP workers when `STOLENTEE_HTTP_WORKERS` "
+        "> 1: the file whose presence tells them the whole server is draining. Leave empty.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info",
         validation_alias="STOLENTEE_LOG_LEVEL",

@@ -4,7 +4,8 @@
   database.
 - ``GET /health/detailed``: the seed's detailed report, every figure measured now.
 - ``GET /livez``: the process answers. ``GET /readyz``: the database and the storage (in the
-  roles that store objects) answer; 503 otherwise.
+  roles that store objects) answer; 503 otherwise, and at once while the process drains on
+  SIGTERM (:mod:`stolentee.api.drain`).
   Both in ``application/health+json`` (status ``pass``/``fail``, ``checks``).
 """
 
@@ -131,6 +132,9 @@ async def livez() -> JSONResponse:
 
 @router.get("/readyz", response_class=JSONResponse, responses=_HEALTH_RESPONSES)
 async def readyz(services: ServicesDep) -> JSONResponse:
+    if services.drain.draining:  # leave the load balancer's rotation before stopping
+        draining = {"status": "fail", "version": __version__, "output": "draining: shutting down"}
+        return JSONResponse(draining, status_code=503, media_type=HEALTH_JSON)
     checks = {"database": _check("datastore", *await _ping_database(services))}
     if services.runtime.has_storage:  # the removal service stores nothing
         checks["storage"] = _check("datastore", *await _ping_storage(services))
