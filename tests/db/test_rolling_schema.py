@@ -15,6 +15,7 @@ without a server default, fails here (the insert or the select of the old shape 
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import UTC, date, datetime
 from typing import Any
@@ -54,7 +55,7 @@ def revision_pairs() -> list[tuple[str, str]]:
     """(previous, revision) for every migration after the first, oldest first."""
     script = ScriptDirectory.from_config(migrate.alembic_config())
     chain = [rev.revision for rev in reversed(list(script.walk_revisions()))]
-    return list(zip(chain, chain[1:], strict=False))
+    return list(itertools.pairwise(chain))
 
 
 def value_for(table: Table, column: Column[Any], n: int) -> Any:
