@@ -84,11 +84,12 @@ def value_for(table: Table, column: Column[Any], n: int) -> Any:
 def old_row(table: Table, n: int) -> dict[str, Any]:
     """What the previous release writes: every column it knows that has no server default and
     is not generated (an autoincrement key is left to the database)."""
+    single_key = len(table.primary_key.columns) == 1
     row = {}
     for column in table.columns:
-        if column.primary_key and isinstance(column.type, Integer) and column.autoincrement:
-            if len(table.primary_key.columns) == 1:
-                continue
+        generated = column.primary_key and single_key and isinstance(column.type, Integer)
+        if generated and column.autoincrement:
+            continue
         row[column.name] = value_for(table, column, n)
     return row
 
