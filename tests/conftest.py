@@ -17,6 +17,7 @@ from stolentee.config import (
     AlertSettings,
     ApiSettings,
     BackupSettings,
+    CdnSettings,
     DatabaseSettings,
     EngineSettings,
     QueueSettings,
@@ -87,6 +88,7 @@ def make_settings(tmp_path: Path) -> SettingsFactory:
             api=ApiSettings(**sections.pop("api", {})),
             backup=BackupSettings(**sections.pop("backup", {})),
             alerts=AlertSettings(**sections.pop("alerts", {})),
+            cdn=CdnSettings(**sections.pop("cdn", {})),
         )
 
     return factory

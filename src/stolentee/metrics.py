@@ -119,6 +119,18 @@ class Metrics:
             ["operation", "outcome"],
             registry=self.registry,
         )
+        self.cdn_purges = Counter(
+            "stolentee_cdn_purges",
+            "CDN purge jobs by backend and outcome (ok, retried, rejected).",
+            ["backend", "outcome"],
+            registry=self.registry,
+        )
+        self.cdn_purged_urls = Counter(
+            "stolentee_cdn_purged_urls",
+            "URLs the CDN was told to forget, by backend.",
+            ["backend"],
+            registry=self.registry,
+        )
         self.query_duration = Histogram(
             "stolentee_db_query_duration_seconds",
             "Database statement latency (client side).",
@@ -172,6 +184,12 @@ class Metrics:
         """Count every operation of an S3 store, on boto3 and on its signed requests alike."""
         counter = self.storage_operations
         store.observe(lambda operation, outcome: counter.labels(operation, outcome).inc())
+
+    def count_purge(self, backend: str, outcome: str, urls: int) -> None:
+        """One purge job's outcome (the ``cdn_purge`` handler reports it)."""
+        self.cdn_purges.labels(backend, outcome).inc()
+        if outcome == "ok":
+            self.cdn_purged_urls.labels(backend).inc(urls)
 
     def removal_sink(self, inner: StatsSink | None) -> StatsSink:
         """A statistics sink that updates the removal metrics, then hands the event on."""

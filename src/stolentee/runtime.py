@@ -34,6 +34,7 @@ from typing import Literal, TypeVar
 import httpx
 
 from stolentee.alerts.watch import HealthWatch, build_health_watch
+from stolentee.cdn.purge import Purger, build_purger
 from stolentee.config import QueueSettings, Settings
 from stolentee.db import migrate
 from stolentee.db.engine import Database
@@ -61,8 +62,7 @@ log = logging.getLogger(__name__)
 
 Role = Literal["api", "removal", "worker", "admin", "maintenance"]
 
-# Within uvicorn's 30 s graceful shutdown and Docker's 10 s kill delay: jobs an in-process worker
-# is still running after this are handed back to the queue for another worker.
+# Within the shutdown's time (docs/scaling.md): jobs still running after this go back to the queue.
 IN_PROCESS_WORKER_STOP_TIMEOUT_S = 8.0
 
 _T = TypeVar("_T")
@@ -85,6 +85,7 @@ class Runtime:
         self._storage: Storage | None = None
         self._designs: DesignStore | None = None
         self._callbacks: CallbackSender | None = None
+        self._purger: Purger | None = None
         self._queue: JobQueue | None = None
         self._disk: DiskSpace | None = None
         self._rate_limiter: RateLimiter | None = None
@@ -149,6 +150,10 @@ class Runtime:
     @property
     def callbacks(self) -> CallbackSender:
         return self._need(self._callbacks, "a callback sender")
+
+    @property
+    def purger(self) -> Purger:  # tells the CDN to forget URLs
+        return self._need(self._purger, "a CDN purger")
 
     @property
     def has_queue(self) -> bool:
@@ -219,8 +224,10 @@ def _build(
     settings, role, stack = runtime.settings, runtime.role, runtime._stack
     wants_jobs = role in ("api", "worker")
     if wants_jobs or role == "maintenance":
-        # Wrong callback settings are a clear error at start-up, before anything is opened.
+        # Wrong callback or CDN settings are a clear error at start-up, before anything opens.
         runtime._callbacks = CallbackSender.from_settings(settings.api)
+        runtime._purger = purger = build_purger(settings)
+        stack.callback(purger.close)
 
     if database is None:
         database = Database(
@@ -296,6 +303,8 @@ def _build(
             remover=runtime.providers,
             queue=queue,
             callbacks=callbacks,
+            purger=runtime.purger,
+            observe_purge=metrics.count_purge,
         )
         worker = Worker(
             queue=queue,

@@ -183,13 +183,14 @@ def test_missing_object_is_a_json_404(client: TestClient, url: str) -> None:
     [error] = response.json()["errors"]
     assert error["code"] == "object_not_found"
     assert set(error) >= {"title", "code", "detail"}
-    assert "cache-control" not in response.headers
+    assert response.headers["cache-control"] == "no-store"  # a CDN keeps no copy of a 404
 
 
 def test_head_of_missing_object_is_404(client: TestClient) -> None:
     response = client.head("/uploads/missing.png")
     assert response.status_code == 404
     assert response.content == b""
+    assert response.headers["cache-control"] == "no-store"
 
 
 def test_a_directory_is_not_an_object(client: TestClient) -> None:

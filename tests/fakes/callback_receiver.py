@@ -50,6 +50,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b"ok")
 
+    do_PURGE = do_POST  # a Varnish stand-in for the purge tests
+
 
 Answer = int | str | tuple[int, str]
 

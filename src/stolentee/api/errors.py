@@ -5,7 +5,8 @@ Every error body has Remove.bg's shape, so clients of its API understand ours to
     {"errors": [{"title": "...", "code": "...", "detail": "..."}]}
 
 Anything a client sent that we reject is a 4xx with a stable ``code``; an unexpected exception
-is logged with its traceback and answered with a bare 500 ``internal_error``.
+is logged with its traceback and answered with a bare 500 ``internal_error``. Every error is
+sent with ``Cache-Control: no-store``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def error_body(*entries: dict[str, Any]) -> dict[str, Any]:
 def error_response(
     status_code: int, *entries: dict[str, Any], headers: dict[str, str] | None = None
 ) -> JSONResponse:
+    # No cache keeps an error: a CDN in front must not go on answering a deleted design's 404,
+    # or a moment's 503, from its cache.
+    headers = {"Cache-Control": "no-store", **(headers or {})}
     return JSONResponse(error_body(*entries), status_code=status_code, headers=headers)
 
 

@@ -15,6 +15,7 @@ from stolentee.config.alerts import AlertSettings, WebhookFormat
 from stolentee.config.api import ApiSettings
 from stolentee.config.backup import BackupSettings
 from stolentee.config.base import Environment, mask_url, normalise_database_url
+from stolentee.config.cdn import CdnSettings, PurgeBackend
 from stolentee.config.database import DatabaseSettings
 from stolentee.config.docs import (
     SettingDoc,
@@ -36,9 +37,11 @@ __all__ = [
     "AlertSettings",
     "ApiSettings",
     "BackupSettings",
+    "CdnSettings",
     "DatabaseSettings",
     "EngineSettings",
     "Environment",
+    "PurgeBackend",
     "QueueSettings",
     "RemovalSettings",
     "S3Profile",

@@ -12,6 +12,7 @@ from stolentee.config.backup import BackupSettings
 from stolentee.config.base import (
     normalise_database_url,
 )
+from stolentee.config.cdn import CdnSettings
 from stolentee.config.database import POOL_MAX_DEVELOPMENT, POOL_MAX_PRODUCTION, DatabaseSettings
 from stolentee.config.queue import QueueSettings
 from stolentee.config.removal import EngineSettings, RemovalSettings
@@ -33,6 +34,7 @@ class Settings(BaseModel):
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    cdn: CdnSettings = Field(default_factory=CdnSettings)
 
     @model_validator(mode="after")
     def _resolve(self) -> Settings:

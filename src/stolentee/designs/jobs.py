@@ -11,6 +11,9 @@ by the queue. Two transactions per job: take it, finish it.
 ``callback``: deliver a finished design's signed notice (:mod:`stolentee.designs.callbacks`);
 queued by the ``design`` jobs' follow-up hook in the transaction that finishes them.
 
+``cdn_purge``: make the CDN forget URLs (:mod:`stolentee.cdn.jobs`), queued when a design is
+deleted or a storage migration moves URLs.
+
 :func:`build_handlers` and :func:`queue_hooks` are what every process (API server with its
 in-process worker, ``stolentee worker``) uses, through :func:`stolentee.runtime.build_queue`, so
 all agree on hooks, backoffs and handlers.
@@ -25,6 +28,8 @@ from typing import Any
 from sqlalchemy import Connection, update
 from sqlalchemy.orm import Session
 
+from stolentee.cdn.jobs import CDN_PURGE_JOB, RETRY_BACKOFF_S, Observe, purge_handler
+from stolentee.cdn.purge import Purger
 from stolentee.db.models import Design, Job
 from stolentee.designs.callbacks import (
     CALLBACK_JOB,
@@ -146,7 +151,10 @@ def queue_hooks(callbacks: CallbackSender) -> dict[str, Any]:
         "follow_ups": {DESIGN_JOB: design_follow_up(callbacks)},
         "on_lease": {DESIGN_JOB: load_design},
         "on_retry": {DESIGN_JOB: announce_again},
-        "retry_backoff_s": {CALLBACK_JOB: callbacks.retry_backoff_s},
+        "retry_backoff_s": {
+            CALLBACK_JOB: callbacks.retry_backoff_s,
+            CDN_PURGE_JOB: RETRY_BACKOFF_S,
+        },
     }
 
 
@@ -157,6 +165,8 @@ def build_handlers(
     remover: Remover,
     queue: JobQueue,
     callbacks: CallbackSender,
+    purger: Purger,
+    observe_purge: Observe | None = None,
 ) -> Mapping[str, Handler]:
     """Every job kind's handler."""
     return {
@@ -164,4 +174,5 @@ def build_handlers(
         CALLBACK_JOB: callback_handler(
             designs=designs, storage=storage, queue=queue, sender=callbacks
         ),
+        CDN_PURGE_JOB: purge_handler(purger, observe=observe_purge),
     }

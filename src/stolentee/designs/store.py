@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
@@ -351,11 +351,25 @@ class DesignStore:
         next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
         return rows, next_cursor
 
-    def delete(self, design_id: str, *, owner: str) -> DesignRecord:
-        """Remove the design row; returns it so the caller can remove its files."""
+    def delete(
+        self,
+        design_id: str,
+        *,
+        owner: str,
+        within: Callable[[Session, DesignRecord, bool], None] | None = None,
+    ) -> DesignRecord:
+        """Remove the design row; returns it so the caller can remove its files. ``within``
+        runs in the same transaction, told whether the design's cutout has no design left."""
         record = self.get(design_id, owner=owner)
         with self._database.session() as session:
             session.execute(delete(Design).where(Design.id == design_id))
+            if within is not None:
+                orphaned = record.cutout_key is not None and not session.scalar(
+                    select(func.count())
+                    .select_from(Design)
+                    .where(Design.cutout_key == record.cutout_key)
+                )
+                within(session, record, orphaned)
         return record
 
     def cutout_in_use(self, cutout_key: str) -> bool:

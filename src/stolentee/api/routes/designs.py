@@ -9,6 +9,7 @@ POST instead when the design finishes (:mod:`stolentee.designs.callbacks`).
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Annotated, Any
 
@@ -22,7 +23,7 @@ from stolentee.api.routes.removebg import read_upload
 from stolentee.api.routes.uploads import InvalidUploadKeyError, check_upload_key
 from stolentee.api.security import authenticate
 from stolentee.db.models import Job
-from stolentee.designs import jobs
+from stolentee.designs import deletion, jobs
 from stolentee.designs.pipeline import design_options
 from stolentee.designs.store import (
     DESIGN_JOB,
@@ -35,7 +36,6 @@ from stolentee.designs.views import design_body
 from stolentee.errors import (
     ClientError,
     FileTooLargeError,
-    InsufficientStorageError,
     InvalidImageError,
     ObjectNotFoundError,
 )
@@ -295,23 +295,19 @@ async def retry_design(request: Request, services: ServicesDep, design_id: str) 
 
 @router.delete("/{design_id}", status_code=204, responses={403: _ERROR, 404: _ERROR})
 async def delete_design(request: Request, services: ServicesDep, design_id: str) -> None:
+    """Delete the design, its original, its cutout when no other design shares it, and (with
+    ``STOLENTEE_CDN_PURGE_BACKEND``) the CDN's copies of them, through a queued purge."""
     principal = await authenticate(request, services.runtime.keys)
     runtime = services.runtime
-    record = await run_in_threadpool(_delete_row, services, design_id, principal.label)
-    await run_in_threadpool(runtime.storage.delete, record.original_key)
-    cutout = record.cutout_key
-    if cutout is not None and not await run_in_threadpool(runtime.designs.cutout_in_use, cutout):
-        await run_in_threadpool(runtime.storage.delete, cutout)
-    await run_in_threadpool(runtime.disk.keep_reserve)  # taken back once there is room
-
-
-def _delete_row(services: ServicesDep, design_id: str, owner: str) -> DesignRecord:
-    """Delete the design's row; on a full disk, give up the disk reserve and try once more
-    (stolentee.storage.diskspace: deleting must work when the disk is full)."""
-    runtime = services.runtime
-    try:
-        return runtime.designs.delete(design_id, owner=owner)
-    except InsufficientStorageError:
-        if not runtime.disk.release_reserve():
-            raise
-    return runtime.designs.delete(design_id, owner=owner)
+    await run_in_threadpool(
+        functools.partial(
+            deletion.delete_design,
+            design_id,
+            owner=principal.label,
+            designs=runtime.designs,
+            storage=runtime.storage,
+            queue=runtime.queue,
+            purger=runtime.purger,
+            disk=runtime.disk,
+        )
+    )
