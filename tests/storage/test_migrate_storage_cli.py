@@ -260,6 +260,15 @@ def _designs_snapshot(database: Database) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
+def _purged(database: Database) -> list[list[str]]:
+    """The URLs of every queued CDN purge, oldest first."""
+    with database.connect() as conn:
+        rows = conn.execute(
+            text("SELECT payload FROM jobs WHERE kind = 'cdn_purge' ORDER BY created_at")
+        ).all()
+    return [list((json.loads(p) if isinstance(p, str) else p)["urls"]) for (p,) in rows]
+
+
 def test_rewrite_then_rollback_urls_restores_the_database_exactly(
     seaweedfs: SeaweedFS,
     s3_buckets: Callable[[], str],
@@ -315,9 +324,16 @@ def test_rewrite_then_rollback_urls_restores_the_database_exactly(
     assert "has no public URL" in no_domain.stderr
     assert _designs_snapshot(database) == before
 
+    env |= {"STOLENTEE_CDN_PURGE_BACKEND": "varnish", "STOLENTEE_CDN_PURGE_URL": "http://cdn:6081"}
     rewritten = _run(env, *args, "--rewrite-urls", "--public-base-url", "https://cdn.example.com/")
     assert rewritten.returncode == 0, rewritten.stdout + rewritten.stderr
     assert "6 designs now served from https://cdn.example.com" in rewritten.stdout
+    # The URLs the API no longer hands out (6 originals, 3 cutouts) go to the CDN's purge.
+    assert "The CDN is told to forget 9 URLs" in rewritten.stdout
+    (old_urls,) = _purged(database)
+    assert sorted(old_urls) == sorted(
+        [f"/uploads/{i}.png" for i in ids] + [f"/assets/cutouts/{n:064x}.png" for n in (1, 3, 5)]
+    )
     after = {row["id"]: row["public_base_url"] for row in _designs_snapshot(database)}
     assert after == {**dict.fromkeys(ids, "https://cdn.example.com"), late_id: None}
     record = designs.get(ids[1])
@@ -326,6 +342,8 @@ def test_rewrite_then_rollback_urls_restores_the_database_exactly(
     rolled_back = _run(env, *args, "--rollback-urls")
     assert rolled_back.returncode == 0, rolled_back.stdout + rolled_back.stderr
     assert "Restored 6 designs" in rolled_back.stdout
+    _, new_urls = _purged(database)  # and back: the CDN URLs are forgotten
+    assert sorted(new_urls) == sorted(f"https://cdn.example.com{url}" for url in old_urls)
     assert _designs_snapshot(database) == before
     again = _run(env, *args, "--rollback-urls")
     assert "No URL rewrite to roll back" in again.stdout

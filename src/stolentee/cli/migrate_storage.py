@@ -49,6 +49,7 @@ from stolentee.storage.factory import build_named_storage
 
 if TYPE_CHECKING:  # the database layer is imported only by the URL steps
     from stolentee.db.engine import Database
+    from stolentee.designs.urls import UrlChange
 
 
 _SPEC_HELP = "local, local:PATH, r2, r2:BUCKET, s3 or s3:BUCKET"
@@ -336,19 +337,25 @@ def _delete_source(
 def _url_step(
     settings: Settings, dest_spec: str, path: Path, *, rollback: bool, base_url: str
 ) -> None:
-    """``--rewrite-urls`` / ``--rollback-urls``: designs follow the verified objects, or back."""
+    """``--rewrite-urls`` / ``--rollback-urls``: designs follow the verified objects, or back;
+    the CDN is then told to forget the URLs no longer handed out (a queued purge)."""
+    from stolentee.cdn.jobs import enqueue_purge
+    from stolentee.designs.urls import abandoned_urls
     from stolentee.runtime import build_runtime
 
     if not path.exists():
         _fail(f"no manifest at {path}: run the copy first (or pass --manifest)")
     with (
-        build_runtime(settings, "admin") as runtime,
+        build_runtime(settings, "maintenance") as runtime,
         migration.Manifest.open(path) as manifest,
     ):
         if rollback:
-            _rollback_urls(runtime.database, manifest)
+            changes = _rollback_urls(runtime.database, manifest)
         else:
-            _rewrite_urls(settings, runtime.database, manifest, dest_spec, base_url)
+            changes = _rewrite_urls(settings, runtime.database, manifest, dest_spec, base_url)
+        urls = abandoned_urls(runtime.designs, runtime.storage, changes, undone=rollback)
+        if enqueue_purge(runtime.queue, runtime.purger, urls):
+            console.print(f"The CDN is told to forget {len(urls)} URLs (queued purge).")
 
 
 def _rewrite_urls(
@@ -357,7 +364,7 @@ def _rewrite_urls(
     manifest: migration.Manifest,
     dest_spec: str,
     base_url: str,
-) -> None:
+) -> list[UrlChange]:
     from stolentee.designs import urls as rewrite
 
     if not base_url:
@@ -389,9 +396,10 @@ def _rewrite_urls(
         f"object is verified in the destination; {len(verified)} verified objects). Undo with "
         "--rollback-urls."
     )
+    return changes
 
 
-def _rollback_urls(database: Database, manifest: migration.Manifest) -> None:
+def _rollback_urls(database: Database, manifest: migration.Manifest) -> list[UrlChange]:
     from stolentee.designs import urls as rewrite
 
     rolled_back = {
@@ -406,7 +414,7 @@ def _rollback_urls(database: Database, manifest: migration.Manifest) -> None:
     ]
     if not pending:
         console.print("No URL rewrite to roll back in this manifest.")
-        return
+        return []
     changes = [rewrite.UrlChange.from_record(record) for record in pending]
     report = rewrite.rollback_urls(database, changes)
     rewrite_ids = sorted({str(record.get("rewrite_id")) for record in pending})
@@ -419,6 +427,7 @@ def _rollback_urls(database: Database, manifest: migration.Manifest) -> None:
         err_console.print(f"[yellow]conflict[/] design {design_id} changed after the rewrite")
     if report.conflicts:
         raise typer.Exit(1)
+    return changes
 
 
 def _size(count: int) -> str:

@@ -20,8 +20,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from stolentee.db.engine import Database
-from stolentee.designs.store import BaseUrlChange, DesignStore
+from stolentee.designs.store import BaseUrlChange, DesignNotFoundError, DesignStore
 from stolentee.errors import ClientError
+from stolentee.storage.base import Storage, public_url_for
 
 RECORD_TYPE = "rewrite"
 MAX_BASE_URL = 1024  # designs.public_base_url is String(1024)
@@ -248,3 +249,27 @@ def rollback_urls(
         gone=len(outcome.gone),
         gone_ids=outcome.gone,
     )
+
+
+def abandoned_urls(
+    store: DesignStore, storage: Storage, changes: Sequence[UrlChange], *, undone: bool = False
+) -> list[str]:
+    """The object URLs the API stopped handing out with ``changes``: each design's original and
+    cutout under ``before`` (a rewrite), or under ``after`` when the changes were ``undone`` (a
+    rollback). The CDN is told to forget them (``stolentee.cdn.jobs``). Deleted designs are
+    skipped: their delete purged them."""
+    urls: list[str] = []
+    for change in changes:
+        try:
+            record = store.get(change.design_id)
+        except DesignNotFoundError:
+            continue
+        base = change.after if undone else change.before
+        for key in (record.original_key, record.cutout_key):
+            if key is None:
+                continue
+            if base:
+                urls.append(public_url_for(key, public_domain=base, public_base_url=""))
+            else:
+                urls.append(storage.public_url(key))
+    return urls
