@@ -237,6 +237,8 @@ def backend(args: argparse.Namespace, data_dir: Path) -> Iterator[dict[str, str]
         "STOLENTEE_RATE_LIMIT_MP_PER_MIN": "1000000",
         "STOLENTEE_LOG_LEVEL": args.log_level,
     }
+    if args.drain_s is not None:
+        env["STOLENTEE_SHUTDOWN_DRAIN_S"] = str(args.drain_s)
     if not args.postgres:
         yield env
         return
@@ -283,6 +285,13 @@ def start_service(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> l
             "STOLENTEE_HTTP_WORKERS": str(args.http_workers),
         }
         procs.append(Proc("api", ["serve"], api_env, tmp / "serve.log", port))
+        if args.rolling_deploy:  # a second instance behind the load balancer
+            second = free_port()
+            procs.append(
+                Proc(
+                    "api", ["serve"], {**api_env, "PORT": str(second)}, tmp / "serve-2.log", second
+                )
+            )
         for index in range(args.workers):
             metrics_port = free_port()
             worker_env = {**env, "STOLENTEE_METRICS_PORT": str(metrics_port)}
@@ -824,9 +833,23 @@ def main() -> int:
     parser.add_argument("--log-level", default="warning")
     parser.add_argument("--seed", type=int, default=20261128)
     parser.add_argument("--json", type=Path, help="write every figure (and request) here")
+    parser.add_argument(
+        "--rolling-deploy",
+        action="store_true",
+        help="scaled shape: 2 API instances behind HAProxy, all processes replaced under load",
+    )
+    parser.add_argument("--cdn", action="store_true", help="Varnish in front (hit ratio)")
+    parser.add_argument(
+        "--deploy-after-s", type=float, default=15, help="into the steady state, --rolling-deploy"
+    )
+    parser.add_argument(
+        "--drain-s", type=float, help="STOLENTEE_SHUTDOWN_DRAIN_S (0: the control, no drain)"
+    )
     args = parser.parse_args()
     if bool(args.postgres) != bool(args.redis):
         parser.error("--postgres and --redis go together (the scaled-out shape)")
+    if args.rolling_deploy and not args.postgres:
+        parser.error("--rolling-deploy needs the scaled-out shape (--postgres and --redis)")
     shape = "scaled" if args.postgres else "embedded"
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -847,9 +870,17 @@ def main() -> int:
             procs = start_service(args, env, tmp)
             api = procs[0]
             base = f"http://127.0.0.1:{api.port}"
+            front = None
             try:
-                report = run(args, shape, procs, base, uploads, seed_uploads, logos)
+                if args.rolling_deploy or args.cdn:
+                    from benchmarks.rolling_deploy import Front
+
+                    front = Front(procs, tmp, rolling=args.rolling_deploy, cdn=args.cdn).start()
+                    base = front.url
+                report = run(args, shape, procs, base, uploads, seed_uploads, logos, front)
             finally:
+                if front is not None:
+                    front.stop()
                 for proc in procs:
                     proc.stop()
             failed_logs = [p for p in procs if p.process and p.process.returncode not in (0, -15)]
@@ -870,6 +901,7 @@ def run(
     uploads: list[tuple[str, bytes]],
     seed_uploads: list[tuple[str, bytes]],
     logos: list[tuple[str, bytes]],
+    front: Any = None,
 ) -> dict[str, Any]:
     started_at = datetime.now(UTC)
     print(f"{shape} shape: {' + '.join(' '.join(p.args) for p in procs)} on {base}")
@@ -918,6 +950,12 @@ def run(
     monitor.start()
     steady_start = start_at + args.ramp_s
     steady_end = steady_start + args.duration_s
+    deployer = None
+    if front is not None and front.rolling:
+        deployer = threading.Thread(
+            target=front.deploy, args=(steady_start + args.deploy_after_s,), daemon=True
+        )
+        deployer.start()
     print(
         f"{args.users} users in {args.client_procs} client process(es): ramp {args.ramp_s:.0f} s, "
         f"steady {args.duration_s:.0f} s, think {args.think_s[0]:g}-{args.think_s[1]:g} s ..."
@@ -929,6 +967,10 @@ def run(
         )
     for client in clients:
         client.join(timeout=30)
+    if deployer is not None:
+        deployer.join(timeout=600)
+        # A replaced process counts from zero: only the new processes' own counters are used.
+        before = {key: value for key, value in before.items() if not key.startswith("worker:")}
     finished_at = time.time()
     monitor.stop.set()
     monitor.join()
@@ -1057,6 +1099,8 @@ def run(
             and turnaround_p95 < JOB_P95_LIMIT_S,
         },
     }
+    if front is not None:
+        verdicts |= front.verdicts()
 
     # --- print ---
     print(

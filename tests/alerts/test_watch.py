@@ -256,3 +256,63 @@ def test_a_bad_webhook_url_is_refused_at_start_up(url: str, internal: str, why: 
 def test_wildcard_internal_hosts_are_refused() -> None:
     with pytest.raises(ValueError, match="exact names"):
         AlertSettings(internal_hosts="*.internal")
+
+
+def test_the_database_going_down_is_announced_once_and_its_recovery_too(
+    tmp_path: Any, receiver: Receiver
+) -> None:
+    """A private PostgreSQL is stopped and started again: the replica that held the lease sends
+    the failure notice itself (the outbox is in the database), the other stays quiet, and the
+    recovery comes through the outbox."""
+    from stolentee.alerts.components import Components
+    from stolentee.config import DatabaseSettings
+    from stolentee.db import migrate
+    from tests.fakes.servers import PrivatePostgres
+
+    server = PrivatePostgres().start()
+    databases = []
+    try:
+        wall = FakeWallClock()
+        watchers = []
+        for holder in ("api-1", "api-2"):
+            database = Database(settings=DatabaseSettings(url=server.url, pool_timeout_s=2))
+            databases.append(database)
+            settings = alert_settings(receiver, debounce_s=0)
+            watchers.append(
+                HealthWatch(
+                    database=database,
+                    components=Components(database=database, settings=settings),
+                    webhook=Webhook.from_settings(settings, environment="test"),
+                    settings=settings,
+                    holder=holder,
+                    clock=wall,
+                )
+            )
+        migrate.upgrade(databases[0])
+        for watch in watchers:
+            watch.run_once()
+        assert receiver.requests == []  # healthy, first seen: quiet
+
+        server.stop()
+        for _ in range(3):
+            wall.advance(1)
+            for watch in watchers:
+                with pytest.raises(Exception):  # noqa: B017, PT011 - any driver error
+                    watch.run_once()
+        (down,) = bodies(receiver)
+        assert (down["component"], down["status"], down["sentBy"]) == ("database", "fail", "api-1")
+        assert down["id"] is None  # sent outside the outbox
+
+        server.start_again()
+        for _ in range(3):
+            wall.advance(1)
+            for watch in watchers:
+                watch.run_once()
+        assert [(b["component"], b["status"], b["previous"]) for b in bodies(receiver)] == [
+            ("database", "fail", "pass"),
+            ("database", "pass", "fail"),
+        ]
+    finally:
+        for database in databases:
+            database.dispose()
+        server.remove()

@@ -82,8 +82,8 @@ def value_for(table: Table, column: Column[Any], n: int) -> Any:
 
 
 def old_row(table: Table, n: int) -> dict[str, Any]:
-    """What the previous release writes: every column it knows that has no server default and
-    is not generated (an autoincrement key is left to the database)."""
+    """What the previous release writes: a value for every column it knows, except a single
+    integer key the database generates."""
     single_key = len(table.primary_key.columns) == 1
     row = {}
     for column in table.columns:

@@ -125,6 +125,10 @@ class PrivatePostgres:
         if (self.data / "postmaster.pid").exists():
             self._pg_ctl("stop", "-m", "fast", "-w")
 
+    def start_again(self) -> None:
+        """Start the stopped cluster again, with its data."""
+        self._pg_ctl("start", "-w", "-t", str(int(START_TIMEOUT_S)))
+
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)

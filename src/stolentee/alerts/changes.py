@@ -139,6 +139,17 @@ def _announce(
     return notice.id
 
 
+def mark_announced(database: Database, component: str, status: str) -> None:
+    """Record that ``status`` was announced for ``component`` outside the outbox (the database's
+    own outage, :mod:`stolentee.alerts.outage`), so that its recovery is announced."""
+    with database.session() as session:
+        session.execute(
+            update(AlertComponent)
+            .where(AlertComponent.component == component)
+            .values(announced_status=status)
+        )
+
+
 def claim_due(database: Database, *, now: datetime, hold_s: float, limit: int = 20) -> list[Notice]:
     """The notices due for delivery now, each claimed for ``hold_s`` (its next attempt moved
     past the delivery's time), so that no other round sends it meanwhile."""

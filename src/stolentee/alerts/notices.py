@@ -88,7 +88,7 @@ class Webhook:
 
     def body(self, notice: Notice, *, holder: str) -> bytes:
         fields: dict[str, Any] = {
-            "id": notice.id,
+            "id": notice.id or None,  # None: sent outside the outbox (the database was down)
             "service": "stolentee",
             "environment": self.environment,
             "component": notice.component,
@@ -111,10 +111,7 @@ class Webhook:
                 self.url,
                 method="POST",
                 content=self.body(notice, holder=holder),
-                headers={
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": f"stolentee-alert-{notice.id}",
-                },
+                headers={"Content-Type": "application/json", "Idempotency-Key": key(notice)},
                 policy=self.policy,
                 resolver=self.resolver,
                 transport=self.transport,
@@ -129,6 +126,13 @@ class Webhook:
         if status >= 500 or status in _RETRYABLE:
             raise DeliveryError(f"the webhook answered HTTP {status}")
         raise RejectedError(f"the webhook answered HTTP {status}")
+
+
+def key(notice: Notice) -> str:
+    """The notice's idempotency key (the same on every retry)."""
+    if notice.id:
+        return f"stolentee-alert-{notice.id}"
+    return f"stolentee-alert-{notice.component}-{int(notice.created_at.timestamp())}"
 
 
 def text(notice: Notice, *, environment: str) -> str:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from stolentee.alerts import changes, lease
 from stolentee.alerts.components import Components, ComponentSource
 from stolentee.alerts.notices import DeliveryError, RejectedError, Webhook
+from stolentee.alerts.outage import DatabaseOutage
 from stolentee.config import AlertSettings, Settings
 from stolentee.db.engine import Database
 from stolentee.jobs.queue import JobQueue
@@ -68,10 +69,21 @@ class HealthWatch:
         self.leading = False
         # Three rounds' grace before another replica may take over.
         self.lease_ttl_s = 3 * settings.check_interval_s + 2 * settings.timeout_s
+        self._outage = DatabaseOutage(
+            settings=settings, webhook=webhook, holder=self.holder, clock=clock
+        )
 
     def run_once(self) -> None:
         now = self._clock()
-        leading = lease.acquire(self._database, LEASE, self.holder, ttl_s=self.lease_ttl_s, now=now)
+        try:
+            leading = lease.acquire(
+                self._database, LEASE, self.holder, ttl_s=self.lease_ttl_s, now=now
+            )
+        except Exception as exc:
+            if self.leading:  # the last holder keeps the watch of the database itself
+                self._outage.failed(f"{type(exc).__name__}: {exc}")
+            raise
+        self._outage.recovered(self._database)
         if leading != self.leading:
             log.info("health notices: %s", "this process sends them" if leading else "standby")
             self.leading = leading
@@ -121,8 +133,8 @@ class HealthWatch:
         while not self._stop.is_set():
             try:
                 self.run_once()
-            except Exception:  # the loop outlives any one bad round (database down, say)
-                log.exception("health notice round failed")
+            except Exception as exc:  # noqa: BLE001 - the loop outlives a bad round (database down)
+                log.warning("health notice round failed: %s: %s", type(exc).__name__, exc)
             if self._stop.wait(self._settings.check_interval_s):
                 break
 

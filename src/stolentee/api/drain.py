@@ -62,7 +62,7 @@ class Drain:
         self._marker_seen = False
         self._marker_checked_at = -1e9
         self._server_handler: Handler | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a second signal may arrive inside the handler
 
     @property
     def draining(self) -> bool:
@@ -121,7 +121,9 @@ class Drain:
                 "SIGTERM: draining for %.0f s (/readyz answers 503), then finishing requests "
                 "in flight", self.drain_s,
             )  # fmt: skip
-            threading.Timer(self.drain_s, self._stop, (sig,)).start()
+            timer = threading.Timer(self.drain_s, self._stop, (sig,))
+            timer.daemon = True  # a server stopped otherwise meanwhile need not wait for it
+            timer.start()
             return
         if self.marker.exists():  # the parent's drain is over: it is stopping us
             self._stop(sig)
