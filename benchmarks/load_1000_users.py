@@ -34,6 +34,8 @@ margin, and enough jobs in two minutes for a p95.
     .venv/bin/python benchmarks/load_1000_users.py                     # 1,000 users, embedded
     .venv/bin/python benchmarks/load_1000_users.py \\
         --postgres postgresql+psycopg://root@127.0.0.1:5432/test --redis redis://127.0.0.1:6379/14
+    PYTHONPATH=. .venv/bin/python benchmarks/load_1000_users.py --postgres ... --redis ... \\
+        --rolling-deploy --cdn          # benchmarks/rolling_deploy.py; results: zero_downtime.md
 """
 
 from __future__ import annotations
