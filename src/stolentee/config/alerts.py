@@ -7,7 +7,7 @@ from enum import StrEnum
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings
 
-from stolentee.config.base import SECTION_CONFIG, host_list
+from stolentee.config.base import SECTION_CONFIG, exact_hosts, host_list
 
 
 class WebhookFormat(StrEnum):
@@ -108,12 +108,7 @@ class AlertSettings(BaseSettings):
         "(the seed's 5 minutes).",
     )
 
-    @field_validator("internal_hosts")
-    @classmethod
-    def _exact_hosts(cls, value: str) -> str:
-        if "*" in value:
-            raise ValueError("internal hosts must be exact names or addresses, not wildcards")
-        return value
+    _exact_hosts = field_validator("internal_hosts")(exact_hosts)
 
     @property
     def enabled(self) -> bool:

@@ -5,10 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings
 
-from stolentee.config.base import (
-    SECTION_CONFIG,
-    host_list,
-)
+from stolentee.config.base import SECTION_CONFIG, exact_hosts, host_list
 
 
 class ApiSettings(BaseSettings):
@@ -146,12 +143,7 @@ class ApiSettings(BaseSettings):
         "(30 s, 60 s, 120 s, 240 s with the defaults).",
     )
 
-    @field_validator("callback_internal_hosts")
-    @classmethod
-    def _exact_hosts(cls, value: str) -> str:
-        if "*" in value:
-            raise ValueError("internal hosts must be exact names or addresses, not wildcards")
-        return value
+    _exact_hosts = field_validator("callback_internal_hosts")(exact_hosts)
 
     @property
     def allowed_hosts(self) -> tuple[str, ...]:

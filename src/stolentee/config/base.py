@@ -30,6 +30,14 @@ def host_list(text: str) -> tuple[str, ...]:
     return tuple(host.strip().lower() for host in text.split(",") if host.strip())
 
 
+def exact_hosts(value: str) -> str:
+    """A validator's check of an internal-hosts setting: exact names or addresses only (a
+    wildcard would let any name on a private network receive our requests)."""
+    if "*" in value:
+        raise ValueError("internal hosts must be exact names or addresses, not wildcards")
+    return value
+
+
 def normalise_database_url(url: str) -> str:
     """Accept the URL spellings PaaS dashboards hand out and pick the psycopg 3 driver."""
     url = url.strip()
