@@ -78,6 +78,7 @@ def test_serve_answers_health_on_the_embedded_default(tmp_path: Path) -> None:
         if not key.startswith(("STOLENTEE_", "DATABASE_URL", "REDIS_URL"))
     }
     env.update({"STOLENTEE_DATA_DIR": str(tmp_path / "data"), "PORT": str(port)})
+    env["STOLENTEE_SHUTDOWN_DRAIN_S"] = "0"  # no load balancer to leave: stop at once
     process = subprocess.Popen(
         [sys.executable, "-m", "stolentee", "serve"],
         env=env,

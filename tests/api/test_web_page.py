@@ -103,7 +103,13 @@ def server(tmp_path: Path) -> Iterator[str]:
         for key, value in os.environ.items()
         if not key.startswith(("STOLENTEE_", "DATABASE_URL", "REDIS_URL", "R2_"))
     }
-    env.update({"STOLENTEE_DATA_DIR": str(tmp_path / "data"), "PORT": str(port)})
+    env.update(
+        {
+            "STOLENTEE_DATA_DIR": str(tmp_path / "data"),
+            "PORT": str(port),
+            "STOLENTEE_SHUTDOWN_DRAIN_S": "0",  # no load balancer to leave: stop at once
+        }
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "stolentee", "serve"],
         env=env,

@@ -56,6 +56,8 @@ class StolenteeProcess:
     def start(self) -> StolenteeProcess:
         env = {**clean_environment(), **self.env, "PORT": str(self.port)}
         env.setdefault("STOLENTEE_HOST", "127.0.0.1")
+        # No load balancer to leave in the tests: stop at once unless a test asks for a drain.
+        env.setdefault("STOLENTEE_SHUTDOWN_DRAIN_S", "0")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(  # our own command line
             [*self.prefix, STOLENTEE, *self.args],

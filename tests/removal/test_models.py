@@ -16,8 +16,9 @@ from stolentee.config import EngineSettings
 from stolentee.removal import models
 
 
-def test_table_covers_the_rembg_models() -> None:
+def test_table_covers_the_rembg_models_and_the_npm_isnet() -> None:
     assert set(models.MODELS) == {
+        "isnet",
         "u2netp",
         "u2net",
         "u2net_human_seg",
@@ -27,6 +28,7 @@ def test_table_covers_the_rembg_models() -> None:
         "birefnet-general-lite",
     }
     assert models.MODELS["u2netp"].md5 == "8e83ca70e441ab06c318d82300c84806"
+    assert models.MODELS["isnet"].md5 == "504455444dbc2adcf3e16763c2cd9fde"  # assembled fp16
     assert models.MODELS["isnet-general-use"].input_size == 1024
     assert models.MODELS["isnet-general-use"].std == (1.0, 1.0, 1.0)
     assert models.MODELS["birefnet-general"].activation is models.Activation.SIGMOID

@@ -26,7 +26,9 @@ def remove(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")],
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Parallel images.")] = 2,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
-    model: Annotated[str | None, typer.Option(help="Model for photos.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model for photos: a name, or a tier (fast, quality).")
+    ] = None,
     kind: Annotated[
         str, typer.Option("--type", help="auto, graphic, photo (person, product, animal, car).")
     ] = "auto",

