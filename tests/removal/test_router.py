@@ -212,6 +212,20 @@ def test_premium_goes_to_removebg_first_when_enabled(
     assert (local.calls, paid.calls) == (1, 1)
 
 
+def test_a_premium_request_naming_a_local_model_is_served_here_first(
+    make_chain: Callable[..., ProviderChain], sink: ListSink, wall: FakeWallClock
+) -> None:
+    """STOLENTEE_PREMIUM_MODEL (the quality tier) installed: Remove.bg is only the fallback,
+    and the premium removal is counted as credits saved."""
+    local, paid = FakeRemover("local"), FakeRemover("removebg", credits=1.0)
+    chain = make_chain(local, paid, premium_uses_removebg=True)
+    assert chain.order(premium=True, model="quality") == ("local", "removebg")
+    result = chain.remove(IMAGE, RemovalOptions(premium=True, model="quality"))
+    assert result.provider == "local" and (local.calls, paid.calls) == (1, 0)
+    (recorded,) = sink.events
+    assert recorded.premium and recorded.credits_charged == 0 and recorded.credits_avoided > 0
+
+
 def test_premium_keeps_the_normal_order_when_disabled(
     make_chain: Callable[..., ProviderChain],
 ) -> None:

@@ -25,6 +25,7 @@ from stolentee.api.drain import ConnectionCloseWhileDraining, Drain
 from stolentee.api.errors import install_error_handlers
 from stolentee.api.latency import RouteLatency
 from stolentee.api.limits import BodyLimitMiddleware
+from stolentee.api.model_choice import premium_model
 from stolentee.api.openapi import install_openapi
 from stolentee.api.ops_summary import cost_projection
 from stolentee.api.removal_service import RemovalService
@@ -75,6 +76,7 @@ def _api_services(runtime: Runtime, drain: Drain) -> Services:
             keys=runtime.keys,
             limiter=runtime.rate_limiter,
             gate=gate,
+            premium_model=premium_model(settings),
         ),
         pricebook=pricebook,
         url_policy=UrlPolicy.from_settings(settings.api),

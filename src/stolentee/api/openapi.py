@@ -24,10 +24,10 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from PIL import ImageColor
 
+from stolentee.api.model_choice import selectable_models
 from stolentee.config import Settings
 from stolentee.removal.base import KIND_ALIASES, SIZE_ALIASES
 from stolentee.removal.imaging.decode import ACCEPTED_FORMATS
-from stolentee.removal.models import MODELS, ModelState, model_state
 
 # The media types of the formats the decoder reads (removal.imaging.decode.ACCEPTED_FORMATS).
 IMAGE_MEDIA_TYPES = tuple(f"image/{name.lower()}" for name in ACCEPTED_FORMATS)
@@ -113,16 +113,6 @@ UPLOAD_KEY_PATTERN = r"^uploads/direct/[0-9a-f]{16}/[0-9A-Za-z]{32}\.(jpg|png|we
 # --- tailoring the generated schema to the configuration ----------------------------------------
 
 
-def installed_models(settings: Settings) -> list[str]:
-    """The catalogue's models whose file is in ``STOLENTEE_MODELS_DIR`` (not checksummed)."""
-    models_dir = settings.engine.models_dir
-    return sorted(
-        name
-        for name, spec in MODELS.items()
-        if model_state(models_dir, spec, verify=False) is ModelState.INSTALLED
-    )
-
-
 def install_openapi(app: FastAPI, settings: Settings) -> None:
     """``/openapi.json`` as this process checks requests (built once, on first use)."""
 
@@ -136,7 +126,7 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
                 image_urls=settings.api.image_url_enabled,
                 callbacks=settings.api.callbacks_enabled,
                 direct_uploads=settings.storage.backend != "local",
-                models=installed_models(settings),
+                models=selectable_models(settings),
             )
         return app.openapi_schema
 
@@ -167,6 +157,7 @@ def tailor(
                 body["not"] = {"required": ["bg_image_file", "bg_image_url"]}
             if media_type == "multipart/form-data":
                 _image_parts(content, "image_file", "bg_image_file")
+            _model_enum(body, models)
 
     rembg = paths.get("/api/remove", {})
     for method in ("get", "post"):
@@ -182,6 +173,9 @@ def tailor(
             _drop(body, "callback_url")
         if not direct_uploads:
             _drop(body, "upload_key")
+        if "model" in body.get("properties", {}):  # a form sends text: no null
+            body["properties"]["model"] = _not_null(body["properties"]["model"])
+        _model_enum(body, models)
         _one_source(body, ("file", "upload_key"))
         _empty_takes_the_default(body, sources=("file", "upload_key"))
         _image_parts(content, "file")
@@ -247,6 +241,26 @@ def _image_parts(content: dict[str, Any], *names: str) -> None:
 def _resolve_properties(content: dict[str, Any]) -> dict[str, Any]:
     properties: dict[str, Any] = content["schema"].get("properties", {})
     return properties
+
+
+def _model_enum(body: dict[str, Any], models: list[str]) -> None:
+    """A body's ``model`` names what is selectable here (none: no field): the plain string
+    variant becomes the enum; blank and null variants stay."""
+    field = body.get("properties", {}).get("model")
+    if field is None:
+        return
+    if not models:
+        _drop(body, "model")
+        return
+    _enum_strings(field, models)
+
+
+def _enum_strings(field: dict[str, Any], models: list[str]) -> None:
+    for variant in field.get("anyOf", [field]):
+        if "anyOf" in variant:
+            _enum_strings(variant, models)
+        elif variant.get("type") == "string" and not {"pattern", "maxLength"} & set(variant):
+            variant["enum"] = models
 
 
 def _rembg_models(operation: dict[str, Any], components: dict[str, Any], models: list[str]) -> None:

@@ -23,6 +23,13 @@ from stolentee.removal.imaging.decode import read_header
 from stolentee.removal.removebg_wire import result_headers
 
 
+def model_of(result: RemovalResult) -> str:
+    """The model that made the result (``X-Model``): the name after the method's colon
+    (``model:isnet``); ``none`` when no model ran (the colour key alone, or Remove.bg)."""
+    _, separator, name = result.method.partition(":")
+    return name if separator else "none"
+
+
 @dataclass(frozen=True, slots=True)
 class ServedRemoval:
     result: RemovalResult
@@ -39,6 +46,7 @@ class RemovalService:
     keys: KeyStore
     limiter: RateLimiter
     gate: RemovalGate
+    premium_model: str | None = None  # STOLENTEE_PREMIUM_MODEL when it can be served here
 
     async def serve(
         self, principal: Principal, data: bytes, options: RemovalOptions
@@ -56,7 +64,10 @@ class RemovalService:
                 f"rate limit of {decision.limit:g} megapixels per minute reached",
                 headers=rate_headers,
             )
-        routed = replace(options, premium=principal.premium)
+        model = options.model
+        if model is None and principal.premium:
+            model = self.premium_model  # served here first; Remove.bg is then the fallback
+        routed = replace(options, premium=principal.premium, model=model)
         result = await self.gate.run(lambda: self.remover.remove(data, routed))
         if result.foreground is None:
             raise UnknownForegroundError("no subject was found in the image", headers=rate_headers)
@@ -68,4 +79,5 @@ class RemovalService:
             megapixels=header.megapixels,
             credits=credits,
         )
-        return ServedRemoval(result, credits, {**rate_headers, **result_headers(result, credits)})
+        headers = {**rate_headers, **result_headers(result, credits), "X-Model": model_of(result)}
+        return ServedRemoval(result, credits, headers)

@@ -54,7 +54,15 @@ class RemovalSettings(BaseSettings):
         False,
         validation_alias="PREMIUM_USES_REMOVEBG",
         description="Premium callers (API key marked premium) go to Remove.bg first, then the "
-        "self-hosted providers.",
+        "self-hosted providers, when `STOLENTEE_PREMIUM_MODEL` cannot be served here.",
+    )
+    premium_model: str = Field(
+        "quality",
+        validation_alias="STOLENTEE_PREMIUM_MODEL",
+        description="The model (or tier) premium callers get locally when they name none: with "
+        "it installed they are served here first and Remove.bg is only their fallback. Empty: "
+        "premium callers get the default model (and Remove.bg first with "
+        "`PREMIUM_USES_REMOVEBG`).",
     )
     providers: str = Field(
         "",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, update
@@ -82,6 +83,9 @@ def design_handler(*, designs: DesignStore, storage: Storage, remover: Remover) 
                 raise PermanentJobError(f"design {design_id!r} no longer exists") from None
         premium = bool(job.payload.get("premium", False))
         options = design_options(record.kind, record.output_format, premium=premium)
+        model = job.payload.get("model")  # chosen at upload (a name or a tier), else the default
+        if isinstance(model, str) and model:
+            options = replace(options, model=model)
         outcome = process_design(
             storage=storage, remover=remover, original_key=record.original_key, options=options
         )

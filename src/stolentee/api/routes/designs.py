@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from stolentee.api import openapi
 from stolentee.api.deps import ServicesDep
+from stolentee.api.model_choice import check_model, premium_model
 from stolentee.api.routes.removebg import read_upload
 from stolentee.api.routes.uploads import InvalidUploadKeyError, check_upload_key
 from stolentee.api.security import authenticate
@@ -161,6 +162,10 @@ async def create_design(
             "(only when the server enables callbacks; else 400 callbacks_disabled)."
         ),
     ] = None,
+    model: Annotated[
+        str | None,
+        Form(description="Model or tier (fast, quality) for photos (default: the server's)."),
+    ] = None,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -178,6 +183,11 @@ async def create_design(
         )
     key = check_idempotency_key(idempotency_key)
     options = design_options(kind, fmt)  # validates type and format before any work
+    chosen = await run_in_threadpool(
+        check_model, model, services.settings, whitespace_is_blank=False
+    )
+    if chosen is None and principal.premium:
+        chosen = await run_in_threadpool(premium_model, services.settings)
     # A malformed request is refused even when its key was seen: a retry sends the same body.
     if (file is None) == (upload_key is None):
         raise InvalidSourceError("send exactly one of file (multipart upload) or upload_key")
@@ -210,7 +220,10 @@ async def create_design(
             services.runtime.storage.put, original_key, data, content_type=content_type
         )
     queue = services.runtime.queue
-    job = queue.new_job(DESIGN_JOB, {"design_id": design_id, "premium": principal.premium})
+    payload: dict[str, Any] = {"design_id": design_id, "premium": principal.premium}
+    if chosen is not None:
+        payload["model"] = chosen
+    job = queue.new_job(DESIGN_JOB, payload)
     try:
         # The design and its job in one transaction: never a design without a job.
         record, created = await run_in_threadpool(

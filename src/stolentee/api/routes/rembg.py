@@ -17,23 +17,18 @@ from fastapi.responses import Response
 
 from stolentee.api import openapi
 from stolentee.api.deps import ServicesDep
-from stolentee.api.openapi import installed_models
+from stolentee.api.model_choice import check_model
 from stolentee.api.routes.removebg import fetch_url, read_upload
 from stolentee.api.security import authenticate
-from stolentee.errors import InvalidBgColorError, InvalidOptionError
+from stolentee.config import Settings
+from stolentee.errors import InvalidBgColorError
 from stolentee.keys.principals import Principal
 from stolentee.removal.base import OutputFormat, OutputSize, RemovalOptions
-from stolentee.removal.models import MODELS
 
 router = APIRouter(tags=["rembg compatible"])
 # ``GET /api/remove?url=`` exists only where image URLs are enabled (STOLENTEE_IMAGE_URL_ENABLED):
 # elsewhere every such call would be refused, so the route is not offered (405, not in the schema).
 url_router = APIRouter(tags=["rembg compatible"])
-
-
-class InvalidModelError(InvalidOptionError):
-    code = "invalid_model"
-    title = "Invalid model"
 
 
 _ERROR: dict[str, object] = {
@@ -82,13 +77,9 @@ def parse_bgc(value: str | None) -> tuple[int, int, int, int] | None:
 
 
 def rembg_options(
-    model: str | None, only_mask: bool, bgc: str | None, *, installed: list[str]
+    model: str | None, only_mask: bool, bgc: str | None, *, settings: Settings
 ) -> RemovalOptions:
-    if model and model not in installed:
-        known = "not installed here" if model in MODELS else "unknown"
-        raise InvalidModelError(
-            f"model {model!r} is {known}; installed: {', '.join(installed) or 'none'}"
-        )
+    model = check_model(model, settings)
     return RemovalOptions(
         size=OutputSize.FULL,
         format=OutputFormat.PNG,
@@ -116,7 +107,7 @@ async def remove_upload(
 ) -> Response:
     """Remove the background of an uploaded image (rembg's ``POST /api/remove``)."""
     principal = await authenticate(request, services.runtime.keys)
-    options = rembg_options(model, om, bgc, installed=installed_models(services.settings))
+    options = rembg_options(model, om, bgc, settings=services.settings)
     return await _serve(services, principal, await read_upload(file, "file"), options)
 
 
@@ -131,5 +122,5 @@ async def remove_url(
 ) -> Response:
     """Remove the background of the image at ``url`` (rembg's ``GET /api/remove``)."""
     principal = await authenticate(request, services.runtime.keys)  # before any outbound request
-    options = rembg_options(model, om, bgc, installed=installed_models(services.settings))
+    options = rembg_options(model, om, bgc, settings=services.settings)
     return await _serve(services, principal, await fetch_url(services, url), options)

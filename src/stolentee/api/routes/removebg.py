@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -20,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from stolentee.api.deps import ServicesDep
+from stolentee.api.model_choice import check_model
 from stolentee.api.routes.removebg_schema import (
     BACKGROUND_FIELDS,
     ERROR_RESPONSE,
@@ -220,6 +222,8 @@ async def remove_background(request: Request, services: ServicesDep) -> Response
         options = options_from_fields(
             option_texts(fields), bg_image=await background_source(services, fields)
         )
+        chosen = await run_in_threadpool(check_model, text(fields, "model"), services.settings)
+        options = replace(options, model=chosen)
     finally:
         await close_uploads(fields)
     served = await services.removal.serve(principal, data, options)

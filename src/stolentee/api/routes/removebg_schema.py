@@ -46,6 +46,11 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "scale": {**openapi.SCALE, "default": "original"},
     "position": {**openapi.POSITION, "default": "original"},
     "channels": {**_STRING, "default": "rgba", "enum": ["rgba", "alpha"]},
+    # An extension beyond Remove.bg's parameters: the enum of what is installed is set at start-up.
+    "model": {
+        **_STRING,
+        "description": "Model or tier (fast, quality) for photos; an extension of this server.",
+    },
     "bg_color": openapi.BG_COLOR,
     "bg_image_url": {
         **_STRING,

@@ -160,9 +160,10 @@ class ProviderChain:
     def provider(self, name: str) -> Remover:
         return self._provider(name).remover
 
-    def order(self, *, premium: bool = False) -> tuple[str, ...]:
-        """Provider names in the order a request (premium or not) tries them."""
-        return tuple(provider.name for provider in self._ordered(premium))
+    def order(self, *, premium: bool = False, model: str | None = None) -> tuple[str, ...]:
+        """Provider names in the order a request (premium or not, naming a model or not)
+        tries them."""
+        return tuple(provider.name for provider in self._ordered(premium, model))
 
     def _provider(self, name: str) -> _Provider:
         for provider in self._providers:
@@ -170,8 +171,10 @@ class ProviderChain:
                 return provider
         raise KeyError(name)
 
-    def _ordered(self, premium: bool) -> tuple[_Provider, ...]:
-        if premium and self.settings.premium_uses_removebg:
+    def _ordered(self, premium: bool, model: str | None = None) -> tuple[_Provider, ...]:
+        # A premium request that names a model here (STOLENTEE_PREMIUM_MODEL, or its own) is
+        # served here first; Remove.bg leads only for premium requests without one.
+        if premium and model is None and self.settings.premium_uses_removebg:
             paid = [provider for provider in self._providers if provider.name == "removebg"]
             if paid:
                 rest = [provider for provider in self._providers if provider.name != "removebg"]
@@ -184,7 +187,7 @@ class ProviderChain:
         header = read_header(data, max_megapixels=HEADER_MAX_MEGAPIXELS)
         failures: list[str] = []
         last_error: BaseException | None = None
-        for provider in self._ordered(options.premium):
+        for provider in self._ordered(options.premium, options.model):
             if not provider.breaker.allow():
                 failures.append(f"{provider.name}: skipped (circuit open)")
                 continue
