@@ -582,8 +582,9 @@ def fit_cutout(cutout: Image.Image, box: tuple[int, int]) -> Image.Image:
     return cutout.resize(size, resample)  # Pillow premultiplies RGBA when resampling
 
 
-def composite(background: U8, cutout: Image.Image, position: tuple[int, int]) -> tuple[U8, U8]:
-    """The cutout over the background at ``position``, and the ground-truth alpha."""
+def composite(background: U8, cutout: Image.Image, position: tuple[int, int]) -> tuple[U8, U8, U8]:
+    """The cutout over the background at ``position``, the ground-truth alpha and the true
+    foreground colours (the cutout's own RGB; black where it is absent)."""
     height, width = background.shape[:2]
     alpha = np.zeros((height, width), dtype=np.uint8)
     left, top = position
@@ -594,7 +595,7 @@ def composite(background: U8, cutout: Image.Image, position: tuple[int, int]) ->
     fg[top : top + ch, left : left + cw] = pixels[..., :3]
     a = alpha.astype(np.float32)[..., None] / 255.0
     out = background.astype(np.float32) * (1.0 - a) + fg.astype(np.float32) * a
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8), alpha
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8), alpha, fg
 
 
 def contour_contrast(rgb: U8, background: U8, alpha: U8) -> float:
@@ -642,6 +643,7 @@ class Item:
     source: dict[str, str]
     background: dict[str, Any]
     tags: list[str]
+    foreground: U8 | None = None  # true foreground colours (photos: the edge-colour metric)
 
 
 class Builder:
@@ -752,7 +754,7 @@ class Builder:
             kind = kinds[(kinds.index(tags[0]) + attempt // 10) % len(kinds)]
             cut = self.graphic(rng, kind, max(box), white)
             fitted = fit_cutout(cut.image, box)
-            rgb, alpha = composite(bg, fitted, place(size, fitted, rng))
+            rgb, alpha, _fg = composite(bg, fitted, place(size, fitted, rng))
             if contour_contrast(rgb, bg, alpha) >= MIN_CONTOUR_CONTRAST:
                 break
         else:
@@ -783,9 +785,10 @@ class Builder:
         fraction = float(rng.uniform(0.5, 0.85))
         box = (int(size[0] * fraction), int(size[1] * fraction))
         fitted = fit_cutout(cut.image, box)
-        rgb, alpha = composite(bg, fitted, place(size, fitted, rng))
+        rgb, alpha, fg = composite(bg, fitted, place(size, fitted, rng))
         source = {"package": cut.package, "path": cut.path}
-        return Item("photo", rgb, alpha, "jpg", source, background, [cut.path.split("/")[2]])
+        tags = [cut.path.split("/")[2]]
+        return Item("photo", rgb, alpha, "jpg", source, background, tags, foreground=fg)
 
     def items(self, category: str, count: int) -> Iterator[Item]:
         rng = self.rng(category)
@@ -810,6 +813,11 @@ def write_item(out: Path, name: str, item: Item) -> dict[str, Any]:
         image.save(folder / image_name, format="PNG", compress_level=6)
     Image.fromarray(item.alpha, mode="L").save(folder / alpha_name, format="PNG")
     height, width = item.alpha.shape
+    extra: dict[str, Any] = {}
+    if item.foreground is not None:
+        foreground_name = f"{name}.fg.png"
+        Image.fromarray(item.foreground, mode="RGB").save(folder / foreground_name, format="PNG")
+        extra["foreground"] = f"{item.category}/{foreground_name}"
     return {
         "id": f"{item.category}/{name}",
         "category": item.category,
@@ -822,6 +830,7 @@ def write_item(out: Path, name: str, item: Item) -> dict[str, Any]:
         "source": item.source,
         "background": item.background,
         "tags": item.tags,
+        **extra,
     }
 
 

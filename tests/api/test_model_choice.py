@@ -5,6 +5,7 @@ not installed, the ``X-Model`` header, the OpenAPI enum, and the premium model."
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,8 +13,10 @@ from PIL import Image, ImageDraw
 from sqlalchemy import select
 
 from stolentee.api.app import create_app
+from stolentee.config import EngineSettings
 from stolentee.db.models import Job
 from stolentee.designs.store import DESIGN_JOB
+from stolentee.removal import models
 
 from ..conftest import SettingsFactory
 from ..removal.conftest import composite, draw_logo, encode, photo_bytes
@@ -27,8 +30,18 @@ FLAT = encode(SQUARE)  # no enclosed background: the colour key alone, no model 
 
 
 @pytest.fixture
-def client(make_settings: SettingsFactory) -> Iterator[TestClient]:
-    settings = make_settings(api={"api_keys": KEY})
+def models_dir(tmp_path: Path) -> Path:
+    """Only u2netp, whatever else this machine has installed in its own models directory."""
+    installed = EngineSettings().models_dir / models.MODELS["u2netp"].filename
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / installed.name).symlink_to(installed)
+    return folder
+
+
+@pytest.fixture
+def client(make_settings: SettingsFactory, models_dir: Path) -> Iterator[TestClient]:
+    settings = make_settings(api={"api_keys": KEY}, engine={"models_dir": models_dir})
     with TestClient(create_app(settings, run_worker=False), headers={"X-Api-Key": KEY}) as c:
         yield c
 

@@ -88,7 +88,11 @@ def test_range_per_provider_per_day_and_totals(client: TestClient) -> None:
     body = response.json()
     assert set(body) == {
         "from", "to", "usd_per_credit", "latency_histogram", "providers", "days", "totals",
+        "models",
     }  # fmt: skip
+    (no_model,) = body["models"]  # the two successes in range; the failure has no model
+    assert (no_model["model"], no_model["removals"], no_model["premium_removals"]) == ("none", 2, 1)
+    assert no_model["providers"] == ["local", "removebg"]
     assert (body["from"], body["to"], body["usd_per_credit"]) == ("2026-03-14", "2026-03-15", 0.2)
     local, removebg = body["providers"]
     assert local["provider"] == "local" and removebg["provider"] == "removebg"

@@ -148,3 +148,22 @@ def test_bad_inputs_are_rejected() -> None:
         metrics.to_unit(np.full((2, 2), 2.0))
     with pytest.raises(TypeError):
         metrics.to_unit(np.zeros((2, 2), dtype=np.int64))
+
+
+def test_edge_colour_error_sees_the_old_background() -> None:
+    truth = np.zeros((40, 40), np.uint8)
+    truth[10:30, 10:30] = 255
+    truth[10:30, 9] = truth[10:30, 30] = 128  # a soft edge, left and right
+    red = np.zeros((40, 40, 3), np.uint8)
+    red[...] = (220, 30, 30)
+    assert metrics.edge_colour_error(red, truth, red, truth) == pytest.approx(0.0, abs=1e-7)
+    blended = red.copy()
+    blended[truth == 128] = (125, 45, 115)  # red half over blue: the old background mixed in
+    carried = metrics.edge_colour_error(blended, truth, red, truth)
+    assert carried > 0.0
+    hard = np.where(truth == 128, 0, truth).astype(np.uint8)  # the soft edge cut away
+    assert metrics.edge_colour_error(red, hard, red, truth) > 0.0
+    empty = np.zeros((40, 40), np.uint8)
+    assert metrics.edge_colour_error(red, empty, red, empty) == 0.0
+    with pytest.raises(ValueError, match="HxWx3"):
+        metrics.edge_colour_error(red[:, :20], truth, red, truth)

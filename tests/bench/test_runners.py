@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -64,8 +65,13 @@ def make_eval_set(root: Path) -> Path:
         image_path = folder / f"001.{fmt}"
         image.save(image_path, format="JPEG" if fmt == "jpg" else "PNG")
         alpha.save(folder / "001.alpha.png")
+        extra = {}
+        if category == "photo":  # photos carry their true colours (the edge colour metric)
+            Image.new("RGB", SIZE, colour).save(folder / "001.fg.png")
+            extra["foreground"] = f"{category}/001.fg.png"
         entries.append(
             {
+                **extra,
                 "id": f"{category}/001",
                 "category": category,
                 "image": f"{category}/001.{fmt}",
@@ -230,6 +236,49 @@ def test_quality_with_the_real_engine(eval_set: Path, engine_settings: EngineSet
     assert solid.iou > 0.97
     assert all(0 <= s.mae <= 1 and 0 <= s.iou <= 1 for s in report.summaries)
     assert report.agreement_iou == {}
+    photo = report.summary("photo", contenders.OURS)
+    assert photo is not None and photo.edge_colour is not None and 0 <= photo.edge_colour < 0.2
+    assert solid.edge_colour is None  # no true colours in that category
+
+
+def test_quality_cli_with_the_bare_model_as_a_peer(
+    eval_set: Path, engine_settings: EngineSettings, tmp_path: Path
+) -> None:
+    out = tmp_path / "quality.json"
+    args = ["quality", "--vs", "bare", "--model", "fast", "--data", str(eval_set)]
+    result = runner.invoke(bench_app, [*args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out.read_text())
+    assert payload["contenders"] == ["stolentee", "bare"] and payload["model"] == "u2netp"
+    bare = [s for s in payload["images"] if s["contender"] == "bare"]
+    assert len(bare) == 3 and all(s["method"] == "model:u2netp" for s in bare)
+    assert all(0 <= s["iou"] <= 1 for s in bare)
+
+
+def test_rembg_reads_our_file_under_its_own_name(
+    engine_settings: EngineSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our file name differs from rembg's (the npm IS-Net): linked into a temporary U2NET_HOME,
+    removed again on close; rembg never downloads."""
+    pytest.importorskip("rembg")
+    monkeypatch.delenv("U2NET_HOME", raising=False)
+    monkeypatch.delenv("MODEL_CHECKSUM_DISABLED", raising=False)
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    # A stand-in file under the isnet name (rembg only loads it here, never runs it).
+    source = engine_settings.models_dir / "u2netp.onnx"
+    (models_dir / "isnet-fp16.onnx").symlink_to(source)
+    settings = engine_settings.model_copy(update={"models_dir": models_dir})
+    peer = contenders.Rembg(settings=settings, model="isnet")
+    home = Path(peer.model_file).parent
+    try:
+        assert Path(peer.model_file).name == "isnet-general-use.onnx"
+        assert contenders.file_md5(Path(peer.model_file)) == contenders.file_md5(source)
+        assert "U2NET_HOME" in os.environ
+    finally:
+        peer.close()
+    assert not home.exists()
+    assert "U2NET_HOME" not in os.environ and "MODEL_CHECKSUM_DISABLED" not in os.environ
 
 
 def test_quality_cli_against_rembg(

@@ -117,6 +117,9 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                 "REMOVEBG_API_URL": f"{standin_proxy.url}/v1.0",
                 "REMOVEBG_API_KEY": REMOVEBG_KEY,
                 "PREMIUM_USES_REMOVEBG": "true",
+                # Premium callers without a local quality tier (whether or not this machine has
+                # one installed): Remove.bg first.
+                "STOLENTEE_PREMIUM_MODEL": "",
                 "STOLENTEE_BREAKER_FAILURES": "2",
                 "STOLENTEE_BREAKER_COOLDOWN_S": "2",
                 "STOLENTEE_PROVIDER_PROBE_INTERVAL_S": "0.3",

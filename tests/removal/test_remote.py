@@ -42,12 +42,12 @@ from stolentee.removal.providers.errors import (
 )
 from stolentee.removal.providers.http import build_http_client, parse_retry_after
 from stolentee.removal.providers.rembg_service import RembgServiceRemover
-from stolentee.removal.providers.remote import RETRY_AFTER_CAP_S
+from stolentee.removal.providers.remote import RETRY_AFTER_CAP_S, model_from_header
 from stolentee.removal.providers.removebg import RemoveBgRemover
 from stolentee.removal.removebg_wire import form_fields, kind_from_header, options_from_fields
 from tests.fakes.faultproxy import FaultProxy
 from tests.fakes.removal_service import API_KEY, start_removal_server
-from tests.removal.conftest import composite, draw_logo, encode
+from tests.removal.conftest import composite, draw_logo, encode, photo_bytes
 
 REMOVE_PATH = "/v1.0/removebg"
 OUT_OF_CREDITS = {
@@ -549,3 +549,53 @@ def test_providers_need_their_settings(client: httpx.Client, tmp_path: Path) -> 
     remover, _ = removebg("https://api.remove.bg/v1.0", client, api_key="secret-value")
     assert "secret-value" not in repr(remover)
     assert remover.remove_url == "https://api.remove.bg/v1.0/removebg"
+
+
+# --- the model --------------------------------------------------------------------------------
+
+ABSENT_MODEL = "u2net_human_seg"  # a known model no test machine installs (176 MB)
+
+
+def test_the_model_the_service_used_is_reported(proxy: FaultProxy, client: httpx.Client) -> None:
+    remover, _ = rembg_service(proxy.url, client)
+    data = photo_bytes("coffee.png")
+    result = remover.remove(data, RemovalOptions(kind=ImageKind.PHOTO, model="fast"))
+    assert result.model == "u2netp"
+    graphic = remover.remove(encode(composite(draw_logo(), (255, 255, 255))), RemovalOptions())
+    assert graphic.model == "none"  # the colour key alone
+
+
+def test_a_model_the_service_lacks_is_the_providers_failure_not_the_callers(
+    proxy: FaultProxy, client: httpx.Client, logo: bytes
+) -> None:
+    """The field is forwarded: the service answers 400 invalid_model, which is its installation
+    (the chain moves on), not a bad input to hand back to the caller."""
+    remover, sleeps = rembg_service(proxy.url, client)
+    with pytest.raises(ProviderError) as caught:
+        remover.remove(logo, RemovalOptions(model=ABSENT_MODEL))
+    assert not isinstance(caught.value, ProviderRejectedError)
+    assert caught.value.kind == "server_error" and not caught.value.retryable
+    assert "invalid_model" in caught.value.detail
+    assert proxy.count(REMOVE_PATH, method="POST") == 1 and sleeps == []
+
+
+def test_remove_bg_is_not_sent_our_model_field(
+    proxy: FaultProxy, client: httpx.Client, logo: bytes
+) -> None:
+    remover, _ = removebg(f"{proxy.url}/v1.0", client)
+    result = remover.remove(logo, RemovalOptions(model=ABSENT_MODEL))  # refused if it were sent
+    assert result.provider == "removebg"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("isnet", "isnet"),
+        (" u2netp ", "u2netp"),
+        ("<script>", "none"),
+        ("", "none"),
+        (None, "none"),
+    ],
+)
+def test_x_model_is_untrusted(header: str | None, expected: str) -> None:
+    assert model_from_header(header) == expected

@@ -81,6 +81,7 @@ class FakeRemover:
             input_height=100,
             provider="local" if self.name == "local" else self.name,
             credits_charged=self.credits,
+            model=options.model or "none",
         )
 
 
@@ -224,6 +225,7 @@ def test_a_premium_request_naming_a_local_model_is_served_here_first(
     assert result.provider == "local" and (local.calls, paid.calls) == (1, 0)
     (recorded,) = sink.events
     assert recorded.premium and recorded.credits_charged == 0 and recorded.credits_avoided > 0
+    assert recorded.model == "quality"  # the statistics per model know who served it
 
 
 def test_premium_keeps_the_normal_order_when_disabled(

@@ -84,8 +84,10 @@ def event(
     avoided: float = 0.0,
     premium: bool = False,
     at: datetime = NOON,
+    model: str = "none",
 ) -> RemovalEvent:
     return RemovalEvent(
+        model=model,
         provider=provider,
         ok=ok,
         failure_kind=kind,
@@ -468,6 +470,30 @@ def test_concurrent_processes_lose_no_counts(store: RemovalStatsStore, database_
 # --- the migration -----------------------------------------------------------------------------
 
 
+def test_removals_per_model(store: RemovalStatsStore) -> None:
+    """Which model served how many: premium removals served here by the quality model count as
+    credits avoided (Remove.bg no longer charged for them); failures have no model."""
+    store.record(event(model="isnet", premium=True, avoided=1.0, latency_ms=1500))
+    store.record(event(model="isnet", premium=True, avoided=1.0, latency_ms=2500))
+    store.record(event(model="isnet", avoided=0.25, latency_ms=1000))
+    store.record(event(model="u2netp", avoided=1.0))
+    store.record(event("removebg", charged=1.0, premium=True))
+    store.record(failed("local", "internal"))
+    report = store.report(start=NOON.date(), end=NOON.date())
+    by_name = {item.model: item for item in report.models}
+    assert [item.model for item in report.models] == ["isnet", "none", "u2netp"]
+    isnet = by_name["isnet"]
+    assert (isnet.removals, isnet.premium_removals) == (3, 2)
+    assert isnet.mean_latency_ms == pytest.approx(5000 / 3)
+    assert isnet.credits_avoided == pytest.approx(2.25)
+    assert isnet.usd_saved == pytest.approx(2.25 * report.usd_per_credit)
+    assert by_name["none"].providers == ("removebg",) and by_name["none"].credits_avoided == 0
+    assert sum(item.removals for item in report.models) == report.totals.successes
+    assert report.as_dict()["models"][0]["model"] == "isnet"
+    # Another day is another period.
+    assert store.report(start=date(2001, 1, 1), end=date(2001, 1, 2)).models == ()
+
+
 def test_migration_matches_the_model(database: Database) -> None:
     with database.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
@@ -524,8 +550,8 @@ def record_on_configured_database(*events: RemovalEvent) -> None:
 
 def test_cli_prints_providers_and_totals(data_dir: Path) -> None:
     record_on_configured_database(
-        event("local", latency_ms=200, megapixels=2.0, avoided=1.0),
-        event("local", latency_ms=300, megapixels=2.0, avoided=1.0),
+        event("local", latency_ms=200, megapixels=2.0, avoided=1.0, model="isnet"),
+        event("local", latency_ms=300, megapixels=2.0, avoided=1.0, model="isnet"),
         failed("rembg-service", "timeout", latency_ms=60_000),
         event("removebg", latency_ms=800, megapixels=1.0, charged=1.0),
         event("local", at=NOON - timedelta(days=1)),  # outside the range asked for
@@ -542,6 +568,9 @@ def test_cli_prints_providers_and_totals(data_dir: Path) -> None:
     assert total[1:5] == ["4", "3", "1", "75.0"] and total[-3:] == ["1", "2", "0.40"]
     assert "Failures by kind" in result.stdout and "timeout" in result.stdout
     assert "2026-03-14 (UTC)" in result.stdout
+    assert "Removals per model" in result.stdout
+    isnet = next(line for line in lines if line.strip().startswith("isnet")).split()
+    assert isnet == ["isnet", "local", "2", "0", "250", "2", "0.40"]
 
 
 def test_cli_json_is_the_api_s_body(data_dir: Path) -> None:

@@ -23,13 +23,6 @@ from stolentee.removal.imaging.decode import read_header
 from stolentee.removal.removebg_wire import result_headers
 
 
-def model_of(result: RemovalResult) -> str:
-    """The model that made the result (``X-Model``): the name after the method's colon
-    (``model:isnet``); ``none`` when no model ran (the colour key alone, or Remove.bg)."""
-    _, separator, name = result.method.partition(":")
-    return name if separator else "none"
-
-
 @dataclass(frozen=True, slots=True)
 class ServedRemoval:
     result: RemovalResult
@@ -79,5 +72,5 @@ class RemovalService:
             megapixels=header.megapixels,
             credits=credits,
         )
-        headers = {**rate_headers, **result_headers(result, credits), "X-Model": model_of(result)}
+        headers = {**rate_headers, **result_headers(result, credits), "X-Model": result.model}
         return ServedRemoval(result, credits, headers)

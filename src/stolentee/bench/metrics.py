@@ -9,6 +9,11 @@ Every function takes alpha mattes as arrays of the same height and width: ``uint
   precision and recall of the masks' boundary pixels, a boundary pixel counting as matched when
   the other mask has a boundary pixel within ``tolerance_px`` (Euclidean distance).
 * :func:`agreement_iou`: the IoU of two predictions (ours against another tool's).
+* :func:`edge_colour_error`: how a cutout looks at the subject's edges on a new background: the
+  mean absolute difference (0..1) between the cutout and the true foreground, each composited over
+  white and over black, in the *edge region* (pixels that either matte makes neither clearly
+  background nor clearly subject, widened by 2 px). It catches what alpha metrics cannot: edges
+  that carry the old background's colour.
 
 A mask's boundary is its inner 4-connected contour: mask pixels with at least one 4-neighbour
 outside the mask. The image edge is not a boundary (an object cut by the frame has no contour
@@ -191,3 +196,33 @@ def score(
         mae=alpha_mae(predicted, truth),
         boundary_f=boundary_f_masks(pred_mask, true_mask, tolerance_px).f,
     )
+
+
+EDGE_REGION_BOUNDS = (0.02, 0.98)  # the edge region: not below the first or above the second
+
+
+def edge_colour_error(
+    rgb: NDArray[np.uint8],
+    alpha: NDArray[np.generic],
+    true_rgb: NDArray[np.uint8],
+    truth: NDArray[np.generic],
+) -> float:
+    """The cutout (``rgb``, ``alpha``) against the true foreground (``true_rgb``, ``truth``), over
+    white and black, in the edge region (module docstring); 0.0 when there is no edge region."""
+    _check_shapes(alpha, truth)
+    if rgb.shape != (*alpha.shape, 3) or true_rgb.shape != rgb.shape:
+        raise ValueError(
+            f"colours must be HxWx3 of the mattes' size; got {rgb.shape}, {true_rgb.shape}"
+        )
+    a, t = to_unit(alpha), to_unit(truth)
+    low, high = EDGE_REGION_BOUNDS
+    region = dilate(((a > low) | (t > low)) & ~((a > high) & (t > high)), 2)
+    if not region.any():
+        return 0.0
+    a_r, t_r = a[region][:, np.newaxis], t[region][:, np.newaxis]
+    ours = rgb[region].astype(np.float32) / 255 * a_r
+    true = true_rgb[region].astype(np.float32) / 255 * t_r
+    # Over black a composite is the premultiplied colour; over white it adds (1 - alpha).
+    over_black = np.abs(ours - true)
+    over_white = np.abs(ours + (1 - a_r) - true - (1 - t_r))
+    return float((over_black.mean(dtype=np.float64) + over_white.mean(dtype=np.float64)) / 2)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 OURS = "stolentee"
 REMBG = "rembg"
+BARE = "bare"  # the model run the plain way: resize, normalise, min-max, bilinear upscale
 DEFAULT_TOLERANCE_PX = 2  # boundary tolerance of the boundary-F metric
 DEFAULT_DATA_DIR = Path("benchmarks/data")
 CATEGORIES = ("graphic-solid", "graphic-gradient", "photo")

@@ -25,8 +25,8 @@ from stolentee.bench import metrics
 from stolentee.bench.contenders import (
     BenchError,
     Contender,
-    alpha_of,
     check_same_model,
+    rgba_of,
 )
 from stolentee.bench.names import CATEGORIES, DEFAULT_DATA_DIR, DEFAULT_TOLERANCE_PX, OURS, REMBG
 
@@ -44,6 +44,7 @@ class EvalImage:
     tags: tuple[str, ...] = ()
     source: str = ""  # package and path of the cutout it was made from
     background: str = ""
+    foreground: Path | None = None  # the true foreground colours (photos), for edge colour
 
     def read(self) -> bytes:
         return self.image.read_bytes()
@@ -51,6 +52,12 @@ class EvalImage:
     def truth(self) -> NDArray[np.uint8]:
         with Image.open(self.alpha) as alpha:
             return np.asarray(alpha.convert("L"), dtype=np.uint8)
+
+    def true_colours(self) -> NDArray[np.uint8] | None:
+        if self.foreground is None:
+            return None
+        with Image.open(self.foreground) as colours:
+            return np.asarray(colours.convert("RGB"), dtype=np.uint8)
 
 
 def load_eval_set(
@@ -90,8 +97,10 @@ def load_eval_set(
             tags=tuple(entry.get("tags", ())),
             source=_describe(entry.get("source")),
             background=_describe(entry.get("background")),
+            foreground=data_dir / entry["foreground"] if entry.get("foreground") else None,
         )
-        if not image.image.exists() or not image.alpha.exists():
+        files = (image.image, image.alpha, *([image.foreground] if image.foreground else []))
+        if not all(path.exists() for path in files):
             raise BenchError(f"{image.id}: file missing; rebuild with: {BUILD_COMMAND}")
         images.append(image)
         taken[category] += 1
@@ -118,6 +127,7 @@ class ImageScore:
     boundary_f: float
     seconds: float
     method: str
+    edge_colour: float | None = None  # metrics.edge_colour_error, where the truth has colours
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +140,7 @@ class CategorySummary:
     boundary_f: float
     seconds_per_image: float
     methods: dict[str, int]
+    edge_colour: float | None = None  # mean over the images that have true colours
 
 
 @dataclass
@@ -185,12 +196,13 @@ def run_quality(
     for number, image in enumerate(images, start=1):
         data = image.read()
         truth = image.truth()
+        true_colours = image.true_colours()
         mattes: dict[str, NDArray[np.uint8]] = {}
         for contender in contenders:
             started = time.perf_counter()
             cut = contender.cutout(data)
             seconds = time.perf_counter() - started
-            matte = alpha_of(cut.png)
+            colours, matte = rgba_of(cut.png)
             if matte.shape != truth.shape:
                 raise BenchError(
                     f"{contender.name} returned a {matte.shape[1]}x{matte.shape[0]} cutout for "
@@ -198,6 +210,9 @@ def run_quality(
                 )
             mattes[contender.name] = matte
             scores = metrics.score(matte, truth, tolerance_px=tolerance_px)
+            edge_colour = None
+            if true_colours is not None:
+                edge_colour = metrics.edge_colour_error(colours, matte, true_colours, truth)
             report.images.append(
                 ImageScore(
                     id=image.id,
@@ -208,6 +223,7 @@ def run_quality(
                     boundary_f=scores.boundary_f,
                     seconds=seconds,
                     method=cut.method,
+                    edge_colour=edge_colour,
                 )
             )
         if OURS in mattes and REMBG in mattes:
@@ -234,10 +250,16 @@ def run_quality(
                     boundary_f=fmean(r.boundary_f for r in rows),
                     seconds_per_image=fmean(r.seconds for r in rows),
                     methods=dict(Counter(_method_family(r.method) for r in rows)),
+                    edge_colour=_mean_or_none([r.edge_colour for r in rows]),
                 )
             )
     report.agreement_iou = {c: fmean(values) for c, values in agreements.items()}
     return report
+
+
+def _mean_or_none(values: Sequence[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return fmean(known) if known else None
 
 
 def _method_family(method: str) -> str:

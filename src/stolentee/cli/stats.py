@@ -93,6 +93,8 @@ def stats_removal(
     failures = _failures_table(report)
     if failures is not None:
         console.print(failures)
+    if report.models:
+        console.print(_models_table(report))
     console.print(
         "Latency percentiles are estimated from log-spaced buckets (within 26 %); dollars at "
         f"${report.usd_per_credit:.2f} per Remove.bg credit."
@@ -150,6 +152,27 @@ def _cells(stats: ProviderStats) -> list[str]:
         f"{stats.credits_avoided:g}",
         f"{stats.usd_avoided:.2f}",
     ]
+
+
+def _models_table(report: StatsReport) -> Table:
+    """Successful removals per model ("none": no model ran, as the colour key or Remove.bg)."""
+    table = Table(title="Removals per model", box=box.SIMPLE_HEAD, padding=0, show_edge=False)
+    for column in ("Model", "Providers", "Removals", "Premium", "Mean ms", "Cr avoided", "$ saved"):
+        if column in ("Model", "Providers"):
+            table.add_column(column, overflow="fold")
+        else:
+            table.add_column(column, justify="right", overflow="fold")
+    for item in report.models:
+        table.add_row(
+            escape(item.model),
+            escape(", ".join(item.providers)),
+            str(item.removals),
+            str(item.premium_removals),
+            f"{item.mean_latency_ms:.0f}",
+            f"{item.credits_avoided:g}",
+            f"{item.usd_saved:.2f}",
+        )
+    return table
 
 
 def _failures_table(report: StatsReport) -> Table | None:

@@ -215,6 +215,14 @@ class EngineSettings(BaseSettings):
         validation_alias="STOLENTEE_MAX_INPUT_MEGAPIXELS",
         description="Largest input image accepted, in megapixels (decompression-bomb guard).",
     )
+    refine_edges: bool = Field(
+        True,
+        validation_alias="STOLENTEE_REFINE_EDGES",
+        description="Refine photo mattes at full resolution along the image's own edges (a "
+        "guided filter in the edge band) and estimate the subject's colour at semi-transparent "
+        "pixels, so edges do not carry the old background's colour. Off: the model's matte, "
+        "upscaled, over the unchanged pixels.",
+    )
     png_compress_level: int = Field(
         1,
         ge=0,

@@ -317,3 +317,20 @@ removal_stats_daily = Table(
     _sum("credits_charged"),
     _sum("credits_avoided"),
 )
+
+REMOVAL_MODEL_LENGTH = 64
+
+# Successful removals per UTC day, provider, model and caller tier: which model served how many
+# (``stolentee stats removal``'s models table, ``/v1/stats``' ``models``).
+removal_model_daily = Table(
+    "removal_model_daily",
+    Base.metadata,
+    Column("day", Date, primary_key=True),
+    Column("provider", String(REMOVAL_PROVIDER_LENGTH), primary_key=True),
+    Column("model", String(REMOVAL_MODEL_LENGTH), primary_key=True),  # "none": no model ran
+    Column("premium", Boolean, primary_key=True),
+    _counter("removals"),
+    _sum("latency_ms_sum"),
+    _sum("megapixels"),
+    _sum("credits_avoided"),
+)

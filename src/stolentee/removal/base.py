@@ -187,6 +187,9 @@ class Foreground:
     height: int
 
 
+NO_MODEL = "none"  # X-Model of a result no model made
+
+
 @dataclass(frozen=True, slots=True)
 class RemovalResult:
     data: bytes
@@ -201,6 +204,13 @@ class RemovalResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     provider: str = "local"  # which provider of the chain produced it
     credits_charged: float = 0.0  # Remove.bg credits actually charged (its X-Credits-Charged)
+    model: str = NO_MODEL  # the model that made it (X-Model); "none": the colour key, Remove.bg
+
+
+def model_in(method: str) -> str:
+    """The model named in a method (``model:isnet`` -> ``isnet``), else :data:`NO_MODEL`."""
+    _, separator, name = method.partition(":")
+    return name if separator and name else NO_MODEL
 
 
 class Remover(Protocol):
@@ -249,6 +259,7 @@ class RemovalEvent:
     premium: bool
     at: datetime
     image_kind: str | None = None  # graphic or photo, when the attempt succeeded
+    model: str = NO_MODEL  # the model that made a successful attempt's result
 
 
 class StatsSink(Protocol):

@@ -28,8 +28,9 @@ from stolentee.removal.base import (
     OutputSize,
     RemovalOptions,
     RemovalResult,
+    model_in,
 )
-from stolentee.removal.imaging import border, compose, graphics, texture
+from stolentee.removal.imaging import border, compose, edges, graphics, texture
 from stolentee.removal.imaging.arrays import u8
 from stolentee.removal.imaging.decode import DecodedImage, decode_image
 from stolentee.removal.memory import release_free_memory, tune_malloc
@@ -272,6 +273,12 @@ class RemovalEngine:
                 method = f"model+graph-cut:{session.spec.name}"
                 return Matte(rgb, _combine(alpha, input_alpha), ImageKind.GRAPHIC, method)
         decided = kind if kind is not ImageKind.AUTO else ImageKind.PHOTO
+        if self.settings.refine_edges:
+            pixels = np.asarray(rgb)
+            refined = edges.refine_matte(pixels, np.asarray(alpha))
+            rgb = Image.fromarray(edges.estimate_foreground(pixels, refined), mode="RGB")
+            del pixels
+            alpha = Image.fromarray(refined, mode="L")
         return Matte(rgb, _combine(alpha, input_alpha), decided, f"model:{session.spec.name}")
 
     def matte(
@@ -325,6 +332,7 @@ class RemovalEngine:
             height=composed.height,
             kind=matte.kind,
             method=matte.method,
+            model=model_in(matte.method),
             foreground=composed.foreground,
             input_width=input_width,
             input_height=input_height,

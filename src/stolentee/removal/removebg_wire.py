@@ -49,8 +49,8 @@ def form_fields(options: RemovalOptions, *, photo_type: str = "photo") -> dict[s
     Every field is sent explicitly, because the wire defaults differ from
     :class:`RemovalOptions`' (``size`` defaults to ``preview`` on the wire, ``format`` to
     ``auto``). ``photo_type`` is what :attr:`ImageKind.PHOTO` is sent as: ``photo`` to our
-    service; Remove.bg has no generic photo type, so ``auto`` there. ``model`` and ``premium``
-    are not part of the wire format and are not sent.
+    service; Remove.bg has no generic photo type, so ``auto`` there. ``premium`` is not part of
+    the wire format; ``model`` (our extension) is added by the providers that take it.
     """
     kinds = {ImageKind.AUTO: "auto", ImageKind.GRAPHIC: "graphic", ImageKind.PHOTO: photo_type}
     fields = {

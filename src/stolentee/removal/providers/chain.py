@@ -45,6 +45,7 @@ import httpx
 from stolentee.config import RemovalSettings
 from stolentee.errors import ClientError, ConfigurationError, ServiceUnavailableError
 from stolentee.removal.base import (
+    NO_MODEL,
     FailureKind,
     RemovalEvent,
     RemovalOptions,
@@ -293,6 +294,7 @@ class ProviderChain:
             premium=options.premium,
             at=self._wall_clock(),
             image_kind=result.kind.value if result is not None else None,
+            model=result.model if result is not None else NO_MODEL,
         )
         try:
             self.stats.record(event)

@@ -20,6 +20,7 @@ class RembgServiceRemover(RemoteRemover):
 
     name = "rembg-service"
     photo_type = "photo"
+    sends_model = True  # our own service: the caller's model (name or tier) is forwarded
 
     def __init__(
         self,

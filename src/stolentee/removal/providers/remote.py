@@ -6,8 +6,10 @@ bytes and the ``X-Width``/``X-Height``/``X-Type``/``X-Credits-Charged``/``X-Fore
 headers, or with ``{"errors": [{"title", "code", "detail"}]}``.
 
 * :class:`RembgServiceRemover` (``rembg-service``): ``{REMBG_ENDPOINT}/v1.0/removebg``, key
-  ``REMBG_API_KEY`` when set. Self-hosted: it never costs credits, whatever its
-  ``X-Credits-Charged`` says (that header is what Remove.bg *would* have charged).
+  ``REMBG_API_KEY`` when set; the request's ``model`` (name or tier) is forwarded as the
+  service's ``model`` field, and its ``X-Model`` answer says which model served. Self-hosted: it
+  never costs credits, whatever its ``X-Credits-Charged`` says (that header is what Remove.bg
+  *would* have charged).
 * :class:`RemoveBgRemover` (``removebg``): ``{REMOVEBG_API_URL}/removebg`` with
   ``REMOVEBG_API_KEY``; the credits charged come from ``X-Credits-Charged``.
 
@@ -24,6 +26,7 @@ timeout (read, 408)       ProviderError       yes        ``timeout``
 402                       ProviderOutOf…      no         ``out_of_credits``
 401, 403                  ProviderAuthError   no         ``server_error`` (our key, not the input)
 404, 405                  ProviderError       no         ``server_error`` (wrong URL configured)
+400 ``invalid_model``     ProviderError       no         ``server_error`` (the model is not there)
 other 4xx                 ProviderRejected…   no         ``rejected`` (the input: client's fault)
 2xx but unusable          ProviderError       no         ``bad_response``
 ========================  ==================  =========  ===========================================
@@ -50,11 +53,13 @@ import httpx
 from stolentee.config import RemovalSettings
 from stolentee.errors import StolenteeError
 from stolentee.removal.base import (
+    NO_MODEL,
     FailureKind,
     RemovalOptions,
     RemovalResult,
 )
 from stolentee.removal.imaging.decode import ImageHeader, read_header
+from stolentee.removal.models import MODELS
 from stolentee.removal.providers.errors import (
     ProviderAuthError,
     ProviderError,
@@ -117,6 +122,13 @@ def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
+def model_from_header(value: str | None) -> str:
+    """``X-Model`` of a provider's answer: a model this project knows, else ``none`` (the header
+    is untrusted: it reaches statistics and our own response headers)."""
+    name = (value or "").strip()
+    return name if name in MODELS else NO_MODEL
+
+
 # --- providers -------------------------------------------------------------------------------
 
 
@@ -125,6 +137,7 @@ class RemoteRemover:
 
     name: str
     photo_type: ClassVar[str] = "photo"
+    sends_model: ClassVar[bool] = False  # our service takes a ``model`` field; Remove.bg none
 
     def __init__(
         self,
@@ -170,6 +183,8 @@ class RemoteRemover:
         if header is None:
             header = read_header(data, max_megapixels=HEADER_MAX_MEGAPIXELS)
         fields = form_fields(options, photo_type=self.photo_type)
+        if self.sends_model and options.model is not None:
+            fields["model"] = options.model
         files: dict[str, tuple[str, bytes, str]] = {
             "image_file": ("image", data, "application/octet-stream")
         }
@@ -278,6 +293,17 @@ class RemoteRemover:
                 http_status=status,
                 url=url,
             )
+        if status == 400 and entry.get("code") == "invalid_model":
+            # The request named a model this provider does not have: its installation, not
+            # the input, so the chain moves on (the caller's input was checked here).
+            return ProviderError(
+                f"{where}; install the model there or choose another",
+                provider=self.name,
+                kind="server_error",
+                retryable=False,
+                http_status=status,
+                url=url,
+            )
         if 400 <= status < 500:
             log.info("%s", where)
             return ProviderRejectedError(
@@ -342,6 +368,7 @@ class RemoteRemover:
             height=height,
             kind=kind_from_header(response.headers.get("X-Type"), options.kind),
             method=f"remote:{self.name}",
+            model=model_from_header(response.headers.get("X-Model")),
             foreground=foreground_from_headers(response.headers),
             input_width=header.width,
             input_height=header.height,

@@ -22,3 +22,9 @@ COUNTER_COLUMNS = ("requests", "successes", *FAILURE_COLUMNS, *BUCKET_COLUMNS, *
 
 
 KEY_COLUMNS = ("day", "provider", "premium")
+
+
+MODEL_KEY_COLUMNS = ("day", "provider", "model", "premium")
+
+
+MODEL_COUNTER_COLUMNS = ("removals", "latency_ms_sum", "megapixels", "credits_avoided")

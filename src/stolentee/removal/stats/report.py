@@ -171,6 +171,32 @@ class DayStats:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelStats:
+    """Successful removals of one model over the period (``none``: no model ran, as the colour
+    key alone or Remove.bg). ``credits_avoided`` and ``usd_saved`` are what Remove.bg would
+    have charged for the self-hosted ones: premium removals served here count as well."""
+
+    model: str
+    providers: tuple[str, ...]
+    removals: int
+    premium_removals: int
+    mean_latency_ms: float
+    credits_avoided: float
+    usd_saved: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "providers": list(self.providers),
+            "removals": self.removals,
+            "premium_removals": self.premium_removals,
+            "mean_latency_ms": round(self.mean_latency_ms, 1),
+            "credits_avoided": round(self.credits_avoided, 4),
+            "usd_saved": round(self.usd_saved, 4),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class StatsReport:
     """Figures per provider over ``start`` .. ``end`` (UTC days, both included), per day and in
     total. Providers are in name order; days without any attempt are left out of ``days``."""
@@ -181,6 +207,7 @@ class StatsReport:
     providers: tuple[ProviderStats, ...]
     days: tuple[DayStats, ...]
     totals: ProviderStats
+    models: tuple[ModelStats, ...] = ()
 
     def provider(self, name: str) -> ProviderStats | None:
         return next((p for p in self.providers if p.provider == name), None)
@@ -199,4 +226,5 @@ class StatsReport:
             "providers": [p.as_dict() for p in self.providers],
             "days": [d.as_dict() for d in self.days],
             "totals": self.totals.as_dict(),
+            "models": [m.as_dict() for m in self.models],
         }

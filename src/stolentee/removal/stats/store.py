@@ -32,35 +32,32 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from stolentee.db.engine import Database
 from stolentee.db.models import (
-    REMOVAL_FAILURE_KINDS,
-    REMOVAL_PROVIDER_LENGTH,
+    removal_model_daily,
     removal_stats_daily,
 )
-from stolentee.errors import ClientError, ConfigurationError, StolenteeError
+from stolentee.errors import ClientError, StolenteeError
 from stolentee.removal.base import RemovalEvent
-from stolentee.removal.stats.buckets import (
-    latency_bucket,
-)
 from stolentee.removal.stats.columns import (
-    BUCKET_COLUMNS,
     COUNTER_COLUMNS,
-    FAILURE_COLUMNS,
     KEY_COLUMNS,
+    MODEL_COUNTER_COLUMNS,
+    MODEL_KEY_COLUMNS,
 )
 from stolentee.removal.stats.report import (
     TOTAL,
     Counters,
     DayStats,
+    ModelStats,
     ProviderStats,
     StatsReport,
     sum_counters,
 )
+from stolentee.removal.stats.rows import add_pending, model_values, row_values, upsert_statement
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +141,16 @@ class RemovalStatsStore:
             raise ValueError("flush_interval_s must be > 0")
         self._database = database
         self._now = now
-        self._upsert = _upsert_statement(database.engine.dialect.name)
+        dialect = database.engine.dialect.name
+        self._upsert = upsert_statement(dialect, removal_stats_daily, KEY_COLUMNS, COUNTER_COLUMNS)
+        self._model_upsert = upsert_statement(
+            dialect, removal_model_daily, MODEL_KEY_COLUMNS, MODEL_COUNTER_COLUMNS
+        )
         self._lock = threading.Lock()
         self._dropped = 0
         self._flush_interval_s = flush_interval_s
         self._pending: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._pending_models: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
 
@@ -169,18 +171,17 @@ class RemovalStatsStore:
         or too long provider name, a failure without a kind or a success with one, a negative
         or non-finite figure, a naive ``at``.
         """
-        values = _row_values(event)
+        values = row_values(event)
+        per_model = model_values(event)
         if self._flush_interval_s is None:
-            self._write([values])
+            self._write([values], [per_model] if per_model else [])
             return
-        key = tuple(values[name] for name in KEY_COLUMNS)
         with self._lock:
-            pending = self._pending.get(key)
-            if pending is None:
-                self._pending[key] = values
-            else:
-                for name in COUNTER_COLUMNS:
-                    pending[name] += values[name]
+            add_pending(self._pending, values, KEY_COLUMNS, COUNTER_COLUMNS)
+            if per_model is not None:
+                add_pending(
+                    self._pending_models, per_model, MODEL_KEY_COLUMNS, MODEL_COUNTER_COLUMNS
+                )
             if self._flusher is None and not self._stop.is_set():
                 self._flusher = threading.Thread(
                     target=self._flush_periodically, name="stolentee-stats-flush", daemon=True
@@ -191,9 +192,10 @@ class RemovalStatsStore:
         """Write the attempts added up in memory (nothing to do without buffering)."""
         with self._lock:
             rows = list(self._pending.values())
-            self._pending = {}
+            model_rows = list(self._pending_models.values())
+            self._pending, self._pending_models = {}, {}
         if rows:
-            self._write(rows)
+            self._write(rows, model_rows)
 
     def close(self) -> None:
         """Stop the background writer and write what is left."""
@@ -208,10 +210,12 @@ class RemovalStatsStore:
         while not self._stop.wait(self._flush_interval_s):
             self.flush()
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
+    def _write(self, rows: list[dict[str, Any]], model_rows: list[dict[str, Any]]) -> None:
         try:
             with self._database.engine.begin() as conn:
                 conn.execute(self._upsert, rows)
+                if model_rows:
+                    conn.execute(self._model_upsert, model_rows)
         except (SQLAlchemyError, StolenteeError):
             lost = sum(int(row["requests"]) for row in rows)
             with self._lock:
@@ -264,59 +268,37 @@ class RemovalStatsStore:
             providers=tuple(stats(name, per_provider[name]) for name in sorted(per_provider)),
             days=tuple(days),
             totals=stats(TOTAL, sum_counters(per_provider.values())),
+            models=self._models(start, end, usd_per_credit),
         )
 
-
-def _row_values(event: RemovalEvent) -> dict[str, Any]:
-    """The upsert's parameters for one event: its key, 1 in each counter it adds to, its sums."""
-    provider = event.provider
-    if not provider or len(provider) > REMOVAL_PROVIDER_LENGTH:
-        raise ValueError(f"provider name must have 1 to {REMOVAL_PROVIDER_LENGTH} characters")
-    if event.ok == (event.failure_kind is not None):
-        raise ValueError("a failed attempt needs a failure kind, and a successful one none")
-    if event.failure_kind is not None and event.failure_kind not in REMOVAL_FAILURE_KINDS:
-        raise ValueError(f"unknown failure kind {event.failure_kind!r}")
-    figures = {
-        "latency_ms_sum": event.latency_ms,
-        "megapixels": event.megapixels,
-        "credits_charged": event.credits_charged,
-        "credits_avoided": event.credits_avoided,
-    }
-    for name, value in figures.items():
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be finite and >= 0; got {value}")
-    if event.at.tzinfo is None:
-        raise ValueError("naive datetime: pass an aware datetime (UTC)")
-    bucket = latency_bucket(event.latency_ms)
-    values: dict[str, Any] = {
-        "day": event.at.astimezone(UTC).date(),
-        "provider": provider,
-        "premium": event.premium,
-        "requests": 1,
-        "successes": 1 if event.ok else 0,
-    }
-    for kind, column in zip(REMOVAL_FAILURE_KINDS, FAILURE_COLUMNS, strict=True):
-        values[column] = 1 if kind == event.failure_kind else 0
-    for index, column in enumerate(BUCKET_COLUMNS):
-        values[column] = 1 if index == bucket else 0
-    values.update(figures)
-    return values
-
-
-def _upsert_statement(dialect: str) -> Insert:
-    """``INSERT ... ON CONFLICT (day, provider, premium) DO UPDATE SET n = n + excluded.n``."""
-    table = removal_stats_daily
-    key = [table.c[name] for name in KEY_COLUMNS]
-    if dialect == "postgresql":
-        pg_stmt = postgresql.insert(table)
-        return pg_stmt.on_conflict_do_update(
-            index_elements=key,
-            set_={name: table.c[name] + pg_stmt.excluded[name] for name in COUNTER_COLUMNS},
-        )
-    if dialect == "sqlite":
-        lite_stmt = sqlite.insert(table)
-        return lite_stmt.on_conflict_do_update(
-            index_elements=key,
-            set_={name: table.c[name] + lite_stmt.excluded[name] for name in COUNTER_COLUMNS},
-        )
-    raise ConfigurationError(f"removal statistics need SQLite or PostgreSQL, not {dialect}")
+    def _models(self, start: date, end: date, usd_per_credit: float) -> tuple[ModelStats, ...]:
+        """Successful removals per model over the period, the most used first."""
+        table = removal_model_daily
+        stmt = select(table).where(table.c.day >= start, table.c.day <= end)
+        with self._database.connect() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        merged: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            entry = merged.setdefault(
+                str(row["model"]),
+                {"providers": set(), "removals": 0, "premium": 0, "latency": 0.0, "avoided": 0.0},
+            )
+            removals = int(row["removals"])
+            entry["providers"].add(str(row["provider"]))
+            entry["removals"] += removals
+            entry["premium"] += removals if row["premium"] else 0
+            entry["latency"] += float(row["latency_ms_sum"])
+            entry["avoided"] += float(row["credits_avoided"])
+        models = [
+            ModelStats(
+                model=name,
+                providers=tuple(sorted(entry["providers"])),
+                removals=entry["removals"],
+                premium_removals=entry["premium"],
+                mean_latency_ms=entry["latency"] / entry["removals"] if entry["removals"] else 0.0,
+                credits_avoided=entry["avoided"],
+                usd_saved=entry["avoided"] * usd_per_credit,
+            )
+            for name, entry in merged.items()
+        ]
+        return tuple(sorted(models, key=lambda item: (-item.removals, item.model)))

@@ -1,0 +1,107 @@
+"""Photo edges at full resolution: the guided refinement and the foreground colour estimate, on
+synthetic images whose truth is known, and their wiring into the engine."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from stolentee.removal.base import ImageKind, RemovalOptions
+from stolentee.removal.engine import RemovalEngine
+from stolentee.removal.imaging import edges
+
+from .conftest import photo_bytes
+
+RED = np.array([220, 40, 30], np.float32)
+BLUE = np.array([30, 60, 200], np.float32)
+
+
+def _disc(size: int = 512, radius: int = 150) -> np.ndarray:
+    """The true alpha of a disc, anti-aliased (supersampled 4x)."""
+    big = np.zeros((size * 4, size * 4), np.uint8)
+    cv2.circle(big, (size * 2, size * 2), radius * 4, 255, -1)
+    return np.asarray(cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA), np.uint8)
+
+
+def _blend(alpha: np.ndarray, fg: np.ndarray, bg: np.ndarray) -> np.ndarray:
+    a = alpha.astype(np.float32)[..., None] / 255
+    return np.clip(fg * a + bg * (1 - a) + 0.5, 0, 255).astype(np.uint8)
+
+
+def _as_a_model_sees_it(alpha: np.ndarray, side: int = 64) -> np.ndarray:
+    """The truth brought down to a model's resolution and back up: soft, blind to detail."""
+    small = cv2.resize(alpha, (side, side), interpolation=cv2.INTER_AREA)
+    return np.asarray(cv2.resize(small, alpha.shape[::-1], interpolation=cv2.INTER_CUBIC))
+
+
+def _mae(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean() / 255)
+
+
+def test_refinement_follows_the_image_edges() -> None:
+    truth = _disc()
+    image = _blend(truth, RED, BLUE)
+    soft = _as_a_model_sees_it(truth)
+    refined = edges.refine_matte(image, soft)
+    assert _mae(refined, truth) < 0.5 * _mae(soft, truth)
+    # Away from the edge band nothing moves.
+    band = edges.edge_band(soft, 3) > 0
+    assert np.array_equal(refined[~band], soft[~band])
+
+
+def test_refinement_of_a_certain_matte_is_a_no_op() -> None:
+    truth = (_disc() > 127).astype(np.uint8) * 255
+    image = _blend(truth, RED, BLUE)
+    assert edges.refine_matte(image, truth) is truth
+
+
+def test_foreground_colour_loses_the_background() -> None:
+    truth = _disc()
+    image = _blend(truth, RED, BLUE)
+    estimated = edges.estimate_foreground(image, truth)
+    partial = (truth > 25) & (truth < 230)
+    assert partial.sum() > 500
+    before = np.abs(image[partial].astype(np.float32) - RED).mean()
+    after = np.abs(estimated[partial].astype(np.float32) - RED).mean()
+    assert after < 0.25 * before
+    # Opaque and fully transparent pixels keep their colours.
+    certain = (truth == 0) | (truth == 255)
+    assert np.array_equal(estimated[certain], image[certain])
+
+
+def test_foreground_estimate_without_partial_pixels_is_a_no_op() -> None:
+    truth = (_disc() > 127).astype(np.uint8) * 255
+    image = _blend(truth, RED, BLUE)
+    assert edges.estimate_foreground(image, truth) is image
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 700), (700, 2)])
+def test_tiny_and_thin_images(size: tuple[int, int]) -> None:
+    height, width = size
+    image = np.full((height, width, 3), 128, np.uint8)
+    alpha = np.full((height, width), 128, np.uint8)
+    assert edges.refine_matte(image, alpha).shape == alpha.shape
+    assert edges.estimate_foreground(image, alpha).shape == image.shape
+
+
+def test_engine_refines_photos_only_when_configured(engine: RemovalEngine) -> None:
+    data = photo_bytes("chelsea.png")
+    plain_engine = RemovalEngine(
+        settings=engine.settings.model_copy(update={"refine_edges": False})
+    )
+    try:
+        refined, kind = engine.matte(data, ImageKind.PHOTO)
+        plain, _ = plain_engine.matte(data, ImageKind.PHOTO)
+        assert kind is ImageKind.PHOTO
+        assert not np.array_equal(refined, plain)
+        # The refinement works in the edge band: the confident interior stays as it was.
+        interior = cv2.erode((plain >= 250).astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
+        assert interior.sum() > 5_000
+        assert np.array_equal(refined[interior], plain[interior])
+        # And the cutout's edge colours change with the estimate (alpha-only output does not).
+        on = engine.remove(data, RemovalOptions(kind=ImageKind.PHOTO)).data
+        off = plain_engine.remove(data, RemovalOptions(kind=ImageKind.PHOTO)).data
+        assert on != off
+    finally:
+        plain_engine.close()
