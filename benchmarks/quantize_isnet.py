@@ -18,7 +18,9 @@ Stages (each caches its result under $TMPDIR/stolentee-quant, so they can be run
               on the 24 evaluation images and time it against the float models
     all       convert, data, best
 
-Nothing in the repository is written. Figures: benchmarks/removal.md, "int8 IS-Net".
+Nothing in the repository is written. Figures: benchmarks/removal.md, "int8 IS-Net". The
+configuration found here is what `stolentee models quantize isnet` builds
+(stolentee.removal.precision.int8); this script keeps the exploration that chose it.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import TensorProto, numpy_helper
 from PIL import Image, ImageOps
+
+from stolentee.removal.precision.upcast import to_float32
 
 ROOT = Path(tempfile.gettempdir()) / "stolentee-quant"  # work files and caches
 SRC = Path.home() / ".u2net" / "isnet-fp16.onnx"  # `stolentee models install isnet`
@@ -51,57 +54,13 @@ N_CALIB = 16
 
 # --------------------------------------------------------------------------- model conversion
 def convert() -> None:
-    """fp16 -> fp32: every fp16 initializer is cast to fp32 and every Cast node (they only
-    convert float32<->float16: graph input/outputs and around each Resize, which ran in fp32)
-    is removed and its consumers rewired. Only the first output ('output', the matte) is kept
-    and the nodes that fed only the side outputs are pruned. Then onnxruntime's
-    quant_pre_process (symbolic shape inference + basic graph optimisation)."""
+    """fp16 -> fp32 as the engine loads it (stolentee.removal.precision.upcast: fp16 weights
+    upcast, float<->fp16 casts removed, only the first output kept), then onnxruntime's
+    quant_pre_process (shape inference + basic graph optimisation)."""
     if PRE.exists():
         return
-    m = onnx.load(str(SRC))
-    g = m.graph
-    for i, t in enumerate(g.initializer):
-        if t.data_type == TensorProto.FLOAT16:
-            g.initializer[i].CopyFrom(
-                numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float32), t.name)
-            )
-    rename, keep = {}, []
-    for n in g.node:
-        if n.op_type == "Cast":
-            assert n.attribute[0].i in (TensorProto.FLOAT, TensorProto.FLOAT16), n.name
-            rename[n.output[0]] = n.input[0]
-        else:
-            keep.append(n)
-
-    def root(x: str) -> str:
-        while x in rename:
-            x = rename[x]
-        return x
-
-    while len(g.output) > 1:
-        g.output.pop()
-    alias = {root(o.name): o.name for o in g.output if root(o.name) != o.name}
-    for n in keep:
-        for k, x in enumerate(n.input):
-            r = root(x)
-            n.input[k] = alias.get(r, r)
-        for k, x in enumerate(n.output):
-            n.output[k] = alias.get(x, x)
-    need, live = {o.name for o in g.output}, []
-    for n in reversed(keep):
-        if any(o in need for o in n.output):
-            live.append(n)
-            need.update(x for x in n.input if x)
-    live.reverse()
-    del g.node[:]
-    g.node.extend(live)
-    used = {x for n in live for x in n.input}
-    inits = [t for t in g.initializer if t.name in used]
-    del g.initializer[:]
-    g.initializer.extend(inits)
-    del g.value_info[:]
-    m = onnx.shape_inference.infer_shapes(m)
-    onnx.checker.check_model(m)
+    m = to_float32(onnx.load(str(SRC)))
+    live = m.graph.node
     onnx.save(m, str(FP32))
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

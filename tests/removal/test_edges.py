@@ -45,9 +45,48 @@ def test_refinement_follows_the_image_edges() -> None:
     soft = _as_a_model_sees_it(truth)
     refined = edges.refine_matte(image, soft)
     assert _mae(refined, truth) < 0.5 * _mae(soft, truth)
-    # Away from the edge band nothing moves.
+    # Away from the edge band the matte is only snapped: faint residue to 0 or 1, the rest kept.
     band = edges.edge_band(soft, 3) > 0
-    assert np.array_equal(refined[~band], soft[~band])
+    snapped = np.where(soft <= 5, 0, np.where(soft >= 250, 255, soft))
+    assert np.array_equal(refined[~band], snapped[~band])
+    assert ((soft[~band] > 0) & (soft[~band] <= 5)).any()  # there was residue to snap
+
+
+def _dense_foreground(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The blur-fusion estimate computed the plain way: both passes over the whole image."""
+    grid = (max(1, rgb.shape[1] // 4), max(1, rgb.shape[0] // 4))
+    unit = np.float32(1 / 255)
+    small = cv2.resize(rgb, grid, interpolation=cv2.INTER_AREA).astype(np.float32) * unit
+    small_alpha = cv2.resize(alpha, grid, interpolation=cv2.INTER_AREA).astype(np.float32)
+    wide = max(1, round(45 * max(rgb.shape[:2]) / 1024) // 4)
+    fg, bg = edges._fusion_pass(small, small, small, small_alpha * unit, wide)
+    full = (rgb.shape[1], rgb.shape[0])
+    fg_full = cv2.resize(fg, full, interpolation=cv2.INTER_LINEAR)
+    bg_full = cv2.resize(bg, full, interpolation=cv2.INTER_LINEAR)
+    narrow = max(1, round(3 * max(rgb.shape[:2]) / 1024))
+    image, matte = rgb.astype(np.float32) * unit, alpha.astype(np.float32) * unit
+    estimate, _ = edges._fusion_pass(image, fg_full, bg_full, matte, narrow)
+    out = rgb.copy()
+    partial = (alpha > 0) & (alpha < 255)
+    out[partial] = np.clip(estimate * 255 + 0.5, 0, 255).astype(np.uint8)[partial]
+    return out
+
+
+@pytest.mark.parametrize("shape", [(512, 512), (333, 777), (1100, 45)])
+def test_tiled_foreground_estimate_matches_the_dense_one(shape: tuple[int, int]) -> None:
+    """Only the tiles holding semi-transparent pixels are worked on, with reflected margins at
+    the image's border: the same colours as the whole-image computation."""
+    height, width = shape
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    image = cv2.GaussianBlur(image, (0, 0), 3)
+    truth = np.zeros((height, width), np.uint8)
+    cv2.ellipse(truth, (width // 2, height // 2), (width // 2, height // 3), 20, 0, 360, 255, -1)
+    soft = cv2.GaussianBlur(truth, (0, 0), 2)  # partial pixels along the outline and borders
+    assert ((soft > 0) & (soft < 255)).mean() < 0.5
+    expected = _dense_foreground(image, soft)
+    got = edges.estimate_foreground(image, soft)
+    assert np.abs(got.astype(int) - expected).max() <= 2
 
 
 def test_refinement_of_a_certain_matte_is_a_no_op() -> None:
@@ -95,10 +134,11 @@ def test_engine_refines_photos_only_when_configured(engine: RemovalEngine) -> No
         plain, _ = plain_engine.matte(data, ImageKind.PHOTO)
         assert kind is ImageKind.PHOTO
         assert not np.array_equal(refined, plain)
-        # The refinement works in the edge band: the confident interior stays as it was.
+        # The refinement works in the edge band: the confident interior is only made opaque.
         interior = cv2.erode((plain >= 250).astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
         assert interior.sum() > 5_000
-        assert np.array_equal(refined[interior], plain[interior])
+        assert (refined[interior] == 255).all()
+        assert (plain[interior] < 255).any()
         # And the cutout's edge colours change with the estimate (alpha-only output does not).
         on = engine.remove(data, RemovalOptions(kind=ImageKind.PHOTO)).data
         off = plain_engine.remove(data, RemovalOptions(kind=ImageKind.PHOTO)).data

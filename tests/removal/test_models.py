@@ -19,6 +19,7 @@ from stolentee.removal import models
 def test_table_covers_the_rembg_models_and_the_npm_isnet() -> None:
     assert set(models.MODELS) == {
         "isnet",
+        "isnet-int8",
         "u2netp",
         "u2net",
         "u2net_human_seg",
@@ -32,6 +33,9 @@ def test_table_covers_the_rembg_models_and_the_npm_isnet() -> None:
     assert models.MODELS["isnet-general-use"].input_size == 1024
     assert models.MODELS["isnet-general-use"].std == (1.0, 1.0, 1.0)
     assert models.MODELS["birefnet-general"].activation is models.Activation.SIGMOID
+    assert models.MODELS["isnet"].fp16_weights and models.MODELS["isnet"].int8 == "isnet-int8"
+    assert models.MODELS["isnet-int8"].derived_from == "isnet"
+    assert models.QUALITY_ORDER[:2] == ("isnet-int8", "isnet")
 
 
 def test_missing_model_error_names_the_command(tmp_path: Path) -> None:

@@ -217,12 +217,17 @@ def rembg_name(spec: ModelSpec) -> str:
 
 
 def make_contender(name: str, *, settings: EngineSettings, model: str) -> Contender:
+    """``name`` running ``model``; the peers of a model built here (the int8 IS-Net) run the
+    float file it was built from: the same weights, as they are shipped."""
     if name == OURS:
         return Ours(settings=settings, model=model)
+    from stolentee.removal import models
+
+    float_model = models.get_spec(models.resolve(settings.models_dir, model)).derived_from
     if name == REMBG:
-        return Rembg(settings=settings, model=model)
+        return Rembg(settings=settings, model=float_model or model)
     if name == BARE:
-        return Bare(settings=settings, model=model)
+        return Bare(settings=settings, model=float_model or model)
     raise BenchError(f"unknown contender {name!r}; choose from {', '.join(CONTENDERS)}")
 
 
@@ -234,9 +239,19 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def weights_md5(model_file: Path) -> str:
+    """The md5 of the weights a model file holds: its own, or for a model built here the md5
+    of the float file it was built from (its build record)."""
+    from stolentee.removal.model_record import read_record
+
+    record = read_record(model_file)
+    return record.source_md5 if record is not None else file_md5(model_file)
+
+
 def check_same_model(contenders: list[Contender]) -> str:
-    """The md5 of the model file every contender loads; raise if they differ."""
-    digests = {c.name: file_md5(c.model_file) for c in contenders}
+    """The md5 of the weights every contender loads (:func:`weights_md5`); raise if they
+    differ."""
+    digests = {c.name: weights_md5(c.model_file) for c in contenders}
     if len(set(digests.values())) > 1:
         listed = ", ".join(f"{n}: {c.model_file} ({digests[n]})" for n, c in _named(contenders))
         raise BenchError(f"the contenders load different model files: {listed}")

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,7 +23,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from stolentee.config import EngineSettings
-from stolentee.removal import models
+from stolentee.removal import memory, models, tensors
 from stolentee.removal.base import (
     ImageKind,
     OutputSize,
@@ -34,6 +35,7 @@ from stolentee.removal.imaging import border, compose, edges, graphics, texture
 from stolentee.removal.imaging.arrays import u8
 from stolentee.removal.imaging.decode import DecodedImage, decode_image
 from stolentee.removal.memory import release_free_memory, tune_malloc
+from stolentee.removal.precision import upcast
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,7 @@ class ModelSession:
         # benchmarks/decisions.md, "onnxruntime memory".
         options.enable_mem_pattern = False
         options.enable_cpu_mem_arena = False
-        tune_malloc()
+        tune_malloc(spec.heap_reserve_mb << 20)
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -73,15 +75,17 @@ class ModelSession:
                 wanted.insert(0, "CUDAExecutionProvider")
             else:
                 log.warning("CUDA asked for but onnxruntime has no CUDA provider; using CPU")
-        self.session = ort.InferenceSession(path, sess_options=options, providers=wanted)
+        self.session = ort.InferenceSession(
+            _model_source(spec, path), sess_options=options, providers=wanted
+        )
         self.providers = self.session.get_providers()
         self.input_name = self.session.get_inputs()[0].name
         # The U2-Net family also returns its six side outputs; only the fused first one is used.
         self._outputs = [self.session.get_outputs()[0].name]
-        size = spec.input_size
-        self._mean = np.array(spec.mean, dtype=np.float32).reshape(1, 1, 3)
-        self._inv_std = (1.0 / np.array(spec.std, dtype=np.float32)).reshape(1, 1, 3)
-        self._size = (size, size)
+        self._normaliser = tensors.Normaliser(spec)
+        self._running: threading.Semaphore | None = None
+        if spec.parallel_inferences:
+            self._running = threading.Semaphore(spec.parallel_inferences)
 
     def predict(self, rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
         """The matte (uint8, 255 = foreground) of an HxWx3 uint8 image, at the model's size."""
@@ -89,29 +93,17 @@ class ModelSession:
 
     def infer(self, small: NDArray[np.uint8]) -> NDArray[np.uint8]:
         """:meth:`predict` of an image already at the model's size (:meth:`model_input`)."""
-        pixels = small.astype(np.float32)
-        peak = max(float(pixels.max()), 1e-6)  # the model family's input convention
-        tensor = (pixels * (1.0 / peak) - self._mean) * self._inv_std
-        batch = np.ascontiguousarray(tensor.transpose(2, 0, 1)[np.newaxis])
-        raw = self.session.run(self._outputs, {self.input_name: batch})[0][0, 0]
-        if self.spec.activation is models.Activation.SIGMOID:
-            matte = 1.0 / (1.0 + np.exp(-raw))
+        batch = self._normaliser.batch(small)
+        if self._running is None:
+            raw = self.session.run(self._outputs, {self.input_name: batch})[0][0, 0]
         else:
-            low, high = float(raw.min()), float(raw.max())
-            matte = (raw - low) / max(high - low, 1e-6)
-        return u8((np.clip(matte, 0.0, 1.0) * 255).astype(np.uint8))
+            with self._running:
+                raw = self.session.run(self._outputs, {self.input_name: batch})[0][0, 0]
+        return self._normaliser.matte(raw)
 
     def model_input(self, rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
-        """``rgb`` resized to the model's input size: box-filtered to twice that size first
-        when it is larger (OpenCV's area filter, multi-threaded), then Lanczos. That gave
-        u2netp a better matte than one Lanczos step, in less than half of Pillow's time. A
-        cheaper bilinear first step matted photos as well but moved the graph cut of artwork
-        on textures, which starts from this matte, so it is not used. Figures:
-        benchmarks/decisions.md, "resizing for the model and back"."""
-        width, height = self._size
-        if min(rgb.shape[:2]) > 2 * max(width, height):
-            rgb = u8(cv2.resize(rgb, (2 * width, 2 * height), interpolation=cv2.INTER_AREA))
-        return u8(cv2.resize(rgb, self._size, interpolation=cv2.INTER_LANCZOS4))
+        """``rgb`` at the model's input size (:func:`tensors.model_input`)."""
+        return tensors.model_input(rgb, self.spec.input_size)
 
     @staticmethod
     def upscale(matte: NDArray[np.uint8], size: tuple[int, int]) -> Image.Image:
@@ -141,6 +133,9 @@ class RemovalEngine:
         self._sessions: dict[str, ModelSession] = {}
         self._sessions_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(settings.max_in_flight)
+        # The free heap kept between images beyond the default: the largest reserve of the
+        # models loaded so far.
+        self._heap_reserve = 0
 
     # --- model sessions -----------------------------------------------------------------------
 
@@ -170,6 +165,7 @@ class RemovalEngine:
                     ", ".join(session.providers),
                 )
                 self._sessions[name] = session
+                self._heap_reserve = max(self._heap_reserve, spec.heap_reserve_mb << 20)
         return session
 
     @contextmanager
@@ -178,7 +174,7 @@ class RemovalEngine:
             with self._slots:
                 yield
         finally:
-            release_free_memory()
+            release_free_memory(max(memory.KEEP_FREE_HEAP_BYTES, self._heap_reserve))
 
     # --- the pipeline -------------------------------------------------------------------------
 
@@ -342,6 +338,14 @@ class RemovalEngine:
     def close(self) -> None:
         with self._sessions_lock:
             self._sessions.clear()
+
+
+def _model_source(spec: models.ModelSpec, path: str) -> str | bytes:
+    """What onnxruntime loads for ``spec``: its file, or for fp16 weights the float32 graph
+    upcast in memory once at load (:mod:`stolentee.removal.precision.upcast`)."""
+    if not spec.fp16_weights:
+        return path
+    return upcast.load_float32(Path(path))
 
 
 def _ms_since(started: float) -> float:

@@ -30,10 +30,13 @@ _HEAP_TRIM_THRESHOLD = 512 << 20  # free memory at the top of the heap kept for 
 _malloc_tuned = False
 
 
+_trim_threshold = 0  # the trim threshold set so far
+
+
 _malloc_lock = threading.Lock()
 
 
-def tune_malloc() -> bool:
+def tune_malloc(reserve: int = 0) -> bool:
     """Make glibc's heap serve as the one arena that inference and image work share.
 
     With onnxruntime's own arena off, the model's tensors come from malloc. By default glibc maps
@@ -46,10 +49,16 @@ def tune_malloc() -> bool:
     pool, the PNG encoder's) the high-water mark varied widely from run to run. Process-wide and
     once; elsewhere than glibc it does nothing. Returns whether it was applied. Figures:
     benchmarks/decisions.md, "onnxruntime memory".
+
+    ``reserve`` (bytes): the free heap a model keeps between images
+    (:func:`release_free_memory`); the trim threshold is raised to it, so that glibc does not
+    hand back on its own, at every ``free``, the blocks the next inference will reuse.
     """
-    global _malloc_tuned
+    global _malloc_tuned, _trim_threshold
     with _malloc_lock:
         if _malloc_tuned:
+            if reserve > _trim_threshold and _set_option(_M_TRIM_THRESHOLD, reserve):
+                _trim_threshold = reserve
             return True
         if not sys.platform.startswith("linux"):
             return False
@@ -60,11 +69,21 @@ def tune_malloc() -> bool:
             return False
         mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
         mallopt.restype = ctypes.c_int
+        trim = max(_HEAP_TRIM_THRESHOLD, reserve)
         applied = int(mallopt(_M_MMAP_THRESHOLD, _HEAP_MMAP_THRESHOLD)) == 1
-        applied = int(mallopt(_M_TRIM_THRESHOLD, _HEAP_TRIM_THRESHOLD)) == 1 and applied
+        applied = int(mallopt(_M_TRIM_THRESHOLD, trim)) == 1 and applied
         applied = int(mallopt(_M_ARENA_MAX, _ARENA_MAX)) == 1 and applied
         _malloc_tuned = applied
+        _trim_threshold = trim if applied else 0
         return applied
+
+
+def _set_option(option: int, value: int) -> bool:
+    """One ``mallopt`` call (glibc only; :func:`tune_malloc` has found it there)."""
+    mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return int(mallopt(option, min(value, 2**31 - 1))) == 1
 
 
 class _MallInfo2(ctypes.Structure):
@@ -122,7 +141,8 @@ _FREE_HEAP = _find_free_heap()
 # Free heap kept for the next image: about the default model's inference working set, with the
 # room a 1-4 MP image leaves free (benchmarks/decisions.md, "the free-heap reserve").
 # Within it the next inference reuses those blocks instead of faulting its tensors in again;
-# beyond it (a larger image, fragmentation piling up) the heap is trimmed.
+# beyond it (a larger image, fragmentation piling up) the heap is trimmed. Larger models name
+# their own reserve (ModelSpec.heap_reserve_mb), which the engine passes as ``keep``.
 KEEP_FREE_HEAP_BYTES = 320 << 20
 
 

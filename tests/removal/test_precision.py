@@ -1,0 +1,240 @@
+"""Model precision on small synthetic models built here: fp16 weights upcast at load (same
+outputs, no casts, the side outputs dropped) and the int8 build with its agreement gate (installed
+with its record only above the floor, served by the quality tier, refused below it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from stolentee.config import EngineSettings
+from stolentee.removal import models
+from stolentee.removal.engine import RemovalEngine
+from stolentee.removal.model_record import read_record, record_path
+from stolentee.removal.precision import int8
+from stolentee.removal.precision.upcast import has_fp16, to_float32
+
+SIZE = 32
+HEAD = ("/head/Conv", "/head/Sigmoid")
+
+
+def tiny_model(*, fp16: bool) -> onnx.ModelProto:
+    """A 2-conv matting network: features (mean of a 3x3 neighbourhood, times a fp16 constant),
+    a 1x1 head to logits, a sigmoid; with a side output, as the U-2-Net and IS-Net files have.
+    In fp16 it is cast at the input and the outputs, as those files are."""
+    dtype = np.float16 if fp16 else np.float32
+    weights = [
+        numpy_helper.from_array(np.full((4, 3, 3, 3), 1.0 / 27, dtype), "w1"),
+        numpy_helper.from_array(np.full((1, 4, 1, 1), 150.0 / 4, dtype), "w2"),
+        numpy_helper.from_array(np.array([-3.0], dtype), "b2"),
+    ]
+    nodes = []
+    x = "input"
+    if fp16:
+        nodes.append(helper.make_node("Cast", ["input"], ["x16"], to=TensorProto.FLOAT16))
+        x = "x16"
+    gain = helper.make_tensor("gain", TensorProto.FLOAT16 if fp16 else TensorProto.FLOAT, [], [1.0])
+    nodes += [
+        helper.make_node("Conv", [x, "w1"], ["f"], pads=[1, 1, 1, 1], name="/features/Conv"),
+        helper.make_node("Constant", [], ["k"], value=gain, name="/features/Gain"),
+        helper.make_node("Mul", ["f", "k"], ["g"], name="/features/Mul"),
+        helper.make_node("Relu", ["g"], ["r"], name="/features/Relu"),
+        helper.make_node("Conv", ["g", "w2", "b2"], ["logits"], name="/head/Conv"),
+        helper.make_node("Sigmoid", ["logits"], ["p"], name="/head/Sigmoid"),
+    ]
+    if fp16:
+        nodes.append(helper.make_node("Cast", ["p"], ["output"], to=TensorProto.FLOAT))
+        nodes.append(helper.make_node("Cast", ["r"], ["side"], to=TensorProto.FLOAT))
+    else:
+        nodes.append(helper.make_node("Identity", ["p"], ["output"]))
+        nodes.append(helper.make_node("Identity", ["r"], ["side"]))
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
+        [
+            helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, SIZE, SIZE]),
+            helper.make_tensor_value_info("side", TensorProto.FLOAT, [1, 4, SIZE, SIZE]),
+        ],
+        weights,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def write_photos(folder: Path, count: int = 10) -> list[Path]:
+    """Noisy diagonal gradients with a dark corner: the matte's edge runs across each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    height, width = 96, 128
+    across = np.linspace(0, 1, width)[None, :, None]
+    down = np.linspace(0, 1, height)[:, None, None]
+    for index in range(count):
+        tilt = 0.3 + 0.05 * index
+        pixels = 0.25 + 0.5 * (across * (1 - tilt) + down * tilt)
+        pixels = pixels + rng.normal(0, 0.02, (height, width, 3))
+        pixels[: height // 3, : width // 4] = 0.0
+        image = (np.clip(pixels, 0, 1) * 255).astype(np.uint8)
+        Image.fromarray(image).save(folder / f"{index:03d}.png")
+    # The development set's masks and true foregrounds sit beside its photos.
+    Image.new("L", (8, 8)).save(folder / "000.alpha.png")
+    return sorted(folder.glob("[0-9][0-9][0-9].png"))
+
+
+@pytest.fixture
+def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[models.ModelSpec, Path]:
+    """The fp16 tiny model installed in its own models directory, with its int8 build's spec."""
+    onnx.save(tiny_model(fp16=True), str(tmp_path / "tiny.onnx"))
+    spec = models.ModelSpec(
+        "tiny", "tiny.onnx", models.file_md5(tmp_path / "tiny.onnx"), 0.0, SIZE,
+        (0.5, 0.5, 0.5), (1.0, 1.0, 1.0), models.Activation.MINMAX, "", "test model",
+        fp16_weights=True, int8="tiny-int8", int8_float_nodes=HEAD,
+    )  # fmt: skip
+    built = models.ModelSpec(
+        "tiny-int8", "tiny-int8.onnx", "", 0.0, SIZE, (0.5, 0.5, 0.5), (1.0, 1.0, 1.0),
+        models.Activation.MINMAX, "", "test model, int8", derived_from="tiny",
+    )  # fmt: skip
+    monkeypatch.setitem(models.MODELS, "tiny", spec)
+    monkeypatch.setitem(models.MODELS, "tiny-int8", built)
+    return spec, tmp_path
+
+
+def _run(model: str | bytes, batch: np.ndarray) -> list[np.ndarray]:
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    return session.run(names, {"input": batch})
+
+
+def test_upcast_gives_the_same_matte_without_casts_or_side_outputs() -> None:
+    original = tiny_model(fp16=True)
+    assert has_fp16(original)
+    batch = np.random.default_rng(0).random((1, 3, SIZE, SIZE), dtype=np.float32) - 0.5
+    expected = _run(original.SerializeToString(), batch)[0]
+    upcast = to_float32(tiny_model(fp16=True))
+    assert not has_fp16(upcast)
+    assert [node.op_type for node in upcast.graph.node].count("Cast") == 0
+    assert [output.name for output in upcast.graph.output] == ["output"]
+    assert "/features/Relu" not in {node.name for node in upcast.graph.node}  # side branch gone
+    constant = next(n for n in upcast.graph.node if n.op_type == "Constant")
+    assert constant.attribute[0].t.data_type == TensorProto.FLOAT
+    outputs = _run(upcast.SerializeToString(), batch)
+    assert len(outputs) == 1
+    # fp16 arithmetic against float32: the weights are the same, the rounding is not.
+    np.testing.assert_allclose(outputs[0], expected, atol=2e-3)
+
+
+def test_the_engine_serves_an_fp16_file_through_the_upcast_graph(
+    tiny: tuple[models.ModelSpec, Path],
+) -> None:
+    spec, folder = tiny
+    engine = RemovalEngine(settings=EngineSettings(model="tiny", models_dir=folder))
+    session = engine.session()
+    assert [output.name for output in session.session.get_outputs()] == ["output"]
+    rgb = np.asarray(Image.open(write_photos(folder / "photos", 1)[0]).convert("RGB"))
+    small = session.model_input(rgb)
+    batch = ((small.astype(np.float32) / small.max()) - 0.5).transpose(2, 0, 1)[None]
+    raw = _run(str(folder / spec.filename), np.ascontiguousarray(batch))[0][0, 0]
+    expected = (raw - raw.min()) / (raw.max() - raw.min()) * 255
+    matte = session.infer(small)
+    assert np.abs(matte.astype(np.float32) - expected).max() <= 2
+
+
+def test_int8_build_passes_its_floor_and_then_serves_in_place_of_the_float_model(
+    tiny: tuple[models.ModelSpec, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, folder = tiny
+    photos = write_photos(folder / "photos")
+    assert len(int8.find_photos(folder / "photos")) == len(photos)  # the mask is not a photo
+    lines: list[str] = []
+    record = int8.build(spec, models.MODELS["tiny-int8"], folder, photos, report=lines.append)
+    target = folder / "tiny-int8.onnx"
+    assert record.passed and record.agreement_min >= int8.DEFAULT_FLOOR
+    assert record.calibration_images == 4 and record.evaluation_images == 6
+    assert read_record(target) == record
+    assert record.md5 == models.file_md5(target) and record.source_md5 == spec.md5
+    assert any("agreement with tiny" in line for line in lines)
+    assert not list(folder.glob(".quantize-*"))  # the work files are gone
+    ops = {node.op_type for node in onnx.load(str(target)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    kept = {node.name for node in onnx.load(str(target)).graph.node if node.name in HEAD}
+    assert kept == set(HEAD)  # the head is still there, unquantised
+    assert models.model_state(folder, models.MODELS["tiny-int8"]) is models.ModelState.INSTALLED
+
+    monkeypatch.setattr(models, "QUALITY_ORDER", ("tiny-int8", "tiny"))
+    assert models.resolve(folder, "quality") == "tiny-int8"
+    engine = RemovalEngine(settings=EngineSettings(model="tiny", models_dir=folder))
+    rgb = np.asarray(Image.open(photos[-1]).convert("RGB"))
+    float_mask = engine.session("tiny").predict(rgb) > 127
+    int8_mask = engine.session("quality").predict(rgb) > 127
+    assert (float_mask == int8_mask).mean() > 0.98
+
+
+def test_a_build_record_that_does_not_match_keeps_the_int8_model_out_of_service(
+    tiny: tuple[models.ModelSpec, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, folder = tiny
+    int8.build(spec, models.MODELS["tiny-int8"], folder, write_photos(folder / "photos"))
+    built = models.MODELS["tiny-int8"]
+    target = folder / built.filename
+    monkeypatch.setattr(models, "QUALITY_ORDER", ("tiny-int8", "tiny"))
+    record = json.loads(record_path(target).read_text())
+
+    record_path(target).write_text(json.dumps({**record, "passed": False}))
+    assert models.model_state(folder, built) is models.ModelState.CORRUPT
+    assert models.resolve(folder, "quality") == "tiny"  # the float file serves instead
+
+    record_path(target).write_text(json.dumps(record))
+    target.write_bytes(target.read_bytes()[:-10])  # truncated: its md5 no longer matches
+    assert models.model_state(folder, built) is models.ModelState.CORRUPT
+    with pytest.raises(models.ModelNotInstalledError, match="models quantize tiny"):
+        models.locate(folder, "tiny-int8")
+
+    record_path(target).unlink()
+    assert models.model_state(folder, built, verify=False) is models.ModelState.CORRUPT
+    with pytest.raises(models.ModelInstallError, match="models quantize tiny"):
+        models.install(folder, "tiny-int8", models_url="http://127.0.0.1:9")
+
+
+def test_int8_build_below_the_floor_is_refused_and_installs_nothing(
+    tiny: tuple[models.ModelSpec, Path],
+) -> None:
+    spec, folder = tiny
+    photos = write_photos(folder / "photos")
+    # The tiny model's int8 masks agree at about 0.995-0.998 (measured); a floor of 1.0 asks
+    # for more than any quantisation of it gives.
+    with pytest.raises(int8.QuantizeError, match=r"does not reach the agreement floor 1\.0"):
+        int8.build(spec, models.MODELS["tiny-int8"], folder, photos, floor=1.0)
+    assert not list(folder.glob("tiny-int8*")) and not list(folder.glob(".quantize-*"))
+
+
+def test_int8_build_refuses_too_few_photos_and_a_graph_without_its_float_nodes(
+    tiny: tuple[models.ModelSpec, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, folder = tiny
+    photos = write_photos(folder / "photos")
+    with pytest.raises(int8.QuantizeError, match="at least 8"):
+        int8.build(spec, models.MODELS["tiny-int8"], folder, photos[:5])
+    renamed = models.ModelSpec(**{**_fields(spec), "int8_float_nodes": ("/side1/Conv",)})
+    with pytest.raises(int8.QuantizeError, match="no node /side1/Conv"):
+        int8.build(renamed, models.MODELS["tiny-int8"], folder, photos)
+    (folder / "photos" / "broken.jpg").write_bytes(b"not a photo")
+    with pytest.raises(int8.QuantizeError, match="cannot read the photo"):
+        int8.build(
+            spec, models.MODELS["tiny-int8"], folder, [*photos, folder / "photos" / "broken.jpg"]
+        )
+    with pytest.raises(int8.QuantizeError, match="not a folder"):
+        int8.find_photos(folder / "nowhere")
+    assert not (folder / "tiny-int8.onnx").exists()
+
+
+def _fields(spec: models.ModelSpec) -> dict[str, object]:
+    return {name: getattr(spec, name) for name in spec.__slots__}  # type: ignore[attr-defined]
