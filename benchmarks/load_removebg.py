@@ -62,7 +62,11 @@ def make_images(sizes_mp: list[float]) -> list[tuple[str, bytes]]:
     return images
 
 
-def start_server(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    port: int, data_dir: Path, command: str = "serve", **settings: str
+) -> subprocess.Popen[bytes]:
+    """``stolentee COMMAND`` on ``port`` (embedded default in ``data_dir``), with the
+    benchmark's key, no rate limit, and ``settings`` as extra environment."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("STOLENTEE_", "DATABASE_"))},
         "STOLENTEE_DATA_DIR": str(data_dir),
@@ -70,9 +74,10 @@ def start_server(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
         "STOLENTEE_API_KEYS": KEY,
         "STOLENTEE_LOG_LEVEL": "warning",
         "STOLENTEE_RATE_LIMIT_MP_PER_MIN": "100000",
+        **settings,
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "stolentee", "serve"],
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and command
+        [sys.executable, "-m", "stolentee", command],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,7 +25,7 @@ from pathlib import Path
 
 import httpx
 import psutil
-from load_removebg import KEY, RssSampler, free_port, wait_ready
+from load_removebg import KEY, RssSampler, free_port, start_server, wait_ready
 from PIL import Image
 
 DATA = Path(__file__).parent / "data" / "photo"
@@ -49,24 +47,6 @@ def photos(megapixels: float, count: int) -> list[bytes]:
     return encoded
 
 
-def start_service(port: int, data_dir: Path, model: str) -> subprocess.Popen[bytes]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("STOLENTEE_", "DATABASE_"))},
-        "STOLENTEE_DATA_DIR": str(data_dir),
-        "PORT": str(port),
-        "STOLENTEE_API_KEYS": KEY,
-        "STOLENTEE_MODEL": model,
-        "STOLENTEE_LOG_LEVEL": "warning",
-        "STOLENTEE_RATE_LIMIT_MP_PER_MIN": "100000",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "stolentee", "removal-service"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="quality")
@@ -86,7 +66,7 @@ def main() -> int:
     warm_rss = 0
     lock = threading.Lock()
     with tempfile.TemporaryDirectory(prefix="stolentee-rss-") as tmp:
-        server = start_service(port, Path(tmp), args.model)
+        server = start_server(port, Path(tmp), "removal-service", STOLENTEE_MODEL=args.model)
         try:
             wait_ready(base, timeout_s=120)
             process = psutil.Process(server.pid)

@@ -25,7 +25,7 @@ SIZE = 32
 HEAD = ("/head/Conv", "/head/Sigmoid")
 
 
-def tiny_model(*, fp16: bool) -> onnx.ModelProto:
+def tiny_model(*, fp16: bool, opset: int = 17) -> onnx.ModelProto:
     """A 2-conv matting network: features (mean of a 3x3 neighbourhood, times a fp16 constant),
     a 1x1 head to logits, a sigmoid; with a side output, as the U-2-Net and IS-Net files have.
     In fp16 it is cast at the input and the outputs, as those files are."""
@@ -65,7 +65,7 @@ def tiny_model(*, fp16: bool) -> onnx.ModelProto:
         ],
         weights,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
@@ -178,6 +178,19 @@ def test_int8_build_passes_its_floor_and_then_serves_in_place_of_the_float_model
     assert (float_mask == int8_mask).mean() > 0.98
 
 
+def test_int8_build_of_an_opset_11_file_brings_it_to_opset_13_for_per_channel_qdq(
+    tiny: tuple[models.ModelSpec, Path],
+) -> None:
+    """u2netp's file is opset 11, whose DequantizeLinear has no per-channel axis."""
+    spec, folder = tiny
+    onnx.save(tiny_model(fp16=False, opset=11), str(folder / "tiny.onnx"))
+    spec = models.ModelSpec(**{**_fields(spec), "md5": models.file_md5(folder / "tiny.onnx")})
+    record = int8.build(spec, models.MODELS["tiny-int8"], folder, write_photos(folder / "photos"))
+    assert record.passed
+    built = onnx.load(str(folder / "tiny-int8.onnx"))
+    assert max(o.version for o in built.opset_import if o.domain in ("", "ai.onnx")) >= 13
+
+
 def test_a_build_record_that_does_not_match_keeps_the_int8_model_out_of_service(
     tiny: tuple[models.ModelSpec, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -238,3 +251,62 @@ def test_int8_build_refuses_too_few_photos_and_a_graph_without_its_float_nodes(
 
 def _fields(spec: models.ModelSpec) -> dict[str, object]:
     return {name: getattr(spec, name) for name in spec.__slots__}  # type: ignore[attr-defined]
+
+
+def test_upcast_keeps_casts_from_integers_and_turns_them_to_float32() -> None:
+    """A cast from shape arithmetic (int64 -> fp16, as u2netp's resize scales are made) stays,
+    aimed at float32; a float <-> fp16 cast goes."""
+    scale = numpy_helper.from_array(np.array([2], np.int64), "two")
+    nodes = [
+        helper.make_node("Cast", ["input"], ["x16"], to=TensorProto.FLOAT16),
+        helper.make_node("Cast", ["two"], ["two16"], to=TensorProto.FLOAT16),
+        helper.make_node("Mul", ["x16", "two16"], ["y16"]),
+        helper.make_node("Cast", ["y16"], ["output"], to=TensorProto.FLOAT),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "casts",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])],
+        [scale],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    upcast = to_float32(model)
+    casts = [node for node in upcast.graph.node if node.op_type == "Cast"]
+    assert [node.input[0] for node in casts] == ["two"]
+    assert casts[0].attribute[0].i == TensorProto.FLOAT
+    batch = np.array([[1.0, -2.5, 3.0]], np.float32)
+    np.testing.assert_allclose(_run(upcast.SerializeToString(), batch)[0], batch * 2)
+
+
+def test_models_quantize_command_builds_reports_and_refuses(
+    tiny: tuple[models.ModelSpec, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from stolentee.cli import app
+
+    _spec, folder = tiny
+    write_photos(folder / "photos")
+    monkeypatch.setenv("STOLENTEE_MODELS_DIR", str(folder))
+    runner = CliRunner()
+    env = {"COLUMNS": "200"}
+    no_build = runner.invoke(app, ["models", "quantize", "u2net"], env=env)
+    assert no_build.exit_code != 0 and "has no int8 build" in no_build.output
+    missing = runner.invoke(
+        app, ["models", "quantize", "tiny", "--images", str(folder / "nowhere")], env=env
+    )
+    # The entry point (cli.main) prints a StolenteeError as one line and exits 1.
+    assert isinstance(missing.exception, int8.QuantizeError)
+    assert "not a folder of photos" in str(missing.exception)
+    refused = runner.invoke(
+        app, ["models", "quantize", "tiny", "--images", str(folder / "photos"), "--floor", "1"]
+    )
+    assert isinstance(refused.exception, int8.QuantizeError)
+    assert "nothing was installed" in str(refused.exception)
+    built = runner.invoke(app, ["models", "quantize", "tiny", "--images", str(folder / "photos")])
+    assert built.exit_code == 0, built.output
+    assert "tiny-int8: installed at" in built.output and "x the float model" in built.output
+    listed = runner.invoke(app, ["models", "list"], env=env)
+    assert "tiny-int8: built" in listed.output and "passed the agreement floor" in listed.output

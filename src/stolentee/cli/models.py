@@ -117,7 +117,7 @@ def models_quantize(
 
     Static QDQ quantisation (onnxruntime): per-channel int8 weights, uint8 activations from
     Entropy calibration, the model's sensitive nodes kept in float. It then serves the quality
-    tier in place of the float file. About 10 minutes and 3 GB of memory for IS-Net on 2 cores;
+    tier in place of the float file. About 7 minutes and 6.5 GB of memory for IS-Net on 2 cores;
     the result is a file that can be copied to other machines with its .json record.
     """
     from stolentee.removal import models

@@ -116,7 +116,7 @@ def build(
         float_file = Path(work) / "float32.onnx"
         prepared = Path(work) / "prepared.onnx"
         built = Path(work) / target.filename
-        onnx.save(to_float32(onnx.load(str(source))), str(float_file))
+        onnx.save(_at_least_opset(to_float32(onnx.load(str(source)))), str(float_file))
         quant_pre_process(str(float_file), str(prepared), skip_symbolic_shape=True)
         graph = onnx.load(str(prepared)).graph
         excluded = _float_nodes(graph, spec)
@@ -174,6 +174,21 @@ def build(
         write_record(destination, record)  # last: without it the file is not served
     report(f"{target.name}: installed at {destination}")
     return record
+
+
+# Per-channel QuantizeLinear/DequantizeLinear (their ``axis``) need opset 13; u2netp's file is
+# opset 11.
+_QDQ_OPSET = 13
+
+
+def _at_least_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset >= _QDQ_OPSET:
+        return model
+    from onnx import version_converter
+
+    converted: onnx.ModelProto = version_converter.convert_version(model, _QDQ_OPSET)
+    return converted
 
 
 def _float_nodes(graph: onnx.GraphProto, spec: ModelSpec) -> list[str]:

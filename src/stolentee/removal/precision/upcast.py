@@ -5,7 +5,7 @@ runs with a cast around nearly every node and its weights converted on every use
 weights once at load (every fp16 initializer and constant to float32, every float<->fp16 cast
 removed) gives the same network in float32, and keeping only the first output (the fused matte
 the engine uses) lets onnxruntime drop the side outputs' branches. Figures:
-benchmarks/removal.md, "fp16 weights upcast at load".
+benchmarks/removal.md, "The quality tier's speed".
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def to_float32(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` with fp16 weights, constants and float<->fp16 casts turned into float32, and
     only its first output; checked by onnx before it is returned. ``model`` is changed."""
     graph = model.graph
+    types = _element_types(model)
     for index, tensor in enumerate(graph.initializer):
         if tensor.data_type == TensorProto.FLOAT16:
             upcast = numpy_helper.to_array(tensor).astype(np.float32)
@@ -48,8 +49,10 @@ def to_float32(model: onnx.ModelProto) -> onnx.ModelProto:
     kept: list[onnx.NodeProto] = []
     for node in graph.node:
         if node.op_type == "Cast" and _cast_target(node) in _FLOATS:
-            rename[node.output[0]] = node.input[0]
-            continue
+            if types.get(node.input[0]) in _FLOATS:  # float <-> fp16: gone
+                rename[node.output[0]] = node.input[0]
+                continue
+            _retarget(node)  # from an integer (shape arithmetic): to float32 instead
         if node.op_type == "Constant":
             _upcast_constant(node)
         kept.append(node)
@@ -86,6 +89,22 @@ def to_float32(model: onnx.ModelProto) -> onnx.ModelProto:
     del graph.value_info[:]  # the old shapes carried fp16 types; onnxruntime infers its own
     onnx.checker.check_model(model)
     return model
+
+
+def _element_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element type of every tensor of ``model`` that onnx's shape inference can type."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    graph = inferred.graph
+    types = {t.name: int(t.data_type) for t in graph.initializer}
+    for value in (*graph.input, *graph.value_info, *graph.output):
+        types[value.name] = int(value.type.tensor_type.elem_type)
+    return types
+
+
+def _retarget(node: onnx.NodeProto) -> None:
+    for attribute in node.attribute:
+        if attribute.name == "to":
+            attribute.i = TensorProto.FLOAT
 
 
 def _cast_target(node: onnx.NodeProto) -> int | None:
