@@ -310,3 +310,45 @@ def test_models_quantize_command_builds_reports_and_refuses(
     assert "tiny-int8: installed at" in built.output and "x the float model" in built.output
     listed = runner.invoke(app, ["models", "list"], env=env)
     assert "tiny-int8: built" in listed.output and "passed the agreement floor" in listed.output
+
+
+def test_a_model_with_bounded_inferences_runs_one_at_a_time(
+    tiny: tuple[models.ModelSpec, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IS-Net runs one inference at a time, whichever request threads ask; the others wait."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    spec, folder = tiny
+    monkeypatch.setitem(
+        models.MODELS, "tiny", models.ModelSpec(**{**_fields(spec), "parallel_inferences": 1})
+    )
+    engine = RemovalEngine(settings=EngineSettings(model="tiny", models_dir=folder))
+    session = engine.session()
+    real_run = session.session.run
+    seen: list[str] = []
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    def run(*args: object, **kwargs: object) -> object:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+            seen.append(threading.current_thread().name)
+        try:
+            time.sleep(0.02)  # long enough for the other callers to arrive
+            return real_run(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(session.session, "run", run)
+    rgb = np.asarray(Image.open(write_photos(folder / "photos", 1)[0]).convert("RGB"))
+    with ThreadPoolExecutor(4) as callers:
+        mattes = list(callers.map(lambda _: session.predict(rgb), range(8)))
+    assert len(seen) == 8 and len(set(seen)) > 1  # asked from several threads
+    assert most == 1
+    assert all(np.array_equal(matte, mattes[0]) for matte in mattes)
