@@ -11,6 +11,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from stolentee.config import EngineSettings
+from stolentee.errors import ConfigurationError
+from stolentee.removal import models
 from stolentee.removal.base import ImageKind
 from stolentee.removal.engine import RemovalEngine
 from stolentee.removal.imaging import border, graphics, shadows
@@ -458,6 +460,53 @@ def test_engine_cuts_ring_holes(engine: RemovalEngine) -> None:
     assert result.kind is ImageKind.GRAPHIC and result.method == "model+colour-key:u2netp"
     alpha = np.asarray(Image.open(io.BytesIO(result.data)).getchannel("A"))
     assert iou(alpha, np.asarray(art.getchannel("A"))) >= 0.99
+
+
+def _only_u2netp(tmp_path: Path) -> Path:
+    installed = EngineSettings().models_dir / models.MODELS["u2netp"].filename
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / installed.name).symlink_to(installed)
+    return folder
+
+
+def test_hole_judge_falls_back_to_the_request_model_without_a_quality_model(
+    engine: RemovalEngine, tmp_path: Path
+) -> None:
+    settings = engine.settings.model_copy(
+        update={"hole_judge_model": "quality", "models_dir": _only_u2netp(tmp_path)}
+    )
+    judged = RemovalEngine(settings=settings)
+    try:
+        result = judged.remove(encode(composite(ring_icon(), (255, 255, 255))))
+        assert result.method == "model+colour-key:u2netp"
+    finally:
+        judged.close()
+
+
+@pytest.mark.skipif(
+    models.model_state(EngineSettings().models_dir, models.MODELS["isnet"], verify=False)
+    is not models.ModelState.INSTALLED,
+    reason="isnet is not installed (stolentee models install isnet)",
+)
+def test_the_quality_model_judges_holes_when_configured(engine: RemovalEngine) -> None:
+    art = ring_icon()
+    settings = engine.settings.model_copy(update={"hole_judge_model": "quality"})
+    judged = RemovalEngine(settings=settings)
+    try:
+        result = judged.remove(encode(composite(art, (255, 255, 255))))
+        quality = models.resolve(settings.models_dir, "quality")
+        assert result.method == f"model+colour-key:{quality}" and result.model == quality
+        alpha = np.asarray(Image.open(io.BytesIO(result.data)).getchannel("A"))
+        assert iou(alpha, np.asarray(art.getchannel("A"))) >= 0.99
+    finally:
+        judged.close()
+
+
+def test_an_unknown_hole_judge_is_refused_at_start_up(engine: RemovalEngine) -> None:
+    settings = engine.settings.model_copy(update={"hole_judge_model": "u3net"})
+    with pytest.raises(ConfigurationError, match="unknown model 'u3net'"):
+        RemovalEngine(settings=settings)
 
 
 # --- implausible keys -----------------------------------------------------------------------------

@@ -133,6 +133,8 @@ class RemovalEngine:
         self._sessions: dict[str, ModelSession] = {}
         self._sessions_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(settings.max_in_flight)
+        if settings.hole_judge_model not in ("", models.Tier.FAST, models.Tier.QUALITY):
+            models.get_spec(settings.hole_judge_model)  # unknown: a clear error at start-up
         # The free heap kept between images beyond the default: the largest reserve of the
         # models loaded so far.
         self._heap_reserve = 0
@@ -167,6 +169,20 @@ class RemovalEngine:
                 self._sessions[name] = session
                 self._heap_reserve = max(self._heap_reserve, spec.heap_reserve_mb << 20)
         return session
+
+    def _hole_judge(self, model: str | None) -> ModelSession | None:
+        """The session that judges enclosed regions of a colour-keyed graphic: the configured
+        judge (``STOLENTEE_HOLE_JUDGE_MODEL``) when installed, else the request's model, else
+        None (no model installed: the regions are kept)."""
+        candidates = [model]
+        if self.settings.hole_judge_model:
+            candidates.insert(0, self.settings.hole_judge_model)
+        for candidate in candidates:
+            try:
+                return self.session(candidate)
+            except models.ModelNotInstalledError as error:
+                log.debug("no %s to judge enclosed regions: %s", candidate or "model", error)
+        return None
 
     @contextmanager
     def _slot(self) -> Iterator[None]:
@@ -218,14 +234,15 @@ class RemovalEngine:
             else:
                 del rgb
 
+                judges: list[str] = []
+
                 def model_matte() -> NDArray[np.uint8] | None:
-                    """The model's matte (at its own size), asked for only when the artwork
+                    """The judge's matte (at its own size), asked for only when the artwork
                     encloses large background-coloured regions: holes or part of the design."""
-                    try:
-                        session = self.session(model)
-                    except models.ModelNotInstalledError as error:
-                        log.debug("enclosed regions kept, no model to judge them: %s", error)
+                    session = self._hole_judge(model)
+                    if session is None:
                         return None
+                    judges.append(session.spec.name)
                     return session.predict(pixels)
 
                 cut = graphics.colour_key(pixels, analysis, hole_vote=model_matte)
@@ -240,7 +257,7 @@ class RemovalEngine:
                     alpha = Image.fromarray(cut.alpha, mode="L")
                     method = "colour-key"
                     if cut.holes:  # the model changed the matte
-                        method = f"model+colour-key:{model or self.settings.model}"
+                        method = f"model+colour-key:{judges[0]}"
                     return Matte(
                         Image.fromarray(cut.rgb, mode="RGB"),
                         _combine(alpha, input_alpha),
