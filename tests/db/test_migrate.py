@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import sys
 from typing import Any
@@ -71,8 +72,17 @@ def test_processes_starting_together_migrate_a_fresh_database_once(
         context.Process(target=_upgrade_when_all_ready, args=(database_url, start, results))
         for _ in range(contenders)
     ]
-    for child in children:
-        child.start()
+    # A forked child has only the forking thread: if it garbage-collected an onnxruntime
+    # session left over from an earlier test in this worker, the session's thread pool would
+    # wait for threads the child does not have. Collect here, where they exist, and freeze the
+    # rest so the children never collect what they inherit.
+    gc.collect()
+    gc.freeze()
+    try:
+        for child in children:
+            child.start()
+    finally:
+        gc.unfreeze()
     answers = [results.get(timeout=120) for _ in children]
     for child in children:
         child.join(timeout=30)

@@ -352,3 +352,16 @@ def test_a_model_with_bounded_inferences_runs_one_at_a_time(
     assert len(seen) == 8 and len(set(seen)) > 1  # asked from several threads
     assert most == 1
     assert all(np.array_equal(matte, mattes[0]) for matte in mattes)
+
+
+def test_bench_peers_of_a_built_model_compare_the_weights_it_was_built_from(
+    tiny: tuple[models.ModelSpec, Path],
+) -> None:
+    from stolentee.bench.contenders import file_md5, weights_md5
+
+    spec, folder = tiny
+    int8.build(spec, models.MODELS["tiny-int8"], folder, write_photos(folder / "photos"))
+    built = folder / "tiny-int8.onnx"
+    assert file_md5(built) != spec.md5
+    assert weights_md5(built) == spec.md5  # the float file rembg and the bare model run
+    assert weights_md5(folder / "tiny.onnx") == spec.md5
