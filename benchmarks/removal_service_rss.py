@@ -55,6 +55,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--megapixels", type=float, default=4.0)
     parser.add_argument("--limit-mb", type=float, default=1536)
+    parser.add_argument("--max-in-flight", default="2", help="STOLENTEE_ENGINE_MAX_IN_FLIGHT")
     args = parser.parse_args()
 
     images = photos(args.megapixels, 12)
@@ -66,7 +67,13 @@ def main() -> int:
     warm_rss = 0
     lock = threading.Lock()
     with tempfile.TemporaryDirectory(prefix="stolentee-rss-") as tmp:
-        server = start_server(port, Path(tmp), "removal-service", STOLENTEE_MODEL=args.model)
+        server = start_server(
+            port,
+            Path(tmp),
+            "removal-service",
+            STOLENTEE_MODEL=args.model,
+            STOLENTEE_ENGINE_MAX_IN_FLIGHT=args.max_in_flight,
+        )
         try:
             wait_ready(base, timeout_s=120)
             process = psutil.Process(server.pid)
@@ -108,7 +115,8 @@ def main() -> int:
     peak = sampler.peak / mib
     print(
         f"removal-service, model {args.model} (X-Model {', '.join(sorted(model_header))}), "
-        f"{args.images} photos of {args.megapixels:g} MP from {args.concurrency} clients"
+        f"{args.images} photos of {args.megapixels:g} MP from {args.concurrency} clients, "
+        f"{args.max_in_flight} in flight"
     )
     print(f"  served {len(latencies)}, failed {len(failures)}")
     for line in failures[:5]:

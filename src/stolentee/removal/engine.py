@@ -168,6 +168,8 @@ class RemovalEngine:
                 )
                 self._sessions[name] = session
                 self._heap_reserve = max(self._heap_reserve, spec.heap_reserve_mb << 20)
+                # Loading (and upcasting) left the file's bytes and graph free in the heap.
+                release_free_memory(keep=0)
         return session
 
     def _hole_judge(self, model: str | None) -> ModelSession | None:
