@@ -16,10 +16,14 @@ service writes them (the store's put, the designs table). Then:
     PYTHONPATH=. .venv/bin/python benchmarks/dr_drill.py --designs 10000 --under-load 1000
     PYTHONPATH=. .venv/bin/python benchmarks/dr_drill.py --designs 10000 \
         --postgres postgresql+psycopg://root@127.0.0.1:5432/postgres         # PostgreSQL + S3
+    PYTHONPATH=. .venv/bin/python benchmarks/dr_drill.py --designs 10000 --under-load 1000 \
+        --postgres postgresql+psycopg://root@127.0.0.1:5432/postgres
 
 With ``--postgres URL`` the same runs on a PostgreSQL database of its own and SeaweedFS buckets
-(store, target, restored store). Results: benchmarks/dr_drill.md. Not yet here: a backup taken
-while 1,000 simulated users browse and upload.
+(store, target, restored store). With ``--under-load USERS`` the shop runs as ``stolentee serve``
+and a backup is taken while USERS simulated users browse and upload: the p95 of each action
+before and during, beside what the machine, the client and the server did every 5 s
+(``machine_probe.py``). Results: benchmarks/dr_drill.md.
 """
 
 from __future__ import annotations
@@ -104,6 +108,24 @@ _SHAPE = Shape()
 
 def _settings(root: Path) -> Settings:
     return _SHAPE.settings(root)
+
+
+def _service_env(settings: Settings) -> dict[str, str]:
+    """The variables that give ``stolentee serve`` and ``backup create`` this instance."""
+    env = {
+        "STOLENTEE_DATA_DIR": str(settings.service.data_dir),
+        "DATABASE_URL": str(settings.database.url),
+    }
+    storage = settings.storage
+    if storage.backend == "s3":
+        env |= {
+            "STORAGE_BACKEND": "s3",
+            "S3_ENDPOINT": storage.s3_endpoint,
+            "S3_ACCESS_KEY_ID": storage.s3_access_key_id.get_secret_value(),
+            "S3_SECRET_ACCESS_KEY": storage.s3_secret_access_key.get_secret_value(),
+            "S3_BUCKET_NAME": storage.s3_bucket_name,
+        }
+    return env
 
 
 def _png(seed: int, size: int = 24) -> bytes:
@@ -215,6 +237,12 @@ def run(designs: int, root: Path) -> dict[str, Any]:
 
 
 LOAD_KEY = "st_drill_load_key"
+# The route each action's requests reach, as the server's metrics name it.
+ROUTES = {
+    "cutout": "GET /assets/{key:path}", "original": "GET /uploads/{key:path}",
+    "status": "GET /v1/designs/{design_id}", "list": "GET /v1/designs", "health": "GET /health",
+    "health_detailed": "GET /health/detailed", "upload": "POST /v1/designs",
+}  # fmt: skip
 # The load test's user model (benchmarks/load_1000_users.py): think 5-15 s between actions, the
 # same mix of actions; uploads are 0.4 % of actions.
 ACTIONS = (
@@ -223,13 +251,40 @@ ACTIONS = (
 )  # fmt: skip
 
 
-def under_load(designs: int, root: Path, *, users: int) -> dict[str, Any]:
+_TIMELINE_HEAD = (
+    "| t (s) | client p95 | server p95 <= | client loop lag max | steal | iowait | idle "
+    "| PSI cpu / io / mem | CPU server / backup / client |\n|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def _timeline_row(when: float, p95: float, seen: dict[str, float]) -> str:
+    """One 5 s window of the run: the client's p95 beside what the machine and server did."""
+
+    def share(name: str) -> str:
+        return f"{seen[name] * 100:.0f} %" if name in seen else "-"
+
+    server = f"{seen['server_p95_le_s'] * 1000:.0f} ms" if "server_p95_le_s" in seen else "-"
+    lag = f"{seen['loop_lag_max_s'] * 1000:.0f} ms" if "loop_lag_max_s" in seen else "-"
+    if "gc_full_max_s" in seen:
+        lag += f" (gc {seen['gc_full_max_s'] * 1000:.0f} ms)"
+    psi = " / ".join(share(f"psi_{r}") for r in ("cpu", "io", "memory"))
+    cpus = " / ".join(share(f"cpu_{p}") for p in ("server", "backup", "client"))
+    return (
+        f"| {when:+.0f} | {p95 * 1000:.0f} ms | {server} | {lag} | {share('steal')} "
+        f"| {share('iowait')} | {share('idle')} | {psi} | {cpus} |"
+    )
+
+
+def under_load(designs: int, root: Path, *, users: int, concurrency: int) -> dict[str, Any]:
     """A backup of a shop serving ``users`` simulated users: p95 per action before and during."""
     import asyncio
+    import gc
     import random
+    import ssl
     import statistics
 
     import httpx
+    from machine_probe import MachineProbe
     from tests.fakes.processes import StolenteeProcess
 
     from stolentee.keys.principals import env_label
@@ -240,20 +295,44 @@ def under_load(designs: int, root: Path, *, users: int) -> dict[str, Any]:
     ids = [key.split("/")[1] for key in objects if key.startswith("uploads/")]
     cutouts = [key for key in objects if key.startswith("assets/")]
     env = {
-        "STOLENTEE_DATA_DIR": str(root / "shop"),
+        **_service_env(shop),
         "STOLENTEE_API_KEYS": LOAD_KEY,
         "STOLENTEE_ENV": "production",
         "STOLENTEE_RATE_LIMIT_MP_PER_MIN": "1000000",
         "STOLENTEE_LOG_LEVEL": "warning",
     }
+    target = f"local:{root / 'backups'}"
+    if _SHAPE.s3 is not None:
+        _SHAPE.s3["client"].create_bucket(Bucket="drill-backups")
+        target = "s3:drill-backups/under-load"
     server = StolenteeProcess(args=["serve"], env=env, log_path=root / "serve.log").start()
     records: list[tuple[float, str, float, bool]] = []
     windows: dict[str, tuple[float, float]] = {}
     rng = random.Random(20261207)  # noqa: S311 - a reproducible user model, not secrets
     logo = _png(99, size=64)
+    watched = {"server": server.process.pid if server.process else 0, "client": os.getpid()}
+    probe = MachineProbe(pids=lambda: dict(watched), server_url=server.url)
 
-    async def user(client: httpx.AsyncClient, stop: asyncio.Event, delay: float) -> None:
+    ssl_context = ssl.create_default_context()  # one for all clients (never used: plain http)
+
+    async def user(stop: asyncio.Event, delay: float) -> None:
+        # Each user has a client of its own, as each browser has its own connections. One shared
+        # client with a pool of 1,000 connections measured its own pool instead: httpcore walks
+        # every connection for every request, so a short slow-down of the server grew into a
+        # 10 s stall of the client (its CPU 30 -> 89 %) while the server's own p95 stayed under
+        # 500 ms (benchmarks/dr_drill.md).
         await asyncio.sleep(delay)
+        async with httpx.AsyncClient(
+            base_url=server.url,
+            headers={"X-Api-Key": LOAD_KEY},
+            limits=httpx.Limits(max_connections=2, max_keepalive_connections=2),
+            timeout=30,
+            verify=ssl_context,
+            trust_env=False,
+        ) as client:
+            await browse(client, stop)
+
+    async def browse(client: httpx.AsyncClient, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await asyncio.sleep(rng.uniform(5, 15))
             action = rng.choices([a for a, _ in ACTIONS], [w for _, w in ACTIONS])[0]
@@ -281,40 +360,53 @@ def under_load(designs: int, root: Path, *, users: int) -> dict[str, Any]:
 
     async def drive() -> None:
         stop = asyncio.Event()
-        limits = httpx.Limits(max_connections=users, max_keepalive_connections=users)
-        async with httpx.AsyncClient(
-            base_url=server.url, headers={"X-Api-Key": LOAD_KEY}, limits=limits, timeout=30
-        ) as client:
-            tasks = [asyncio.create_task(user(client, stop, 15 * n / users)) for n in range(users)]
-            await asyncio.sleep(15 + 45)  # ramp, then a baseline minute (less the ramp)
-            windows["baseline"] = (time.monotonic() - 45, time.monotonic())
-            backup = await asyncio.create_subprocess_exec(
-                str(Path(sys.executable).with_name("stolentee")), "backup", "create",
-                "--to", f"local:{root / 'backups'}",
-                env={**os.environ, **env}, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            began = time.monotonic()
-            _, error = await backup.communicate()
-            windows["backup"] = (began, time.monotonic())
-            if backup.returncode != 0:
-                raise RuntimeError(f"backup failed: {error.decode()[-2000:]}")
-            stop.set()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        tasks = [asyncio.create_task(user(stop, 15 * n / users)) for n in range(users)]
+        tasks.append(asyncio.create_task(probe.watch_loop(stop)))
+        await asyncio.sleep(14.5)  # the ramp: every user and its client is there
+        # The client's collector stays out of the measurement: its full collections walked
+        # every user's client and connection, a 0.15-0.3 s stop of all 1,000 users every ~10 s
+        # that the latencies charged to the server. A few minutes of cycles left uncollected
+        # cost the client some memory, nothing else.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        await asyncio.sleep(45.5)  # a baseline minute, less the ramp
+        windows["baseline"] = (time.monotonic() - 45, time.monotonic())
+        backup = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).with_name("stolentee")), "backup", "create",
+            "--to", target, "--concurrency", str(concurrency),
+            env={**os.environ, **env}, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        watched["backup"] = backup.pid
+        began = time.monotonic()
+        _, error = await backup.communicate()
+        windows["backup"] = (began, time.monotonic())
+        if backup.returncode != 0:
+            raise RuntimeError(f"backup failed: {error.decode()[-2000:]}")
+        await asyncio.sleep(6)  # the load goes on until the probe has read the server once more
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        gc.enable()
 
+    probe.start()
     try:
         asyncio.run(drive())
     finally:
+        probe.stop()
         server.stop()
-    figures: dict[str, Any] = {"designs": designs, "users": users}
+    figures: dict[str, Any] = {"designs": designs, "users": users, "concurrency": concurrency}
     low, high = windows["baseline"][0], windows["backup"][1]
-    for second in range(int(low), int(high) + 1, 5):  # the p95 of every 5 s, through the run
+    print(_TIMELINE_HEAD)
+    for second in range(int(low), int(high) + 1, 5):  # every 5 s, through the run
         times = sorted(r[2] for r in records if second <= r[0] < second + 5)
         if len(times) >= 20:
             when = second - windows["backup"][0]
-            figures[f"t{when:+06.0f}s_p95_ms"] = round(statistics.quantiles(times, n=20)[-1] * 1000)
+            p95 = statistics.quantiles(times, n=20)[-1]
+            figures[f"t{when:+06.0f}s_p95_ms"] = round(p95 * 1000)
+            print(_timeline_row(when, p95, probe.window(second, second + 5)))
     for window, (low, high) in windows.items():
         inside = [r for r in records if low <= r[0] < high]
         figures[f"{window}_s"] = high - low
@@ -325,6 +417,9 @@ def under_load(designs: int, root: Path, *, users: int) -> dict[str, Any]:
             if len(times) >= 20:
                 p95 = statistics.quantiles(times, n=20)[-1]
                 figures[f"{window}_p95_ms_{action}"] = round(p95 * 1000, 1)
+            server = probe.server_p95(low, high, ROUTES[action])
+            if server is not None:
+                figures[f"{window}_server_p95_le_ms_{action}"] = round(server * 1000)
     return figures
 
 
@@ -378,6 +473,12 @@ def main() -> None:
         "--under-load", type=int, metavar="USERS", help="Back up while USERS users use the shop."
     )
     parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        help="With --under-load: the backup's objects at a time (`backup create --concurrency`).",
+    )
+    parser.add_argument(
         "--postgres",
         help="PostgreSQL + SeaweedFS shape: a server URL (a database of its own is created)",
     )
@@ -399,14 +500,16 @@ def main() -> None:
         if args.litestream_rpo:
             figures = litestream_rpo(Path(scratch), seconds=20, sync_s=1.0)
         elif args.under_load:
-            figures = under_load(args.designs, Path(scratch), users=args.under_load)
+            figures = under_load(
+                args.designs, Path(scratch), users=args.under_load, concurrency=args.concurrency
+            )
         else:
             figures = run(args.designs, Path(scratch))
     shape = "litestream RPO" if args.litestream_rpo else "embedded shape"
-    if args.under_load:
-        shape = f"embedded shape, backup under {args.under_load} users"
     if args.postgres:
         shape = "PostgreSQL + SeaweedFS shape"
+    if args.under_load:
+        shape = f"{shape}, backup under {args.under_load} users"
     print(f"# dr_drill, {datetime.now(UTC):%Y-%m-%d}, {platform.node()}, {shape}")
     for key, value in figures.items():
         print(f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")
