@@ -269,6 +269,8 @@ def _timeline_row(when: float, p95: float, seen: dict[str, float]) -> str:
         lag += f" (gc {seen['gc_full_max_s'] * 1000:.0f} ms)"
     psi = " / ".join(share(f"psi_{r}") for r in ("cpu", "io", "memory"))
     cpus = " / ".join(share(f"cpu_{p}") for p in ("server", "backup", "client"))
+    if "cpu_postgres" in seen:
+        cpus += f" (PostgreSQL {share('cpu_postgres')}, SeaweedFS {share('cpu_seaweedfs')})"
     return (
         f"| {when:+.0f} | {p95 * 1000:.0f} ms | {server} | {lag} | {share('steal')} "
         f"| {share('iowait')} | {share('idle')} | {psi} | {cpus} |"
@@ -284,7 +286,7 @@ def under_load(designs: int, root: Path, *, users: int, concurrency: int) -> dic
     import statistics
 
     import httpx
-    from machine_probe import MachineProbe
+    from machine_probe import MachineProbe, pids_of
     from tests.fakes.processes import StolenteeProcess
 
     from stolentee.keys.principals import env_label
@@ -310,8 +312,19 @@ def under_load(designs: int, root: Path, *, users: int, concurrency: int) -> dic
     windows: dict[str, tuple[float, float]] = {}
     rng = random.Random(20261207)  # noqa: S311 - a reproducible user model, not secrets
     logo = _png(99, size=64)
-    watched = {"server": server.process.pid if server.process else 0, "client": os.getpid()}
-    probe = MachineProbe(pids=lambda: dict(watched), server_url=server.url)
+    watched: dict[str, int | list[int]] = {
+        "server": server.process.pid if server.process else 0,
+        "client": os.getpid(),
+    }
+
+    def processes() -> dict[str, int | list[int]]:
+        if _SHAPE.s3 is None:
+            return dict(watched)
+        # The database and the object store share these cores too (PostgreSQL's backends come
+        # and go with connections: looked up every time).
+        return {**watched, "postgres": pids_of("postgres"), "seaweedfs": pids_of("weed")}
+
+    probe = MachineProbe(pids=processes, server_url=server.url)
 
     ssl_context = ssl.create_default_context()  # one for all clients (never used: plain http)
 

@@ -53,12 +53,29 @@ def _stall_us(resource: str) -> int | None:
     return int(text.split("total=")[1].split()[0])
 
 
-def _process_ticks(pid: int) -> int | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(fields[11]) + int(fields[12])  # utime + stime of the process (its threads)
+def _process_ticks(pids: int | list[int]) -> int | None:
+    """CPU ticks (user + system, all threads) of a process, or summed over several."""
+    total, seen = 0, False
+    for pid in [pids] if isinstance(pids, int) else pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total, seen = total + int(fields[11]) + int(fields[12]), True
+    return total if seen else None
+
+
+def pids_of(command: str) -> list[int]:
+    """Every process whose command name is ``command`` (a server's many processes)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
+        except (OSError, IndexError):
+            continue
+        if name == command:
+            found.append(int(stat.parent.name))
+    return found
 
 
 Buckets = dict[str, dict[float, float]]  # "METHOD route" (and "all") -> upper edge -> count
@@ -103,10 +120,10 @@ def p95_from_buckets(before: dict[float, float], after: dict[float, float]) -> f
 
 @dataclass
 class MachineProbe:
-    """Samples every ``interval_s`` in a thread; ``pids`` maps names to the processes to watch
-    (a callable, so a process started later is watched from then on)."""
+    """Samples every ``interval_s`` in a thread; ``pids`` maps names to the processes to watch,
+    a pid or a list of them (a callable, so a process started later is watched from then on)."""
 
-    pids: Callable[[], dict[str, int]]
+    pids: Callable[[], dict[str, int | list[int]]]
     server_url: str | None = None
     interval_s: float = 1.0
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -153,7 +170,8 @@ class MachineProbe:
                     sample[f"psi_{resource}"] = (stalled - last["psi"][resource]) / span_us
             for name, ticks in now["procs"].items():
                 if ticks is not None and last["procs"].get(name) is not None:
-                    seconds = (ticks - last["procs"][name]) / _TICKS
+                    # max: a process of a group that ended takes its ticks with it
+                    seconds = max(0, ticks - last["procs"][name]) / _TICKS
                     sample[f"cpu_{name}"] = seconds / (now["t"] - last["t"])
             if self.server_url and now["t"] - scraped_at >= 5:
                 asked = time.monotonic()
