@@ -139,6 +139,11 @@ class Evaluation:
 
 def build(name: str, calibration: Sequence[Path], **options: Any) -> Path:
     out = ROOT / f"{name}.onnx"
+    if options.pop("dynamic", False):  # no calibration: each input's range at run time
+        from onnxruntime.quantization import quantize_dynamic
+
+        quantize_dynamic(str(PRE), str(out), weight_type=QuantType.QInt8, **options)
+        return out
     settings: dict[str, Any] = {
         "quant_format": QuantFormat.QDQ,
         "per_channel": True,
@@ -172,6 +177,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "activation_type": QuantType.QInt8,
         "extra_options": {"ActivationSymmetric": True},
     },
+    "dynamic-conv": {"dynamic": True, "op_types_to_quantize": ["Conv"], "per_channel": True},
     "minmax-conv-tensor": {
         "calibrate_method": CalibrationMethod.MinMax,
         "op_types_to_quantize": ["Conv"],

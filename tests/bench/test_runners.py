@@ -21,6 +21,7 @@ from stolentee.bench import contenders, memory, quality, speed
 from stolentee.cli.bench import bench_app
 from stolentee.config import EngineSettings
 from stolentee.errors import StolenteeError
+from tests.fakes.models_dir import without_local_builds
 
 runner = CliRunner()
 SIZE = (160, 120)
@@ -213,7 +214,8 @@ def test_memory_checkpoints() -> None:
 
 
 @pytest.fixture
-def engine_settings() -> EngineSettings:
+def engine_settings(tmp_path_factory: pytest.TempPathFactory) -> EngineSettings:
+    """The installed models as a fresh machine has them (no local int8 builds)."""
     settings = EngineSettings()
     try:
         from stolentee.removal import models
@@ -221,7 +223,8 @@ def engine_settings() -> EngineSettings:
         models.locate(settings.models_dir, "u2netp")
     except StolenteeError as exc:
         pytest.skip(f"u2netp model not installed ({exc}); run `stolentee models install`")
-    return settings
+    linked = without_local_builds(tmp_path_factory.mktemp("models"))
+    return settings.model_copy(update={"models_dir": linked})
 
 
 def test_quality_with_the_real_engine(eval_set: Path, engine_settings: EngineSettings) -> None:
@@ -242,8 +245,9 @@ def test_quality_with_the_real_engine(eval_set: Path, engine_settings: EngineSet
 
 
 def test_quality_cli_with_the_bare_model_as_a_peer(
-    eval_set: Path, engine_settings: EngineSettings, tmp_path: Path
+    eval_set: Path, engine_settings: EngineSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("STOLENTEE_MODELS_DIR", str(engine_settings.models_dir))
     out = tmp_path / "quality.json"
     args = ["quality", "--vs", "bare", "--model", "fast", "--data", str(eval_set)]
     result = runner.invoke(bench_app, [*args, "--json", str(out)])

@@ -13,20 +13,23 @@ from PIL import Image, ImageDraw, ImageFont
 from stolentee.config import EngineSettings
 from stolentee.removal import models
 from stolentee.removal.engine import RemovalEngine
+from tests.fakes.models_dir import without_local_builds
 
 SKIMAGE_DATA = Path(__import__("skimage").__file__).parent / "data"
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png")
 
 
 @pytest.fixture(scope="session")
-def engine_settings() -> EngineSettings:
+def engine_settings(tmp_path_factory: pytest.TempPathFactory) -> EngineSettings:
+    """The installed models (u2netp installed on first use), as a fresh machine has them."""
     settings = EngineSettings()
     if (
         models.model_state(settings.models_dir, models.MODELS["u2netp"])
         is not models.ModelState.INSTALLED
     ):
         models.install(settings.models_dir, "u2netp", models_url=settings.models_url)
-    return settings
+    linked = without_local_builds(tmp_path_factory.mktemp("models"))
+    return settings.model_copy(update={"models_dir": linked})
 
 
 @pytest.fixture(scope="session")

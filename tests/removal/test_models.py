@@ -21,6 +21,7 @@ def test_table_covers_the_rembg_models_and_the_npm_isnet() -> None:
         "isnet",
         "isnet-int8",
         "u2netp",
+        "u2netp-int8",
         "u2net",
         "u2net_human_seg",
         "silueta",

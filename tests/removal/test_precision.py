@@ -365,3 +365,51 @@ def test_bench_peers_of_a_built_model_compare_the_weights_it_was_built_from(
     assert file_md5(built) != spec.md5
     assert weights_md5(built) == spec.md5  # the float file rembg and the bare model run
     assert weights_md5(folder / "tiny.onnx") == spec.md5
+
+
+def test_a_floor_of_its_own_for_the_lowest_photo(tiny: tuple[models.ModelSpec, Path]) -> None:
+    """``lowest_floor`` judges the lowest photo on its own; the mean keeps ``floor``."""
+    spec, folder = tiny
+    photos = write_photos(folder / "photos")
+    target = models.MODELS["tiny-int8"]
+    # The tiny model's int8 masks agree at about 0.995-0.998: no photo reaches 1.0.
+    with pytest.raises(int8.QuantizeError, match=r"floor 0\.99 \(lowest 1\.0\)"):
+        int8.build(spec, target, folder, photos, floor=0.99, lowest_floor=1.0)
+    with pytest.raises(int8.QuantizeError, match=r"floor 1\.0 \(lowest 0\.5\)"):
+        int8.build(spec, target, folder, photos, floor=1.0, lowest_floor=0.5)
+    assert not list(folder.glob("tiny-int8*"))
+    record = int8.build(spec, target, folder, photos, floor=0.99, lowest_floor=0.9)
+    assert record.passed and record.lowest_floor == 0.9 and record.photo_floor == 0.9
+    assert read_record(folder / "tiny-int8.onnx") == record
+    # A record written before the lowest photo had a floor of its own still reads.
+    path = record_path(folder / "tiny-int8.onnx")
+    older = {k: v for k, v in json.loads(path.read_text()).items() if k != "lowest_floor"}
+    path.write_text(json.dumps(older))
+    again = read_record(folder / "tiny-int8.onnx")
+    assert again is not None and again.lowest_floor is None and again.photo_floor == 0.99
+
+
+def test_the_fast_tier_is_served_by_u2netps_int8_build_once_it_passed(
+    tiny: tuple[models.ModelSpec, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert models.tier_of("u2netp-int8") is models.Tier.FAST
+    assert models.MODELS["u2netp"].int8 == "u2netp-int8"
+    spec, folder = tiny
+    monkeypatch.setattr(models, "FAST_ORDER", ("tiny-int8", models.FAST_MODEL))
+    assert models.resolve(folder, "fast") == "u2netp"  # nothing built: the float u2netp
+    int8.build(spec, models.MODELS["tiny-int8"], folder, write_photos(folder / "photos"))
+    assert models.resolve(folder, "fast") == "tiny-int8"
+    record_path(folder / "tiny-int8.onnx").unlink()  # no record: never served
+    assert models.resolve(folder, "fast") == "u2netp"
+
+
+def test_u2netps_float_nodes_are_in_its_prepared_graph(tmp_path: Path) -> None:
+    """The catalogue names nodes of the graph onnxruntime's pre-processing makes of the real
+    u2netp file (`make setup` installs it): a renaming (another onnxruntime) fails here first."""
+    spec = models.MODELS["u2netp"]
+    source = models.locate(EngineSettings().models_dir, "u2netp")
+    _, prepared = int8.prepare(source, tmp_path)
+    graph = onnx.load(str(prepared)).graph
+    assert set(spec.int8_float_nodes) <= {node.name for node in graph.node}
+    convs = [node.name for node in graph.node if node.op_type == "Conv"]
+    assert {"Conv_787", "Conv_920"} <= set(convs) and len(convs) > 100

@@ -23,7 +23,7 @@ class BuildRecord:
     source_md5: str
     md5: str  # of the built file
     passed: bool
-    floor: float  # the agreement floor (IoU with the float model's masks)
+    floor: float  # the agreement floor (IoU with the float model's masks): of the mean
     agreement_mean: float
     agreement_min: float
     calibration_images: int
@@ -32,6 +32,11 @@ class BuildRecord:
     int8_seconds: float  # the same, built model
     onnxruntime: str
     created: str  # ISO 8601, UTC
+    lowest_floor: float | None = None  # the floor of the lowest photo's IoU; None: ``floor``
+
+    @property
+    def photo_floor(self) -> float:
+        return self.floor if self.lowest_floor is None else self.lowest_floor
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"

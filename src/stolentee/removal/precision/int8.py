@@ -60,8 +60,9 @@ class Agreement:
     worst: str  # the photo with the lowest IoU
     images: int
 
-    def reaches(self, floor: float) -> bool:
-        return self.mean >= floor and self.lowest >= floor
+    def reaches(self, floor: float, lowest_floor: float | None = None) -> bool:
+        lowest = floor if lowest_floor is None else lowest_floor
+        return self.mean >= floor and self.lowest >= lowest
 
 
 def find_photos(folder: Path) -> list[Path]:
@@ -100,24 +101,22 @@ def build(
     photos: Sequence[Path],
     *,
     floor: float = DEFAULT_FLOOR,
+    lowest_floor: float | None = None,
     threads: int = 0,
     report: Reporter = log.info,
 ) -> BuildRecord:
     """Build ``target`` (the int8 model) from the installed float ``spec``; returns its record.
-    Raises :class:`QuantizeError` (nothing written) when the agreement is below ``floor``."""
+    Raises :class:`QuantizeError` (nothing written) when the mean agreement is below ``floor``
+    or the lowest photo's below ``lowest_floor`` (``floor`` when None)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     source = model_path(models_dir, spec)
     calibration, evaluation = split(photos)
     normaliser = tensors.Normaliser(spec)
     report(f"{spec.name}: {len(calibration)} calibration and {len(evaluation)} evaluation photos")
     with tempfile.TemporaryDirectory(dir=models_dir, prefix=".quantize-") as work:
-        float_file = Path(work) / "float32.onnx"
-        prepared = Path(work) / "prepared.onnx"
+        float_file, prepared = prepare(source, Path(work))
         built = Path(work) / target.filename
-        onnx.save(_at_least_opset(to_float32(onnx.load(str(source)))), str(float_file))
-        quant_pre_process(str(float_file), str(prepared), skip_symbolic_shape=True)
         graph = onnx.load(str(prepared)).graph
         excluded = _float_nodes(graph, spec)
         report(f"{spec.name}: calibrating (Entropy) with {len(excluded)} node(s) kept in float")
@@ -147,8 +146,9 @@ def build(
             source=spec.name,
             source_md5=file_md5(source),
             md5=file_md5(built),
-            passed=agreement.reaches(floor),
+            passed=agreement.reaches(floor, lowest_floor),
             floor=floor,
+            lowest_floor=lowest_floor,
             agreement_mean=round(agreement.mean, 5),
             agreement_min=round(agreement.lowest, 5),
             calibration_images=len(calibration),
@@ -160,20 +160,33 @@ def build(
         )
         report(
             f"{target.name}: agreement with {spec.name}: mean IoU {agreement.mean:.4f}, lowest "
-            f"{agreement.lowest:.4f} ({agreement.worst}); floor {floor}; inference "
+            f"{agreement.lowest:.4f} ({agreement.worst}); floor {floor} (lowest "
+            f"{record.photo_floor}); inference "
             f"{int8_seconds:.3f} s vs {float_seconds:.3f} s float"
         )
         if not record.passed:
             raise QuantizeError(
-                f"{target.name} does not reach the agreement floor {floor} (mean IoU "
-                f"{agreement.mean:.4f}, lowest {agreement.lowest:.4f} on {agreement.worst}); "
-                "nothing was installed"
+                f"{target.name} does not reach the agreement floor {floor} (lowest "
+                f"{record.photo_floor}): mean IoU {agreement.mean:.4f}, lowest "
+                f"{agreement.lowest:.4f} on {agreement.worst}; nothing was installed"
             )
         destination = model_path(models_dir, target)
         os.replace(built, destination)
         write_record(destination, record)  # last: without it the file is not served
     report(f"{target.name}: installed at {destination}")
     return record
+
+
+def prepare(source: Path, work: Path) -> tuple[Path, Path]:
+    """``source`` in float32 at opset >= 13 (``float32.onnx``, the reference the int8 model is
+    checked against), and that file pre-processed by onnxruntime (``prepared.onnx``: shape
+    inference, basic graph optimisation), whose node names ``int8_float_nodes`` use."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    float_file, prepared = work / "float32.onnx", work / "prepared.onnx"
+    onnx.save(_at_least_opset(to_float32(onnx.load(str(source)))), str(float_file))
+    quant_pre_process(str(float_file), str(prepared), skip_symbolic_shape=True)
+    return float_file, prepared
 
 
 # Per-channel QuantizeLinear/DequantizeLinear (their ``axis``) need opset 13; u2netp's file is
