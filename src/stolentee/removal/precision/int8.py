@@ -7,8 +7,9 @@ nodes the model's spec names (``int8_float_nodes``, found by per-block sensitivi
 float. The photos are split, seeded and disjoint, into a calibration share and an evaluation
 share. On the evaluation photos the int8 model's masks (matte upscaled to the photo, at 0.5) are
 compared with the float model's by IoU; the file is moved into place, with its build record
-beside it, only when the mean and the lowest IoU both reach the floor. Figures:
-benchmarks/removal.md, "int8 IS-Net".
+beside it, only when the mean and the lowest IoU both reach the floor (the lowest may have a
+floor of its own: u2netp's soft mattes flip pixels near 0.5 on a few photos). Figures:
+benchmarks/removal.md, "int8 IS-Net" and "int8 u2netp".
 """
 
 from __future__ import annotations
