@@ -89,6 +89,22 @@ def test_tiled_foreground_estimate_matches_the_dense_one(shape: tuple[int, int])
     assert np.abs(got.astype(int) - expected).max() <= 2
 
 
+def test_both_steps_together_give_what_each_gives_alone() -> None:
+    """``photo_edges`` shares the photo at the grid size between the two steps: the same alpha
+    and colours as the steps run one after the other, each resizing the photo itself."""
+    truth = _disc()
+    image = _blend(truth, RED, BLUE)
+    soft = _as_a_model_sees_it(truth)
+    refined, colours = edges.photo_edges(image, soft)
+    alone = edges.refine_matte(image, soft)
+    assert np.array_equal(refined, alone)
+    assert np.array_equal(colours, edges.estimate_foreground(image, alone))
+    assert not np.array_equal(refined, soft) and not np.array_equal(colours, image)
+    # Outside the band the faint residue is snapped: only 0, 255 and the band's values remain.
+    band = edges.edge_band(soft, 3) > 0
+    assert set(np.unique(refined[~band])) <= {0, 255}
+
+
 def test_refinement_of_a_certain_matte_is_a_no_op() -> None:
     truth = (_disc() > 127).astype(np.uint8) * 255
     image = _blend(truth, RED, BLUE)

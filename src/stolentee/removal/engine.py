@@ -290,8 +290,8 @@ class RemovalEngine:
         decided = kind if kind is not ImageKind.AUTO else ImageKind.PHOTO
         if self.settings.refine_edges:
             pixels = np.asarray(rgb)
-            refined = edges.refine_matte(pixels, np.asarray(alpha))
-            rgb = Image.fromarray(edges.estimate_foreground(pixels, refined), mode="RGB")
+            refined, colours = edges.photo_edges(pixels, np.asarray(alpha))
+            rgb = Image.fromarray(colours, mode="RGB")
             del pixels
             alpha = Image.fromarray(refined, mode="L")
         return Matte(rgb, _combine(alpha, input_alpha), decided, f"model:{session.spec.name}")

@@ -56,9 +56,9 @@ def _box(image: F32, radius: int) -> F32:
 def edge_band(alpha: U8, radius: int) -> U8:
     """255 where ``alpha`` is uncertain or within ``radius`` pixels of such a pixel, else 0."""
     low, high = (round(255 * bound) for bound in _UNCERTAIN)
-    uncertain = ((alpha > low) & (alpha < high)).astype(np.uint8)
+    uncertain = cv2.inRange(alpha, low + 1, high - 1)  # 255 inside, 0 outside
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * radius + 1, 2 * radius + 1))
-    return np.asarray(cv2.dilate(uncertain, kernel), dtype=np.uint8) * np.uint8(255)
+    return np.asarray(cv2.dilate(uncertain, kernel), dtype=np.uint8)
 
 
 def _grid_size(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -92,15 +92,38 @@ def _guided_coefficients(guide: F32, matte: F32, radius: int) -> tuple[F32, F32]
     return a, _box(b, radius)
 
 
-def refine_matte(rgb: U8, alpha: U8) -> U8:
+def photo_edges(rgb: U8, alpha: U8) -> tuple[U8, U8]:
+    """:func:`refine_matte`, then :func:`estimate_foreground` with the refined matte: the
+    refined alpha and the colours. The photo at the grid size, which both steps use, is made
+    once."""
+    small = _GridImage(rgb)
+    refined = refine_matte(rgb, alpha, small=small)
+    return refined, estimate_foreground(rgb, refined, small=small)
+
+
+class _GridImage:
+    """The photo resized to the grid (area filter) on 0..1, made when first asked for."""
+
+    def __init__(self, rgb: U8) -> None:
+        self._rgb = rgb
+        self._small: F32 | None = None
+
+    def get(self) -> F32:
+        if self._small is None:
+            grid = _grid_size(self._rgb.shape)
+            resized = cv2.resize(self._rgb, grid, interpolation=cv2.INTER_AREA)
+            self._small = np.asarray(resized, np.float32) * _UNIT
+        return self._small
+
+
+def refine_matte(rgb: U8, alpha: U8, *, small: _GridImage | None = None) -> U8:
     """``alpha`` (the model's matte upscaled to ``rgb``'s size) refined along the photo's edges
     in its edge band; elsewhere unchanged."""
     band = edge_band(alpha, _scaled(_BAND_RADIUS, alpha.shape))
-    rows = np.flatnonzero(band.any(axis=1))
-    if rows.size == 0:
+    if not cv2.countNonZero(band):
         return alpha
     grid = _grid_size(rgb.shape)
-    guide = np.asarray(cv2.resize(rgb, grid, interpolation=cv2.INTER_AREA), np.float32) * _UNIT
+    guide = (small or _GridImage(rgb)).get()
     matte = np.asarray(cv2.resize(alpha, grid, interpolation=cv2.INTER_AREA), np.float32) * _UNIT
     radius = max(1, _scaled(_GUIDE_RADIUS, rgb.shape) // _GRID)
     a_small, b_small = _guided_coefficients(guide, matte, radius)
@@ -112,12 +135,20 @@ def refine_matte(rgb: U8, alpha: U8) -> U8:
     refined = np.where(refined < _SNAP, 0.0, np.where(refined > 1 - _SNAP, 1.0, refined))
     # Outside the band the matte is certain: its faint residue (within the uncertain range's
     # bounds of 0 or 1) is snapped as well, so that only the band stays semi-transparent.
-    low, high = (round(255 * bound) for bound in _UNCERTAIN)
-    out = np.where(alpha <= low, np.uint8(0), np.where(alpha >= high, np.uint8(255), alpha))
+    out = np.asarray(cv2.LUT(alpha, _SNAP_OUTSIDE), dtype=np.uint8)
     out[ys, xs] = np.clip(refined * 255 + 0.5, 0, 255).astype(np.uint8)
     return out
 
 
+def _snap_table() -> U8:
+    """0 up to the uncertain range's low bound, 255 from its high bound, else the value."""
+    low, high = (round(255 * bound) for bound in _UNCERTAIN)
+    table = np.arange(256, dtype=np.uint8)
+    table[: low + 1], table[high:] = 0, 255
+    return table
+
+
+_SNAP_OUTSIDE = _snap_table()
 _REMAP_ROW = 1024  # points are sampled in rows of this many (OpenCV's remap takes < 32767)
 
 
@@ -155,7 +186,7 @@ def _fusion_pass(image: F32, fg: F32, bg: F32, alpha: F32, radius: int) -> tuple
     return np.clip(estimate, 0.0, 1.0, out=estimate), mean_bg
 
 
-def estimate_foreground(rgb: U8, alpha: U8) -> U8:
+def estimate_foreground(rgb: U8, alpha: U8, *, small: _GridImage | None = None) -> U8:
     """``rgb`` with the subject's own colour (not the background's) at the semi-transparent
     pixels of ``alpha``; fully opaque and fully transparent pixels are left as they are.
 
@@ -163,14 +194,17 @@ def estimate_foreground(rgb: U8, alpha: U8) -> U8:
     semi-transparent pixels, each with a margin of its radius (reflected at the image's
     border, as the box filter does), so its cost follows the outline's length, not the area.
     """
-    partial = (alpha > 0) & (alpha < 255)
-    if not partial.any():
+    in_between = cv2.inRange(alpha, 1, 254)  # 255 where semi-transparent
+    if not cv2.countNonZero(in_between):
         return rgb
+    partial = in_between != 0
     grid = _grid_size(rgb.shape)
-    small = np.asarray(cv2.resize(rgb, grid, interpolation=cv2.INTER_AREA), np.float32) * _UNIT
+    image_small = (small or _GridImage(rgb)).get()
     small_alpha = np.asarray(cv2.resize(alpha, grid, interpolation=cv2.INTER_AREA), np.float32)
     wide = max(1, _scaled(_WIDE_RADIUS, rgb.shape) // _GRID)
-    fg_small, bg_small = _fusion_pass(small, small, small, small_alpha * _UNIT, wide)
+    fg_small, bg_small = _fusion_pass(
+        image_small, image_small, image_small, small_alpha * _UNIT, wide
+    )
 
     narrow = _scaled(_NARROW_RADIUS, rgb.shape)
     height, width = alpha.shape
