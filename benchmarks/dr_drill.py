@@ -375,7 +375,7 @@ def under_load(designs: int, root: Path, *, users: int, concurrency: int) -> dic
         stop = asyncio.Event()
         tasks = [asyncio.create_task(user(stop, 15 * n / users)) for n in range(users)]
         tasks.append(asyncio.create_task(probe.watch_loop(stop)))
-        await asyncio.sleep(14.5)  # the ramp: every user and its client is there
+        await asyncio.sleep(14.5)  # the ramp: (nearly) every user has made its client
         # The client's collector stays out of the measurement: its full collections walked
         # every user's client and connection, a 0.15-0.3 s stop of all 1,000 users every ~10 s
         # that the latencies charged to the server. A few minutes of cycles left uncollected

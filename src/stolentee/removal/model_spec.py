@@ -26,7 +26,7 @@ class Family(StrEnum):
 
 
 class Tier(StrEnum):
-    FAST = "fast"  # u2netp, the default: small and quick
+    FAST = "fast"  # u2netp (its int8 build where one was made here): small and quick
     QUALITY = "quality"  # the best installed of QUALITY_ORDER
 
 

@@ -89,7 +89,7 @@ MODELS: dict[str, ModelSpec] = {
             int8_float_nodes=U2NETP_INT8_FLOAT_NODES,
         ),
         ModelSpec(
-            "u2netp-int8", "u2netp-int8.onnx", "", 1.5, 320, IMAGENET_MEAN, IMAGENET_STD,
+            "u2netp-int8", "u2netp-int8.onnx", "", 1.4, 320, IMAGENET_MEAN, IMAGENET_STD,
             Activation.MINMAX, "", "u2netp int8, built here: `stolentee models quantize u2netp`",
             derived_from="u2netp",
         ),
