@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "build_held_out_set.py"
+from tests.bench.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def held_out() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("build_held_out_set", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
+    return load_script("build_held_out_set")
 
 
 def test_sources_are_disjoint_from_the_development_set(held_out: ModuleType) -> None:

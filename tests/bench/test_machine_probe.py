@@ -3,28 +3,19 @@ from the project's own /metrics text, and the CPU it samples."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import time
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from stolentee.metrics import Metrics
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "machine_probe.py"
+from tests.bench.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def probe() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("machine_probe", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
+    return load_script("machine_probe")
 
 
 def _page(durations: dict[tuple[str, str], list[float]]) -> str:
