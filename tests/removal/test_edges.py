@@ -52,17 +52,31 @@ def test_refinement_follows_the_image_edges() -> None:
     assert ((soft[~band] > 0) & (soft[~band] <= 5)).any()  # there was residue to snap
 
 
+def _block_means(image: np.ndarray, block: int = 4) -> np.ndarray:
+    """The mean of each whole ``block`` x ``block`` block (rows and columns left over dropped),
+    rounded as OpenCV's area filter rounds."""
+    height, width = max(1, image.shape[0] // block), max(1, image.shape[1] // block)
+    whole = image[: height * block, : width * block]
+    return np.asarray(cv2.resize(whole, (width, height), interpolation=cv2.INTER_AREA))
+
+
+def _upsampled(values: np.ndarray, shape: tuple[int, int], block: int = 4) -> np.ndarray:
+    """Grid ``values`` bilinearly interpolated at every pixel of an image of ``shape`` (cell
+    centres at the blocks' centres, edges clamped)."""
+    ys, xs = np.indices(shape, dtype=np.float32)
+    map_y, map_x = (ys + 0.5) / block - 0.5, (xs + 0.5) / block - 0.5
+    sampled = cv2.remap(values, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return np.asarray(sampled, np.float32)
+
+
 def _dense_foreground(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """The blur-fusion estimate computed the plain way: both passes over the whole image."""
-    grid = (max(1, rgb.shape[1] // 4), max(1, rgb.shape[0] // 4))
     unit = np.float32(1 / 255)
-    small = cv2.resize(rgb, grid, interpolation=cv2.INTER_AREA).astype(np.float32) * unit
-    small_alpha = cv2.resize(alpha, grid, interpolation=cv2.INTER_AREA).astype(np.float32)
+    small = _block_means(rgb).astype(np.float32) * unit
+    small_alpha = _block_means(alpha).astype(np.float32) * unit
     wide = max(1, round(45 * max(rgb.shape[:2]) / 1024) // 4)
-    fg, bg = edges._fusion_pass(small, small, small, small_alpha * unit, wide)
-    full = (rgb.shape[1], rgb.shape[0])
-    fg_full = cv2.resize(fg, full, interpolation=cv2.INTER_LINEAR)
-    bg_full = cv2.resize(bg, full, interpolation=cv2.INTER_LINEAR)
+    fg, bg = edges._fusion_pass(small, small, small, small_alpha, wide)
+    fg_full, bg_full = _upsampled(fg, alpha.shape), _upsampled(bg, alpha.shape)
     narrow = max(1, round(3 * max(rgb.shape[:2]) / 1024))
     image, matte = rgb.astype(np.float32) * unit, alpha.astype(np.float32) * unit
     estimate, _ = edges._fusion_pass(image, fg_full, bg_full, matte, narrow)
@@ -72,7 +86,7 @@ def _dense_foreground(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("shape", [(512, 512), (333, 777), (1100, 45)])
+@pytest.mark.parametrize("shape", [(512, 512), (333, 777), (1100, 45), (6, 90)])
 def test_tiled_foreground_estimate_matches_the_dense_one(shape: tuple[int, int]) -> None:
     """Only the tiles holding semi-transparent pixels are worked on, with reflected margins at
     the image's border: the same colours as the whole-image computation."""
@@ -87,6 +101,18 @@ def test_tiled_foreground_estimate_matches_the_dense_one(shape: tuple[int, int])
     expected = _dense_foreground(image, soft)
     got = edges.estimate_foreground(image, soft)
     assert np.abs(got.astype(int) - expected).max() <= 2
+
+
+@pytest.mark.parametrize("shape", [(70, 90), (6, 90), (45, 1100)])
+def test_tile_margins_reflect_at_the_image_border(shape: tuple[int, int]) -> None:
+    """Semi-transparent everywhere, over noise: every tile's margin reaches past the border
+    somewhere, and only a reflected margin gives the whole-image colours."""
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    soft = rng.integers(1, 255, shape, dtype=np.uint8)
+    expected = _dense_foreground(image, soft)
+    got = edges.estimate_foreground(image, soft)
+    assert np.abs(got.astype(int) - expected).max() <= 1
 
 
 def test_both_steps_together_give_what_each_gives_alone() -> None:
