@@ -115,6 +115,17 @@ def test_tile_margins_reflect_at_the_image_border(shape: tuple[int, int]) -> Non
     assert np.abs(got.astype(int) - expected).max() <= 1
 
 
+def test_threads_share_the_tiles_for_the_same_colours() -> None:
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 256, (640, 600, 3), dtype=np.uint8)
+    soft = rng.integers(1, 255, (640, 600), dtype=np.uint8)
+    tiles = edges._Tiles(np.asarray(cv2.inRange(soft, 1, 254)), 2)
+    assert [len(part.ys) for part in tiles.split(3)] == [127, 126, 127]  # 380 tiles
+    alone = edges.estimate_foreground(image, soft)
+    assert np.array_equal(edges.estimate_foreground(image, soft, threads=3), alone)
+    assert not np.array_equal(alone, image)
+
+
 def test_both_steps_together_give_what_each_gives_alone() -> None:
     """``photo_edges`` shares the photo at the grid size between the two steps: the same alpha
     and colours as the steps run one after the other, each resizing the photo itself."""

@@ -192,7 +192,8 @@ class EngineSettings(BaseSettings):
         ge=0,
         le=256,
         validation_alias="STOLENTEE_ENGINE_THREADS",
-        description="onnxruntime intra-op threads per inference. 0: one per CPU core.",
+        description="onnxruntime intra-op threads per inference, and the threads that share "
+        "one photo's edge colour pass. 0: one per CPU core.",
     )
     providers: Literal["cpu", "cuda"] = Field(
         "cpu",

@@ -33,6 +33,7 @@ from stolentee.removal.base import (
 )
 from stolentee.removal.imaging import border, compose, edges, graphics, texture
 from stolentee.removal.imaging.arrays import u8
+from stolentee.removal.imaging.cpus import available_cpus
 from stolentee.removal.imaging.decode import DecodedImage, decode_image
 from stolentee.removal.memory import release_free_memory, tune_malloc
 from stolentee.removal.precision import upcast
@@ -138,6 +139,8 @@ class RemovalEngine:
         # The free heap kept between images beyond the default: the largest reserve of the
         # models loaded so far.
         self._heap_reserve = 0
+        # One photo's edge pass is shared by as many threads as an inference uses.
+        self._edge_threads = settings.threads or available_cpus()
 
     # --- model sessions -----------------------------------------------------------------------
 
@@ -290,7 +293,9 @@ class RemovalEngine:
         decided = kind if kind is not ImageKind.AUTO else ImageKind.PHOTO
         if self.settings.refine_edges:
             pixels = np.asarray(rgb)
-            refined, colours = edges.photo_edges(pixels, np.asarray(alpha))
+            refined, colours = edges.photo_edges(
+                pixels, np.asarray(alpha), threads=self._edge_threads
+            )
             rgb = Image.fromarray(colours, mode="RGB")
             del pixels
             alpha = Image.fromarray(refined, mode="L")

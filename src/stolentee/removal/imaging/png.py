@@ -4,7 +4,6 @@ levels), concatenated into one valid zlib stream, the same bytes on every machin
 from __future__ import annotations
 
 import io
-import os
 import struct
 import zlib
 from collections.abc import Callable
@@ -16,6 +15,8 @@ import numpy as np
 from isal import isal_zlib
 from numpy.typing import NDArray
 from PIL import Image
+
+from stolentee.removal.imaging.cpus import available_cpus
 
 # Raw bytes per independently deflated band of rows. 1 MiB: a 1 MP RGBA cutout is 4 bands, so
 # it too is deflated on every core, for the same CPU and files no larger than with bigger bands
@@ -126,7 +127,7 @@ def _banded_png(
             body = _ZLIB_HEADER + body
         return _png_chunk(b"IDAT", body), zlib.adler32(data), filtered.size
 
-    workers = min(len(tops), _cpu_count())
+    workers = min(len(tops), available_cpus())
     if workers <= 1:
         bands = [band(number) for number in range(len(tops))]
     else:
@@ -154,12 +155,6 @@ def _raw_deflate(level: int) -> _Deflate:
     if 1 <= level <= isal_zlib.ISAL_BEST_COMPRESSION:
         return cast(_Deflate, isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15))
     return zlib.compressobj(level, zlib.DEFLATED, -15)
-
-
-def _cpu_count() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
