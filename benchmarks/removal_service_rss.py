@@ -56,6 +56,8 @@ def main() -> int:
     parser.add_argument("--megapixels", type=float, default=4.0)
     parser.add_argument("--limit-mb", type=float, default=1536)
     parser.add_argument("--max-in-flight", default="2", help="STOLENTEE_ENGINE_MAX_IN_FLIGHT")
+    parser.add_argument("--runtime", default="onnxruntime", help="STOLENTEE_ENGINE_RUNTIME")
+    parser.add_argument("--precision", default="float32", help="STOLENTEE_ENGINE_PRECISION")
     args = parser.parse_args()
 
     images = photos(args.megapixels, 12)
@@ -73,6 +75,8 @@ def main() -> int:
             "removal-service",
             STOLENTEE_MODEL=args.model,
             STOLENTEE_ENGINE_MAX_IN_FLIGHT=args.max_in_flight,
+            STOLENTEE_ENGINE_RUNTIME=args.runtime,
+            STOLENTEE_ENGINE_PRECISION=args.precision,
         )
         try:
             wait_ready(base, timeout_s=120)
@@ -116,7 +120,7 @@ def main() -> int:
     print(
         f"removal-service, model {args.model} (X-Model {', '.join(sorted(model_header))}), "
         f"{args.images} photos of {args.megapixels:g} MP from {args.concurrency} clients, "
-        f"{args.max_in_flight} in flight"
+        f"{args.max_in_flight} in flight, {args.runtime} in {args.precision}"
     )
     print(f"  served {len(latencies)}, failed {len(failures)}")
     for line in failures[:5]:

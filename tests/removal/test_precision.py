@@ -138,7 +138,7 @@ def test_the_engine_serves_an_fp16_file_through_the_upcast_graph(
     spec, folder = tiny
     engine = RemovalEngine(settings=EngineSettings(model="tiny", models_dir=folder))
     session = engine.session()
-    assert [output.name for output in session.session.get_outputs()] == ["output"]
+    assert [output.name for output in session.inference.session.get_outputs()] == ["output"]
     rgb = np.asarray(Image.open(write_photos(folder / "photos", 1)[0]).convert("RGB"))
     small = session.model_input(rgb)
     batch = ((small.astype(np.float32) / small.max()) - 0.5).transpose(2, 0, 1)[None]
@@ -326,7 +326,7 @@ def test_a_model_with_bounded_inferences_runs_one_at_a_time(
     )
     engine = RemovalEngine(settings=EngineSettings(model="tiny", models_dir=folder))
     session = engine.session()
-    real_run = session.session.run
+    real_run = session.inference.run
     seen: list[str] = []
     running = 0
     most = 0
@@ -345,7 +345,7 @@ def test_a_model_with_bounded_inferences_runs_one_at_a_time(
             with lock:
                 running -= 1
 
-    monkeypatch.setattr(session.session, "run", run)
+    monkeypatch.setattr(session.inference, "run", run)
     rgb = np.asarray(Image.open(write_photos(folder / "photos", 1)[0]).convert("RGB"))
     with ThreadPoolExecutor(4) as callers:
         mattes = list(callers.map(lambda _: session.predict(rgb), range(8)))

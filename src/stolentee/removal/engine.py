@@ -1,9 +1,9 @@
-"""The self-hosted removal engine: onnxruntime sessions over rembg's model files, plus the
-graphic-aware colour-key path, behind one thread-safe ``RemovalEngine``.
+"""The self-hosted removal engine: model sessions (onnxruntime, or OpenVINO) over rembg's model
+files, plus the graphic-aware colour-key path, behind one thread-safe ``RemovalEngine``.
 
-Built once per process (API lifespan, worker start-up, CLI command) and shared: one ONNX session
-per model, created on first use; at most ``max_in_flight`` images in process at once (the
-rest wait), which bounds memory. onnxruntime releases the GIL, so callers use threads.
+Built once per process (API lifespan, worker start-up, CLI command) and shared: one session per
+model, created on first use; at most ``max_in_flight`` images in process at once (the rest
+wait), which bounds memory. Both runtimes release the GIL, so callers use threads.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 from numpy.typing import NDArray
 from PIL import Image
 
 from stolentee.config import EngineSettings
-from stolentee.removal import memory, models, tensors
+from stolentee.removal import inference, memory, models, tensors
 from stolentee.removal.base import (
     ImageKind,
     OutputSize,
@@ -44,45 +43,16 @@ _TRANSPARENT_BORDER_SHARE = 0.9  # inputs already cut out: most of the border is
 
 
 class ModelSession:
-    """One ONNX model loaded into onnxruntime; ``predict`` is safe to call from many threads."""
+    """One ONNX model loaded into the configured runtime (:mod:`stolentee.removal.inference`);
+    ``predict`` is safe to call from many threads."""
 
-    def __init__(
-        self,
-        *,
-        spec: models.ModelSpec,
-        path: str,
-        threads: int,
-        providers: str,
-    ) -> None:
+    def __init__(self, *, spec: models.ModelSpec, path: str, settings: EngineSettings) -> None:
         self.spec = spec
-        options = ort.SessionOptions()
-        # Memory: the "memory pattern" (one planned block for every intermediate tensor) and
-        # onnxruntime's CPU arena each hold their peak for good, with the full-resolution
-        # buffers of decoding, keying and encoding on top. Without them the tensors come from
-        # malloc, and with :func:`tune_malloc` glibc keeps them for reuse (no page faults on the
-        # next run) by the next inference and by the image work alike: the process holds the
-        # larger of the two working sets, not their sum. Figures:
-        # benchmarks/decisions.md, "onnxruntime memory".
-        options.enable_mem_pattern = False
-        options.enable_cpu_mem_arena = False
         tune_malloc(spec.heap_reserve_mb << 20)
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        wanted = ["CPUExecutionProvider"]
-        if providers == "cuda":
-            if "CUDAExecutionProvider" in ort.get_available_providers():
-                wanted.insert(0, "CUDAExecutionProvider")
-            else:
-                log.warning("CUDA asked for but onnxruntime has no CUDA provider; using CPU")
-        self.session = ort.InferenceSession(
-            _model_source(spec, path), sess_options=options, providers=wanted
+        self.inference = inference.open_inference(
+            _model_source(spec, path), settings=settings, bfloat16_safe=spec.bfloat16
         )
-        self.providers = self.session.get_providers()
-        self.input_name = self.session.get_inputs()[0].name
-        # The U2-Net family also returns its six side outputs; only the fused first one is used.
-        self._outputs = [self.session.get_outputs()[0].name]
+        self.providers = self.inference.providers
         self._normaliser = tensors.Normaliser(spec)
         self._running: threading.Semaphore | None = None
         if spec.parallel_inferences:
@@ -96,10 +66,10 @@ class ModelSession:
         """:meth:`predict` of an image already at the model's size (:meth:`model_input`)."""
         batch = self._normaliser.batch(small)
         if self._running is None:
-            raw = self.session.run(self._outputs, {self.input_name: batch})[0][0, 0]
+            raw = self.inference.run(batch)[0, 0]
         else:
             with self._running:
-                raw = self.session.run(self._outputs, {self.input_name: batch})[0][0, 0]
+                raw = self.inference.run(batch)[0, 0]
         return self._normaliser.matte(raw)
 
     def model_input(self, rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
@@ -136,6 +106,7 @@ class RemovalEngine:
         self._slots = threading.BoundedSemaphore(settings.max_in_flight)
         if settings.hole_judge_model not in ("", models.Tier.FAST, models.Tier.QUALITY):
             models.get_spec(settings.hole_judge_model)  # unknown: a clear error at start-up
+        inference.check_runtime(settings)  # not installed: a clear error at start-up
         # The free heap kept between images beyond the default: the largest reserve of the
         # models loaded so far.
         self._heap_reserve = 0
@@ -157,12 +128,7 @@ class RemovalEngine:
                 spec = models.get_spec(name)
                 path = models.locate(self.settings.models_dir, name)
                 started = time.perf_counter()
-                session = ModelSession(
-                    spec=spec,
-                    path=str(path),
-                    threads=self.settings.threads,
-                    providers=self.settings.providers,
-                )
+                session = ModelSession(spec=spec, path=str(path), settings=self.settings)
                 log.info(
                     "loaded model %s in %.0f ms (%s)",
                     name,
@@ -365,7 +331,7 @@ class RemovalEngine:
 
 
 def _model_source(spec: models.ModelSpec, path: str) -> str | bytes:
-    """What onnxruntime loads for ``spec``: its file, or for fp16 weights the float32 graph
+    """What the runtime loads for ``spec``: its file, or for fp16 weights the float32 graph
     upcast in memory once at load (:mod:`stolentee.removal.precision.upcast`)."""
     if not spec.fp16_weights:
         return path

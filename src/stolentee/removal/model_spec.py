@@ -72,6 +72,10 @@ class ModelSpec:
     # 1024-px models run one at a time: a second working set of over a gigabyte, on cores the
     # first already keeps busy, would only add memory.
     parallel_inferences: int = 0
+    # Computed in bfloat16 when the engine is asked to (STOLENTEE_ENGINE_PRECISION=bfloat16):
+    # only where the matte was measured to agree with the float32 one (IS-Net: 0.999 IoU). Not
+    # the U2-Net family: u2netp in bfloat16 fell to 0.978 (benchmarks/removal.md).
+    bfloat16: bool = False
     derived_from: str | None = None  # built here from that model (`stolentee models quantize`)
     int8: str | None = None  # the int8 model `stolentee models quantize` builds from this one
     int8_float_nodes: tuple[str, ...] = ()  # nodes the int8 build keeps in float

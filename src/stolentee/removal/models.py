@@ -117,7 +117,7 @@ MODELS: dict[str, ModelSpec] = {
                 resource="/models/medium", size=88_188_479,
             ),
             fp16_weights=True, heap_reserve_mb=ISNET_HEAP_RESERVE_MB, int8="isnet-int8",
-            parallel_inferences=1,
+            parallel_inferences=1, bfloat16=True,
             int8_float_nodes=ISNET_INT8_FLOAT_NODES,
         ),
         ModelSpec(
@@ -131,7 +131,7 @@ MODELS: dict[str, ModelSpec] = {
             179.0, 1024, (0.5, 0.5, 0.5), (1.0, 1.0, 1.0), Activation.MINMAX,
             "isnet-general-use.onnx", "IS-Net general use (rembg's file)",
             family=Family.ISNET, licence=DIS_LICENCE, heap_reserve_mb=ISNET_HEAP_RESERVE_MB,
-            parallel_inferences=1,
+            parallel_inferences=1, bfloat16=True,  # the float32 weights the npm file holds
         ),
         ModelSpec(
             "birefnet-general", "birefnet-general.onnx", "7a35a0141cbbc80de11d9c9a28f52697",
