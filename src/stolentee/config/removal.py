@@ -213,8 +213,8 @@ class EngineSettings(BaseSettings):
         validation_alias="STOLENTEE_ENGINE_PRECISION",
         description="The models' arithmetic: `float32`, or `bfloat16` (needs "
         "STOLENTEE_ENGINE_RUNTIME=openvino; used where the CPU has bfloat16 instructions, "
-        "such as AVX512-BF16 or AMX, else float32). IS-Net's float model in bfloat16 takes "
-        "about half its float32 time, its matte within 0.999 IoU of the float32 one.",
+        "such as AVX512-BF16 or AMX, else float32), for the models whose spec allows it "
+        "(IS-Net; not the U-2-Net family). Figures: benchmarks/removal.md.",
     )
     max_in_flight: int = Field(
         2,
