@@ -5,6 +5,7 @@ with its record only above the floor, served by the quality tier, refused below 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,13 @@ def test_int8_build_passes_its_floor_and_then_serves_in_place_of_the_float_model
 
     monkeypatch.setattr(models, "QUALITY_ORDER", ("tiny-int8", "tiny"))
     assert models.resolve(folder, "quality") == "tiny-int8"
+    # Computed in bfloat16, a float model goes before its int8 build; not one whose spec
+    # keeps it in float32.
+    assert models.resolve(folder, "quality", bfloat16=True) == "tiny-int8"
+    monkeypatch.setitem(models.MODELS, "tiny", replace(spec, bfloat16=True))
+    assert models.resolve(folder, "quality", bfloat16=True) == "tiny"
+    assert models.resolve(folder, "quality", bfloat16=False) == "tiny-int8"
+    monkeypatch.setitem(models.MODELS, "tiny", spec)
     engine = RemovalEngine(settings=EngineSettings(model="tiny", models_dir=folder))
     rgb = np.asarray(Image.open(photos[-1]).convert("RGB"))
     float_mask = engine.session("tiny").predict(rgb) > 127

@@ -96,9 +96,10 @@ def _contender_names(vs: list[Peer] | None) -> list[str]:
 
 def _model_name(settings: EngineSettings, model: str | None) -> str:
     """The model every contender loads: ``--model`` (a tier resolved here) or STOLENTEE_MODEL."""
-    from stolentee.removal import models
+    from stolentee.removal import inference, models
 
-    return models.resolve(settings.models_dir, model or settings.model)
+    bfloat16 = inference.bfloat16_available(settings)
+    return models.resolve(settings.models_dir, model or settings.model, bfloat16=bfloat16)
 
 
 def _write_json(path: Path | None, payload: dict[str, Any]) -> None:

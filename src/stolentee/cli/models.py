@@ -17,16 +17,18 @@ models_app = typer.Typer(help="Background-removal model files.", no_args_is_help
 @models_app.command("list")
 def models_list() -> None:
     """Every supported model: family, tier, file, size, input, normalisation, licence, state."""
-    from stolentee.removal import models
+    from stolentee.removal import inference, models
     from stolentee.removal.model_record import read_record
 
     settings = load_settings().engine
+    no_bfloat16 = inference.why_not_bfloat16(settings)
+    bfloat16 = no_bfloat16 is None
     table = Table(title=f"models in {settings.models_dir}")
     for column in ("Model", "Family", "Tier", "State", "File", "MB", "Input", "Normalisation"):
         table.add_column(column)
     quality = None
     with contextlib.suppress(models.ModelNotInstalledError):  # no quality model installed
-        quality = models.resolve(settings.models_dir, models.Tier.QUALITY)
+        quality = models.resolve(settings.models_dir, models.Tier.QUALITY, bfloat16=bfloat16)
     for spec in models.MODELS.values():
         state = models.model_state(settings.models_dir, spec)
         style = {"installed": "green", "missing": "dim", "corrupt": "red"}[state.value]
@@ -53,6 +55,14 @@ def models_list() -> None:
         f"Tiers: fast = the first installed of {', '.join(models.FAST_ORDER)}; quality = the "
         f"first installed of {', '.join(models.QUALITY_ORDER)}."
     )
+    bfloat16_models = ", ".join(spec.name for spec in models.MODELS.values() if spec.bfloat16)
+    if bfloat16:
+        console.print(
+            f"bfloat16: {bfloat16_models} computed in bfloat16 on OpenVINO (this CPU has it); "
+            "the quality tier takes the float file before its int8 build."
+        )
+    else:
+        console.print(f"bfloat16: off ({no_bfloat16}); {bfloat16_models} in float32.")
     for spec in models.MODELS.values():
         if spec.derived_from is None:
             continue

@@ -201,20 +201,37 @@ class EngineSettings(BaseSettings):
         description="onnxruntime execution providers: `cpu`, or `cuda` (needs onnxruntime-gpu; "
         "falls back to CPU with a warning when CUDA is unavailable).",
     )
-    runtime: Literal["onnxruntime", "openvino"] = Field(
-        "onnxruntime",
+    runtime: Literal["auto", "onnxruntime", "openvino"] = Field(
+        "auto",
         validation_alias="STOLENTEE_ENGINE_RUNTIME",
-        description="What runs the models: `onnxruntime`, or `openvino` (the `openvino` extra: "
-        "`pip install 'stolentee[openvino]'`; CPU only), which can compute in bfloat16 "
-        "(STOLENTEE_ENGINE_PRECISION).",
+        description="What runs the models: `auto` (OpenVINO for the models computed in "
+        "bfloat16, see STOLENTEE_ENGINE_PRECISION; onnxruntime for the rest), `onnxruntime` "
+        "(every model), or `openvino` (every model; the `openvino` extra: `pip install "
+        "'stolentee[openvino]'`; CPU only).",
     )
-    precision: Literal["float32", "bfloat16"] = Field(
-        "float32",
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
         validation_alias="STOLENTEE_ENGINE_PRECISION",
-        description="The models' arithmetic: `float32`, or `bfloat16` (needs "
-        "STOLENTEE_ENGINE_RUNTIME=openvino; used where the CPU has bfloat16 instructions, "
-        "such as AVX512-BF16 or AMX, else float32), for the models whose spec allows it "
-        "(IS-Net; not the U-2-Net family). Figures: benchmarks/removal.md.",
+        description="The arithmetic of the models whose spec allows bfloat16 (IS-Net; never "
+        "the U-2-Net family): `auto` computes them in bfloat16 on OpenVINO where it is "
+        "installed (the `openvino` extra) and the CPU has bfloat16 instructions (AVX512-BF16, "
+        "AMX), else in float32; `float32` always; `bfloat16` as `auto` but refuses to start "
+        "without OpenVINO. The quality tier then prefers the float model to its int8 build. "
+        "Figures: benchmarks/removal.md.",
+    )
+    compile_cache: bool = Field(
+        True,
+        validation_alias="STOLENTEE_ENGINE_COMPILE_CACHE",
+        description="Keep the models OpenVINO compiles on disk, so that later processes import "
+        "them instead of compiling (IS-Net: a fraction of a second instead of seconds, at a "
+        "lower peak of memory). A cache that cannot be written is logged and skipped.",
+    )
+    compile_cache_dir: Path | None = Field(
+        None,
+        validation_alias="STOLENTEE_ENGINE_COMPILE_CACHE_DIR",
+        description="Where the compiled models are kept (one file per model and settings, "
+        "~170 MB for IS-Net; stale ones are removed when a model is compiled again). Unset: "
+        "`openvino-cache` in STOLENTEE_MODELS_DIR.",
     )
     max_in_flight: int = Field(
         2,
@@ -263,16 +280,26 @@ class EngineSettings(BaseSettings):
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
 
+    @field_validator("compile_cache_dir")
+    @classmethod
+    def _expand_cache(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
     @model_validator(mode="after")
     def _runtime_fits(self) -> EngineSettings:
-        if self.runtime == "onnxruntime" and self.precision != "float32":
+        if self.runtime == "onnxruntime" and self.precision == "bfloat16":
             raise ValueError(
-                "STOLENTEE_ENGINE_PRECISION=bfloat16 needs STOLENTEE_ENGINE_RUNTIME=openvino "
-                "(onnxruntime's CPU provider computes in float32)"
+                "STOLENTEE_ENGINE_PRECISION=bfloat16 needs OpenVINO (STOLENTEE_ENGINE_RUNTIME="
+                "auto or openvino): onnxruntime's CPU provider computes in float32"
             )
         if self.runtime == "openvino" and self.providers != "cpu":
             raise ValueError(
                 "STOLENTEE_ENGINE_PROVIDERS=cuda is onnxruntime's; with "
                 "STOLENTEE_ENGINE_RUNTIME=openvino the models run on the CPU"
+            )
+        if self.precision == "bfloat16" and self.providers != "cpu":
+            raise ValueError(
+                "STOLENTEE_ENGINE_PRECISION=bfloat16 is computed by OpenVINO on the CPU; with "
+                "STOLENTEE_ENGINE_PROVIDERS=cuda leave it at auto or float32"
             )
         return self

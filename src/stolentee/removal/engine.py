@@ -46,11 +46,15 @@ class ModelSession:
     """One ONNX model loaded into the configured runtime (:mod:`stolentee.removal.inference`);
     ``predict`` is safe to call from many threads."""
 
-    def __init__(self, *, spec: models.ModelSpec, path: str, settings: EngineSettings) -> None:
+    def __init__(self, *, spec: models.ModelSpec, path: Path, settings: EngineSettings) -> None:
         self.spec = spec
         tune_malloc(spec.heap_reserve_mb << 20)
         self.inference = inference.open_inference(
-            _model_source(spec, path), settings=settings, bfloat16_safe=spec.bfloat16
+            lambda: _model_source(spec, path),
+            name=spec.name,
+            fingerprint=models.expected_md5(path, spec) or "",
+            settings=settings,
+            bfloat16_safe=spec.bfloat16,
         )
         self.providers = self.inference.providers
         self._normaliser = tensors.Normaliser(spec)
@@ -107,6 +111,7 @@ class RemovalEngine:
         if settings.hole_judge_model not in ("", models.Tier.FAST, models.Tier.QUALITY):
             models.get_spec(settings.hole_judge_model)  # unknown: a clear error at start-up
         inference.check_runtime(settings)  # not installed: a clear error at start-up
+        self._bfloat16 = inference.bfloat16_available(settings)
         # The free heap kept between images beyond the default: the largest reserve of the
         # models loaded so far.
         self._heap_reserve = 0
@@ -118,7 +123,9 @@ class RemovalEngine:
     def session(self, model: str | None = None) -> ModelSession:
         """The shared session of ``model`` (default: the configured one), built on first use;
         a tier (``fast``, ``quality``) names the model that serves it (:func:`models.resolve`)."""
-        name = models.resolve(self.settings.models_dir, model or self.settings.model)
+        name = models.resolve(
+            self.settings.models_dir, model or self.settings.model, bfloat16=self._bfloat16
+        )
         session = self._sessions.get(name)
         if session is not None:
             return session
@@ -128,7 +135,7 @@ class RemovalEngine:
                 spec = models.get_spec(name)
                 path = models.locate(self.settings.models_dir, name)
                 started = time.perf_counter()
-                session = ModelSession(spec=spec, path=str(path), settings=self.settings)
+                session = ModelSession(spec=spec, path=path, settings=self.settings)
                 log.info(
                     "loaded model %s in %.0f ms (%s)",
                     name,
@@ -330,12 +337,12 @@ class RemovalEngine:
             self._sessions.clear()
 
 
-def _model_source(spec: models.ModelSpec, path: str) -> str | bytes:
+def _model_source(spec: models.ModelSpec, path: Path) -> str | bytes:
     """What the runtime loads for ``spec``: its file, or for fp16 weights the float32 graph
     upcast in memory once at load (:mod:`stolentee.removal.precision.upcast`)."""
     if not spec.fp16_weights:
-        return path
-    return upcast.load_float32(Path(path))
+        return str(path)
+    return upcast.load_float32(path)
 
 
 def _ms_since(started: float) -> float:

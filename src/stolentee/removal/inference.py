@@ -1,41 +1,39 @@
-"""The runtimes a model session runs on: onnxruntime (the default) or OpenVINO (the `openvino`
-extra), each behind :class:`Inference`: a float32 batch in, the model's first output out, safe
-to call from many threads.
+"""The runtimes a model session runs on, each behind :class:`Inference`: a float32 batch in,
+the model's first output out, safe to call from many threads. onnxruntime runs every model;
+OpenVINO (:mod:`stolentee.removal.openvino`, the `openvino` extra) runs the models whose spec
+allows bfloat16 on CPUs that compute in it.
 
-OpenVINO is here for one thing onnxruntime's CPU provider lacks: bfloat16 arithmetic on CPUs
-that have it (AVX512-BF16, AMX). IS-Net in bfloat16 runs much faster than in float32, with a
-matte that agrees with the float32 one more closely than the int8 build's does, and the service
-holds less memory. In float32 OpenVINO was no faster than onnxruntime, so onnxruntime stays
-the default. Figures: benchmarks/removal.md, "photo edges at 2x, and the float IS-Net in
-bfloat16".
+``STOLENTEE_ENGINE_RUNTIME=auto`` (the default) chooses per model: OpenVINO in bfloat16 where
+the spec allows it (IS-Net), OpenVINO is installed and the CPU has bfloat16 instructions;
+onnxruntime for the rest (u2netp, BiRefNet, a CPU without bfloat16, CUDA).
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import queue
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from stolentee.errors import StolenteeError
+from stolentee.removal import openvino
+from stolentee.removal.openvino import RuntimeMissingError
 
 if TYPE_CHECKING:
     from stolentee.config import EngineSettings
 
 log = logging.getLogger(__name__)
 
-OPENVINO_INSTALL = "pip install 'stolentee[openvino]'"
-
-
-class RuntimeMissingError(StolenteeError):
-    """The configured inference runtime is not installed."""
-
-    code = "runtime_missing"
-    title = "Inference runtime not installed"
+__all__ = [
+    "Inference",
+    "RuntimeMissingError",
+    "bfloat16_available",
+    "open_inference",
+    "why_not_bfloat16",
+]
 
 
 class Inference(Protocol):
@@ -47,31 +45,63 @@ class Inference(Protocol):
 
 
 def check_runtime(settings: EngineSettings) -> None:
-    """Raise :class:`RuntimeMissingError` now (at start-up) if the configured runtime is not
-    installed, rather than at the first model load."""
+    """Raise :class:`RuntimeMissingError` now (at start-up) if the runtime the settings name
+    explicitly is not installed, rather than at the first model load."""
     if settings.runtime == "openvino":
-        _import_openvino()
+        openvino.import_openvino("STOLENTEE_ENGINE_RUNTIME=openvino")
+    elif settings.precision == "bfloat16":
+        openvino.import_openvino("STOLENTEE_ENGINE_PRECISION=bfloat16")
 
 
-def _import_openvino() -> Any:
-    try:
-        import openvino
-    except ImportError as error:
-        raise RuntimeMissingError(
-            f"STOLENTEE_ENGINE_RUNTIME=openvino needs OpenVINO: {OPENVINO_INSTALL}"
-        ) from error
-    return openvino
+def bfloat16_available(settings: EngineSettings) -> bool:
+    """Whether the models whose spec allows it are computed in bfloat16 here."""
+    return why_not_bfloat16(settings) is None
+
+
+def why_not_bfloat16(settings: EngineSettings) -> str | None:
+    """Why the models whose spec allows it are not computed in bfloat16 here (None: they are)."""
+    if settings.runtime == "onnxruntime":
+        return "STOLENTEE_ENGINE_RUNTIME=onnxruntime"
+    if settings.precision == "float32":
+        return "STOLENTEE_ENGINE_PRECISION=float32"
+    if settings.runtime == "auto" and settings.providers != "cpu":
+        return "STOLENTEE_ENGINE_PROVIDERS=cuda: onnxruntime runs every model"
+    if not openvino.installed():
+        return f"OpenVINO is not installed: {openvino.OPENVINO_INSTALL}"
+    if not openvino.cpu_has_bfloat16():
+        return "this CPU has no bfloat16 instructions"
+    return None
 
 
 def open_inference(
-    source: str | bytes, *, settings: EngineSettings, bfloat16_safe: bool
+    load: Callable[[], str | bytes],
+    *,
+    name: str,
+    fingerprint: str,
+    settings: EngineSettings,
+    bfloat16_safe: bool,
 ) -> Inference:
-    """The model at ``source`` (a path, or a serialised graph) on the configured runtime; in
-    bfloat16 where configured and the model is ``bfloat16_safe`` (its spec's ``bfloat16``)."""
-    if settings.runtime == "openvino":
-        bfloat16 = settings.precision == "bfloat16" and bfloat16_safe
-        return OpenVinoInference(source, threads=settings.threads, bfloat16=bfloat16)
-    return OnnxRuntimeInference(source, threads=settings.threads, providers=settings.providers)
+    """The model ``name`` on the runtime the settings choose for it: ``load`` gives its path or
+    serialised graph (OpenVINO calls it only when its compile cache has no copy), ``fingerprint``
+    identifies the file (its checksum), ``bfloat16_safe`` is its spec's ``bfloat16``."""
+    bfloat16 = bfloat16_safe and bfloat16_available(settings)
+    if settings.runtime == "openvino" or bfloat16:
+        return openvino.OpenVinoInference(
+            load,
+            name=name,
+            fingerprint=fingerprint,
+            threads=settings.threads,
+            bfloat16=bfloat16,
+            cache_dir=compile_cache_dir(settings),
+        )
+    return OnnxRuntimeInference(load(), threads=settings.threads, providers=settings.providers)
+
+
+def compile_cache_dir(settings: EngineSettings) -> Path | None:
+    """Where OpenVINO keeps compiled models (None: nowhere)."""
+    if not settings.compile_cache:
+        return None
+    return settings.compile_cache_dir or settings.models_dir / "openvino-cache"
 
 
 class OnnxRuntimeInference:
@@ -107,35 +137,3 @@ class OnnxRuntimeInference:
     def run(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         output = self.session.run(self._outputs, {self._input: batch})[0]
         return np.asarray(output, np.float32)
-
-
-class OpenVinoInference:
-    """An OpenVINO model compiled for the CPU, in float32, or in bfloat16 where asked for and
-    the CPU has it (OpenVINO falls back to float32 where it does not; ``providers`` names what
-    it chose). One infer request per caller at a time, reused."""
-
-    def __init__(self, source: str | bytes, *, threads: int, bfloat16: bool) -> None:
-        core = _import_openvino().Core()
-        model = core.read_model(io.BytesIO(source) if isinstance(source, bytes) else source)
-        config: dict[str, Any] = {
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "bf16" if bfloat16 else "f32",
-        }
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        self._compiled = core.compile_model(model, "CPU", config)
-        chosen = self._compiled.get_property("INFERENCE_PRECISION_HINT")
-        self.providers = [f"OpenVINO CPU ({chosen.get_type_name()})"]  # f32 or bf16
-        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
-
-    def run(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
-        try:
-            request = self._idle.get_nowait()
-        except queue.Empty:
-            request = self._compiled.create_infer_request()
-        try:
-            request.infer({0: batch})
-            # The output tensor is the request's own buffer, reused by its next run.
-            return np.array(request.get_output_tensor(0).data, np.float32)
-        finally:
-            self._idle.put(request)

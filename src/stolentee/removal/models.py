@@ -157,7 +157,7 @@ FAST_ORDER = ("u2netp-int8", FAST_MODEL)
 # The quality tier: the first of these that is installed. IS-Net first: the strongest model that
 # stays within seconds per photo on a small CPU; BiRefNet after it (better edges, much slower).
 # Its int8 build, when this machine made one that passed its agreement check, before the float
-# file it came from.
+# file it came from, except where the float file is computed in bfloat16 (resolve).
 QUALITY_ORDER = (
     "isnet-int8", "isnet", "isnet-general-use", "birefnet-general-lite", "birefnet-general",
 )  # fmt: skip
@@ -189,14 +189,20 @@ def tier_of(name: str) -> Tier | None:
     return Tier.QUALITY if name in QUALITY_ORDER else None
 
 
-def resolve(models_dir: Path, name: str) -> str:
+def resolve(models_dir: Path, name: str, *, bfloat16: bool = False) -> str:
     """A model name, or a tier (``fast``, ``quality``) resolved to the model that serves it: the
     first installed of :data:`FAST_ORDER` (u2netp, in the wheel, when none) or of
-    :data:`QUALITY_ORDER` (files checked by presence here; loading verifies them)."""
+    :data:`QUALITY_ORDER` (files checked by presence here; loading verifies them).
+
+    ``bfloat16``: the models whose spec allows it are computed in bfloat16 here, and then the
+    quality tier takes such a float model before an int8 build of it."""
     if name == Tier.FAST:
         return _first_installed(models_dir, FAST_ORDER) or FAST_MODEL
     if name == Tier.QUALITY:
-        found = _first_installed(models_dir, QUALITY_ORDER)
+        found = None
+        if bfloat16:
+            found = _first_installed(models_dir, _without_bfloat16_sources(QUALITY_ORDER))
+        found = found or _first_installed(models_dir, QUALITY_ORDER)
         if found is None:
             raise ModelNotInstalledError(
                 "no quality-tier model is installed; run `stolentee models install isnet`"
@@ -204,6 +210,17 @@ def resolve(models_dir: Path, name: str) -> str:
         return found
     get_spec(name)
     return name
+
+
+def _without_bfloat16_sources(names: tuple[str, ...]) -> tuple[str, ...]:
+    """``names`` less the int8 builds of models computed in bfloat16: in bfloat16 the float
+    model's matte agrees with its float32 one more closely than the int8 build's does, and beats
+    rembg's where the int8 one falls short (benchmarks/removal.md, "IS-Net in bfloat16")."""
+    return tuple(
+        name
+        for name in names
+        if (source := MODELS[name].derived_from) is None or not MODELS[source].bfloat16
+    )
 
 
 def _first_installed(models_dir: Path, names: tuple[str, ...]) -> str | None:
@@ -239,16 +256,21 @@ def model_state(models_dir: Path, spec: ModelSpec, *, verify: bool = True) -> Mo
     path = model_path(models_dir, spec)
     if not path.is_file():
         return ModelState.MISSING
-    if spec.derived_from is not None:
-        record = read_record(path)
-        if record is None or not record.passed or record.model != spec.name:
-            return ModelState.CORRUPT
-        expected = record.md5
-    else:
-        expected = spec.md5
-    if verify and file_md5(path) != expected:
+    expected = expected_md5(path, spec)
+    if expected is None or (verify and file_md5(path) != expected):
         return ModelState.CORRUPT
     return ModelState.INSTALLED
+
+
+def expected_md5(path: Path, spec: ModelSpec) -> str | None:
+    """The md5 the file of ``spec`` at ``path`` must have: its spec's, or for a model built here
+    its build record's (None: no record saying the build passed)."""
+    if spec.derived_from is None:
+        return spec.md5
+    record = read_record(path)
+    if record is None or not record.passed or record.model != spec.name:
+        return None
+    return record.md5
 
 
 def install_hint(spec: ModelSpec, *, force: bool = False) -> str:

@@ -38,7 +38,7 @@ _GUIDE_RADIUS = 8  # guided filter window radius
 _GUIDE_EPS = 1e-4  # regularisation: smaller follows the image's edges more closely
 _GRID = 4  # coefficients computed on a grid this many times smaller
 _BAND_RADIUS = 3  # edge band: uncertain pixels of the matte, dilated by this much
-_SNAP = 0.1  # refined alpha within this of 0 or 1 becomes 0 or 1
+_SNAP = (0.1, 0.1)  # refined alpha within the first of 0, or the second of 1, becomes 0 or 1
 _UNCERTAIN = (0.02, 0.98)  # the matte's uncertain range, on 0..1
 _WIDE_RADIUS = 45  # blur fusion: the wide pass (at the grid size) and the narrow one
 _NARROW_RADIUS = 3
@@ -147,7 +147,8 @@ def refine_matte(rgb: U8, alpha: U8, *, small: _GridImage | None = None) -> U8:
     b_at = _sample(b_small[..., np.newaxis], ys, xs)[:, 0]
     pixels = np.take(rgb.reshape(-1, 3), flat, axis=0).astype(np.float32)
     refined = np.einsum("ij,ij->i", a_at, pixels) * _UNIT + b_at
-    refined = np.where(refined < _SNAP, 0.0, np.where(refined > 1 - _SNAP, 1.0, refined))
+    near_0, near_1 = _SNAP
+    refined = np.where(refined < near_0, 0.0, np.where(refined > 1 - near_1, 1.0, refined))
     # Outside the band the matte is certain: its faint residue (within the uncertain range's
     # bounds of 0 or 1) is snapped as well, so that only the band stays semi-transparent.
     out = np.asarray(cv2.LUT(alpha, _SNAP_OUTSIDE), dtype=np.uint8)
