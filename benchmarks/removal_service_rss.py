@@ -56,8 +56,9 @@ def main() -> int:
     parser.add_argument("--megapixels", type=float, default=4.0)
     parser.add_argument("--limit-mb", type=float, default=1536)
     parser.add_argument("--max-in-flight", default="2", help="STOLENTEE_ENGINE_MAX_IN_FLIGHT")
-    parser.add_argument("--runtime", default="onnxruntime", help="STOLENTEE_ENGINE_RUNTIME")
-    parser.add_argument("--precision", default="float32", help="STOLENTEE_ENGINE_PRECISION")
+    parser.add_argument("--every", type=int, default=50, help="print the RSS every this many")
+    parser.add_argument("--runtime", default="auto", help="STOLENTEE_ENGINE_RUNTIME")
+    parser.add_argument("--precision", default="auto", help="STOLENTEE_ENGINE_PRECISION")
     args = parser.parse_args()
 
     images = photos(args.megapixels, 12)
@@ -67,6 +68,7 @@ def main() -> int:
     failures: list[str] = []
     model_header: set[str] = set()
     warm_rss = 0
+    checkpoints: list[tuple[int, int]] = []  # (images served, RSS)
     lock = threading.Lock()
     with tempfile.TemporaryDirectory(prefix="stolentee-rss-") as tmp:
         server = start_server(
@@ -103,6 +105,8 @@ def main() -> int:
                     model_header.add(response.headers.get("X-Model", "?"))
                     if len(latencies) == args.warm:
                         warm_rss = process.memory_info().rss
+                    if len(latencies) % args.every == 0:
+                        checkpoints.append((len(latencies), process.memory_info().rss))
 
             wall = time.perf_counter()
             with ThreadPoolExecutor(args.concurrency) as pool:
@@ -135,6 +139,9 @@ def main() -> int:
         f"  RSS after image {args.warm}: {warm_rss / mib:.0f} MiB, at the end: "
         f"{end_rss / mib:.0f} MiB (growth {(end_rss - warm_rss) / mib:+.0f} MiB)"
     )
+    if checkpoints:
+        steps = ", ".join(f"{count}: {rss / mib:.0f}" for count, rss in checkpoints)
+        print(f"  RSS after so many images (MiB): {steps}")
     return 1 if failures or peak > args.limit_mb else 0
 
 

@@ -44,7 +44,8 @@ def test_refinement_follows_the_image_edges() -> None:
     image = _blend(truth, RED, BLUE)
     soft = _as_a_model_sees_it(truth)
     refined = edges.refine_matte(image, soft)
-    assert _mae(refined, truth) < 0.5 * _mae(soft, truth)
+    # (A disc's edge is hard: near-opaque pixels left unsnapped cost it a little here.)
+    assert _mae(refined, truth) < 0.6 * _mae(soft, truth)
     # Away from the edge band the matte is only snapped: faint residue to 0 or 1, the rest kept.
     band = edges.edge_band(soft, 3) > 0
     snapped = np.where(soft <= 5, 0, np.where(soft >= 250, 255, soft))
@@ -140,6 +141,20 @@ def test_both_steps_together_give_what_each_gives_alone() -> None:
     # Outside the band the faint residue is snapped: only 0, 255 and the band's values remain.
     band = edges.edge_band(soft, 3) > 0
     assert set(np.unique(refined[~band])) <= {0, 255}
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [(13, 0), (30, 30), (242, 242), (247, 247)],
+)
+def test_refinement_snaps_haze_to_0_and_keeps_near_opaque_edges(level: int, expected: int) -> None:
+    """On a flat photo the guided filter returns the matte's local mean: a uniform matte stays
+    itself unless it is within the snap of 0 (0.1) or 1 (0.02). A 0.95 edge stays 0.95 (it was
+    snapped to 1 before, which showed the estimated colour at full strength)."""
+    image = np.full((64, 64, 3), 128, np.uint8)
+    matte = np.full((64, 64), level, np.uint8)
+    refined = edges.refine_matte(image, matte)
+    assert np.abs(refined.astype(int) - expected).max() <= 1
 
 
 def test_refinement_of_a_certain_matte_is_a_no_op() -> None:

@@ -8,7 +8,7 @@ matte is neither 0 nor 1, widened a little) and leave the rest as it is.
 * :func:`refine_matte`: a colour guided filter (He, Sun and Tang, "Guided Image Filtering") with
   the upscaled matte as input and the photo as guide, its local linear coefficients computed on
   a quarter-size grid and upsampled (the "fast guided filter": the same result within the band,
-  a sixteenth of the work). Faint residue near 0 or 1 is then snapped to 0 or 1.
+  a sixteenth of the work). Faint residue near 0 (and, less of it, near 1) is then snapped.
 * :func:`estimate_foreground`: the subject's own colour at the edge pixels, by blur fusion
   (Forte and Pitié, "Approximate Fast Foreground Colour Estimation", 2021): local means of the
   foreground and background under the matte, two passes (wide, at a quarter of the size, then
@@ -38,7 +38,12 @@ _GUIDE_RADIUS = 8  # guided filter window radius
 _GUIDE_EPS = 1e-4  # regularisation: smaller follows the image's edges more closely
 _GRID = 4  # coefficients computed on a grid this many times smaller
 _BAND_RADIUS = 3  # edge band: uncertain pixels of the matte, dilated by this much
-_SNAP = (0.1, 0.1)  # refined alpha within the first of 0, or the second of 1, becomes 0 or 1
+# Refined alpha within the first of 0, or the second of 1, becomes 0 or 1. Asymmetric: snapping
+# the background's haze to 0 lowers the alpha error, while snapping near-opaque hair and fur to
+# 1 shows the estimated colour at full strength where the truth still lets the background
+# through, and cost more in the colour of composites than it gained in alpha
+# (benchmarks/removal.md, "the snap near 1").
+_SNAP = (0.1, 0.02)
 _UNCERTAIN = (0.02, 0.98)  # the matte's uncertain range, on 0..1
 _WIDE_RADIUS = 45  # blur fusion: the wide pass (at the grid size) and the narrow one
 _NARROW_RADIUS = 3
