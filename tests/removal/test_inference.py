@@ -207,12 +207,14 @@ def test_the_engine_keeps_u2netp_in_float32_when_bfloat16_is_asked_for(
     engine_settings: EngineSettings,
 ) -> None:
     """u2netp's spec does not allow bfloat16 (its matte suffers): the same matte as onnxruntime
-    gives, within a level or two of rounding."""
-    settings = engine_settings.model_copy(
+    gives, within a level or two of rounding. (The model's matte, upscaled: the edge refinement
+    would amplify a rounding difference where the guide is flat.)"""
+    plain = engine_settings.model_copy(update={"refine_edges": False})
+    settings = plain.model_copy(
         update={"runtime": "openvino", "precision": "bfloat16", "compile_cache": False}
     )
     engine = RemovalEngine(settings=settings)
-    reference = RemovalEngine(settings=engine_settings)
+    reference = RemovalEngine(settings=plain)
     try:
         assert not models.get_spec("u2netp").bfloat16
         assert engine.session("u2netp").providers == ["OpenVINO CPU (f32)"]
